@@ -1,0 +1,1 @@
+"""The node's moving parts as Pykka actors."""

@@ -1,0 +1,1 @@
+"""Golden vectors this implementation produces, and the checker for any vectors folder."""

@@ -1,0 +1,1 @@
+"""dref-py: distributed references, locks and change streams for synchronous Python."""

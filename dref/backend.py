@@ -1,0 +1,172 @@
+"""The byte-level contract every backend (local, Raft, Redis) implements.
+
+Upstream's context contract (spec 1.2) extended with revisions: every write returns a
+revision that only grows, and conditional writes compare against an `Entry` (value and
+revision) so that updates are compare-and-set and lock release never deletes a lock that
+someone else now holds. The backend-independent layer (`DRef`, `Lock`, change streams)
+is written against this class only.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class ChangeKind(enum.Enum):
+    """What happened to a name."""
+
+    SET = "set"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One change to one name, as a backend observed it.
+
+    `value` is None for deletes. `revision` is the revision of the write that caused the
+    change, or 0 when the backend cannot know it (a change written by an upstream node).
+    """
+
+    name: str
+    kind: ChangeKind
+    value: bytes | None
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A stored value together with the revision of the write that stored it."""
+
+    value: bytes
+    revision: int
+
+
+_log = logging.getLogger("dref")
+
+Listener = Callable[[ChangeEvent], None]
+"""Receives change events for one name. Called from a backend thread; must not block."""
+
+
+class Backend(abc.ABC):
+    """A byte-valued store keyed by name, with TTLs, revisions and change notifications.
+
+    Every method is safe to call from any thread. `timeout` is in seconds; None means the
+    backend's default operation timeout, never "wait forever". TTLs are in seconds; None
+    means no expiry. A value whose TTL has passed is invisible at once, and its expiry is
+    reported to listeners as a DELETE event.
+    """
+
+    default_ttl: float
+    """Lease length used for locks, in seconds (upstream: local 5 s, Raft 10 s, Redis 20 s)."""
+
+    max_value_size: int
+    """Largest value in bytes that `set` accepts; larger raises ValueTooLargeError."""
+
+    @abc.abstractmethod
+    def set(
+        self, name: str, value: bytes, ttl: float | None = None, *, timeout: float | None = None
+    ) -> int:
+        """Write unconditionally; returns the new revision. Emits SET."""
+
+    @abc.abstractmethod
+    def set_if_absent(
+        self, name: str, value: bytes, ttl: float | None = None, *, timeout: float | None = None
+    ) -> int | None:
+        """Write only if `name` is absent; returns the new revision, or None if present."""
+
+    @abc.abstractmethod
+    def get(self, name: str, *, timeout: float | None = None) -> Entry | None:
+        """The current value and revision, or None if absent or expired."""
+
+    @abc.abstractmethod
+    def delete(self, name: str, *, timeout: float | None = None) -> int:
+        """Delete unconditionally (even if absent); returns the revision. Emits DELETE."""
+
+    @abc.abstractmethod
+    def compare_and_set(
+        self,
+        name: str,
+        expected: Entry | None,
+        value: bytes,
+        ttl: float | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> int | None:
+        """Write only if the current entry is `expected` (None: only if absent).
+
+        Returns the new revision, or None when the current entry differs.
+        """
+
+    @abc.abstractmethod
+    def compare_and_delete(
+        self, name: str, expected: Entry, *, timeout: float | None = None
+    ) -> bool:
+        """Delete only if the current entry is `expected`; True if it deleted."""
+
+    @abc.abstractmethod
+    def expire(
+        self,
+        name: str,
+        ttl: float,
+        *,
+        expected: Entry | None = None,
+        timeout: float | None = None,
+    ) -> bool:
+        """Re-arm the expiry of `name` to now + ttl (keep-alive); does not change revision.
+
+        With `expected`, only if the current entry is `expected`. True if it re-armed.
+        """
+
+    @abc.abstractmethod
+    def subscribe(self, name: str, listener: Listener) -> Callable[[], None]:
+        """Deliver every later change of `name` to `listener`, in revision order.
+
+        Returns a function that cancels the subscription.
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections and stop background threads. Idempotent."""
+
+
+class ListenerRegistry:
+    """Listeners per name, for backends to fan events out to. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_name: dict[str, list[Listener]] = {}
+
+    def add(self, name: str, listener: Listener) -> Callable[[], None]:
+        """Register `listener` for `name`; returns its cancel function (idempotent)."""
+        with self._lock:
+            self._by_name.setdefault(name, []).append(listener)
+
+        def cancel() -> None:
+            with self._lock:
+                listeners = self._by_name.get(name)
+                if listeners and listener in listeners:
+                    listeners.remove(listener)
+                    if not listeners:
+                        del self._by_name[name]
+
+        return cancel
+
+    def names(self) -> list[str]:
+        """Names that have at least one listener."""
+        with self._lock:
+            return list(self._by_name)
+
+    def publish(self, event: ChangeEvent) -> None:
+        """Call every listener of `event.name`; a failing listener never stops the rest."""
+        with self._lock:
+            listeners = list(self._by_name.get(event.name, ()))
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:  # one bad listener must not starve the others
+                _log.exception("change listener failed for %s", event.name)

@@ -1,0 +1,75 @@
+"""Every error dref-py raises: one `DRefError` base, one subclass per thing a caller can act on."""
+
+from __future__ import annotations
+
+import builtins
+
+
+class DRefError(Exception):
+    """Base of every dref-py error."""
+
+
+class NotFoundError(DRefError, LookupError):
+    """The named element does not exist (or has expired)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Element {name} not found")
+        self.name = name
+
+
+class DRefTimeoutError(DRefError, builtins.TimeoutError):
+    """A blocking call did not finish within its timeout."""
+
+
+class LockTimeoutError(DRefTimeoutError):
+    """A lock could not be acquired within its acquisition timeout."""
+
+    def __init__(self, name: str, timeout: float) -> None:
+        super().__init__(f"Lock {name} not acquired within {timeout:g} s")
+        self.name = name
+        self.timeout = timeout
+
+
+class LockStolenError(DRefError):
+    """The lock was lost (expired, overwritten or deleted) while its holder ran."""
+
+    def __init__(self, name: str, value: int) -> None:
+        super().__init__(f"Lock {name} with value {value} has been stolen")
+        self.name = name
+        self.value = value
+
+
+class CodecError(DRefError, ValueError):
+    """A value could not be encoded, or bytes could not be decoded."""
+
+
+class ValueTooLargeError(DRefError, ValueError):
+    """A value exceeds the backend's size limit."""
+
+    def __init__(self, name: str, size: int, limit: int) -> None:
+        super().__init__(f"value for {name} is {size} bytes; the limit is {limit}")
+        self.name = name
+        self.size = size
+        self.limit = limit
+
+
+class StorageError(DRefError):
+    """A persisted file is unreadable: wrong magic, wrong version, bad length, bad record."""
+
+    def __init__(self, path: str, offset: int, reason: str) -> None:
+        super().__init__(f"{path}: at offset {offset}: {reason}")
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+
+
+class BackendUnavailableError(DRefError, ConnectionError):
+    """The backend (Redis server, Raft cluster) cannot be reached within the timeout."""
+
+
+class ContextClosedError(DRefError):
+    """The context was closed; no further calls are possible."""
+
+
+class ConfigError(DRefError, ValueError):
+    """A configuration value is missing or invalid."""

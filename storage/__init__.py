@@ -1,0 +1,1 @@
+"""Persistence: the shared file formats (voter-state, state-snapshot, command-log) and LMDB indexes."""

@@ -1,0 +1,1 @@
+"""Encodings: MsgPack and JSON codecs, lock tokens, change payloads, protobuf and gRPC."""
