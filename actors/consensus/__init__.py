@@ -1,0 +1,1 @@
+"""The pure Raft role logic: events in, effects out; no threads, sockets or clock."""

@@ -1,0 +1,1 @@
+"""Test harnesses shipped with dref: the deterministic Raft simulator and the linearizability checker."""
