@@ -1,0 +1,190 @@
+"""A TCP proxy that injects network faults between two processes on loopback.
+
+Put one proxy on each directed link of a cluster (node A dials the proxy, the proxy dials
+node B) and steer it from the test: `partition()` black-holes the link (bytes are held and
+new connections hang, as on a real partition, so RPCs time out rather than fail fast),
+`reset()` closes every connection at once, `delay(seconds)` delays every chunk, and
+`drop(probability)` resets a connection at random chunks. Dropping single chunks inside a
+TCP stream would corrupt it rather than model loss, so loss is modelled by resets.
+Every thread is named and daemonic, and `close()` stops them all.
+"""
+
+from __future__ import annotations
+
+import random
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+_CHUNK = 64 * 1024
+_POLL = 0.05  # how often blocked pumps re-check the fault state
+
+
+@dataclass
+class _Faults:
+    blackholed: bool = False
+    delay: float = 0.0
+    drop_probability: float = 0.0
+    rng: random.Random = field(default_factory=random.Random)
+
+
+class FaultProxy:
+    """Forwards `127.0.0.1:<port>` to `target` and injects faults on command. Thread-safe."""
+
+    def __init__(
+        self, target: tuple[str, int], *, listen_host: str = "127.0.0.1", seed: int | None = None
+    ):
+        self.target = target
+        self._faults = _Faults(rng=random.Random(seed))
+        self._state = threading.Condition()
+        self._closed = False
+        self._connections: set[socket.socket] = set()
+        self._listener = socket.create_server((listen_host, 0))
+        self._listener.settimeout(_POLL)
+        self.address: tuple[str, int] = self._listener.getsockname()[:2]
+        self._acceptor = threading.Thread(
+            target=self._accept_loop, name=f"fault-proxy-accept-{self.port}", daemon=True
+        )
+        self._acceptor.start()
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def partition(self) -> None:
+        """Hold every byte in both directions until `heal()`; new connections stall too."""
+        with self._state:
+            self._faults.blackholed = True
+
+    def heal(self) -> None:
+        """Remove every fault: no partition, no delay, no drops."""
+        with self._state:
+            self._faults.blackholed = False
+            self._faults.delay = 0.0
+            self._faults.drop_probability = 0.0
+            self._state.notify_all()
+
+    def delay(self, seconds: float) -> None:
+        """Delay every forwarded chunk by `seconds`."""
+        with self._state:
+            self._faults.delay = max(0.0, seconds)
+
+    def drop(self, probability: float) -> None:
+        """Reset the connection carrying a chunk with this probability (0 disables)."""
+        with self._state:
+            self._faults.drop_probability = min(1.0, max(0.0, probability))
+
+    def reset(self) -> None:
+        """Close every open connection now; clients see a connection reset."""
+        with self._state:
+            connections = list(self._connections)
+            self._connections.clear()
+        for sock in connections:
+            _close_quietly(sock)
+
+    def close(self) -> None:
+        """Stop accepting, close every connection and stop every thread. Idempotent."""
+        with self._state:
+            if self._closed:
+                return
+            self._closed = True
+            self._state.notify_all()
+        _close_quietly(self._listener)
+        self.reset()
+        self._acceptor.join(timeout=5)
+
+    def __enter__(self) -> FaultProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- forwarding -----------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(
+                target=self._connect,
+                args=(client,),
+                name=f"fault-proxy-conn-{self.port}",
+                daemon=True,
+            ).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        if not self._wait_while_blackholed():
+            _close_quietly(client)
+            return
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+        except OSError:
+            _close_quietly(client)
+            return
+        upstream.settimeout(None)
+        for sock in (client, upstream):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._state:
+            if self._closed:
+                _close_quietly(client)
+                _close_quietly(upstream)
+                return
+            self._connections.update((client, upstream))
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(
+                target=self._pump,
+                args=(source, sink),
+                name=f"fault-proxy-pump-{self.port}",
+                daemon=True,
+            ).start()
+
+    def _wait_while_blackholed(self) -> bool:
+        """Block while the link is partitioned; False once the proxy is closed."""
+        with self._state:
+            while self._faults.blackholed and not self._closed:
+                self._state.wait(_POLL)
+            return not self._closed
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while not self._closed:
+                readable, _, _ = select.select([source], [], [], _POLL)
+                if not readable:
+                    continue
+                chunk = source.recv(_CHUNK)
+                if not chunk:
+                    break
+                if not self._wait_while_blackholed():
+                    break
+                with self._state:
+                    delay = self._faults.delay
+                    dropped = self._faults.rng.random() < self._faults.drop_probability
+                if dropped:
+                    break
+                if delay:
+                    time.sleep(delay)  # models link latency; bounded by the configured delay
+                sink.sendall(chunk)
+        except (OSError, ValueError):  # the other direction closed the sockets under us
+            pass
+        finally:
+            with self._state:
+                self._connections.discard(source)
+                self._connections.discard(sink)
+            _close_quietly(source)
+            _close_quietly(sink)
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
