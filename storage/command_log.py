@@ -77,26 +77,30 @@ def _is_state_command(command: bytes) -> bool:
     return True
 
 
-def encode_log_record(record: LogRecord) -> bytes:
-    """Encode one record; refuse (ValueError) a seq outside u64 or a command that is not a
-    StateCommand, since such a record would make the whole log unloadable."""
+def encode_log_record(record: LogRecord, *, validate_commands: bool = True) -> bytes:
+    """Encode one record; refuse (ValueError) a seq outside u64 or, unless `validate_commands`
+    is off, a command that is not a StateCommand (upstream readers could not load the log)."""
     if not 0 <= record.seq < 2**64:
         raise ValueError(f"seq {record.seq} does not fit in a u64")
     if len(record.command) >= 2**31:
         raise ValueError(f"command is {len(record.command)} bytes; the format allows < 2**31")
-    if not _is_state_command(record.command):
+    if validate_commands and not _is_state_command(record.command):
         raise ValueError(f"command of seq {record.seq} is not an encoded StateCommand")
     return _RECORD.pack(record.seq, len(record.command)) + record.command
 
 
-def encode_command_log(commit_seq: int, records: Iterable[LogRecord]) -> bytes:
+def encode_command_log(
+    commit_seq: int, records: Iterable[LogRecord], *, validate_commands: bool = True
+) -> bytes:
     """Encode a whole DRFL file: header with `commit_seq`, then `records` in the given order."""
-    return _encode_header(commit_seq) + b"".join(encode_log_record(r) for r in records)
+    body = b"".join(encode_log_record(r, validate_commands=validate_commands) for r in records)
+    return _encode_header(commit_seq) + body
 
 
-def decode_command_log(data: bytes, path: str) -> LoadedLog:
+def decode_command_log(data: bytes, path: str, *, validate_commands: bool = True) -> LoadedLog:
     """Decode a DRFL byte image. An end of file inside the last record is reported as
-    `torn_tail` (and logged); any other defect raises StorageError naming `path` and offset."""
+    `torn_tail` (and logged); any other defect raises StorageError naming `path` and offset.
+    With `validate_commands` off, commands need not parse as StateCommands."""
     if not data:
         return LoadedLog(commit_seq=0)
     check_header(data, path, MAGIC, _HEADER.size)
@@ -121,7 +125,7 @@ def decode_command_log(data: bytes, path: str) -> LoadedLog:
             )
             break
         command = data[start : start + length]
-        if not _is_state_command(command):
+        if validate_commands and not _is_state_command(command):
             raise StorageError(path, offset, f"record seq {seq}: command is not a StateCommand")
         loaded.records[seq] = command
         offset = start + length
@@ -149,12 +153,14 @@ class CommandLog:
     """The `command-log` file in a storage directory, written by a single thread.
 
     Every method that changes the file returns only after the change is fsynced.
-    Call `open()` before anything else.
+    Call `open()` before anything else. `validate_commands=False` lets records carry
+    payloads other than StateCommands (upstream nodes could not read such a log).
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, validate_commands: bool = True) -> None:
         ensure_directory(directory)
         self.path = directory / FILE_NAME
+        self._validate = validate_commands
         self._fd: int | None = None
         self._end = 0  # length of the valid content; 0 = no header on disk yet
         self._commit_seq = 0
@@ -169,7 +175,7 @@ class CommandLog:
         """Load the log (missing file = commit 0, no records) and cut off any torn tail."""
         self.close()
         data = read_if_exists(self.path)
-        loaded = decode_command_log(data or b"", str(self.path))
+        loaded = self._decode(data or b"")
         self._end = len(data or b"")
         if loaded.torn_tail is not None:
             self._end = loaded.torn_tail.offset
@@ -187,7 +193,7 @@ class CommandLog:
 
     def append_many(self, records: Iterable[LogRecord]) -> None:
         """Durably append `records` with one write and one fsync (group commit)."""
-        data = b"".join(encode_log_record(r) for r in records)
+        data = b"".join(encode_log_record(r, validate_commands=self._validate) for r in records)
         self._check_open()
         if not data:
             return
@@ -215,12 +221,13 @@ class CommandLog:
     def truncate_through(self, seq: int) -> None:
         """Drop records with seq <= `seq` (covered by a snapshot); commit becomes min(old, seq)."""
         kept = [LogRecord(s, c) for s, c in self._records().items() if s > seq]
-        self._rewrite(encode_command_log(min(self._commit_seq, seq), kept))
+        commit_seq = min(self._commit_seq, seq)
+        self._rewrite(encode_command_log(commit_seq, kept, validate_commands=self._validate))
 
     def truncate_from(self, seq: int) -> None:
         """Drop records with seq >= `seq` (an uncommitted tail); the commit_seq is kept."""
         kept = [LogRecord(s, c) for s, c in self._records().items() if s < seq]
-        self._rewrite(encode_command_log(self._commit_seq, kept))
+        self._rewrite(encode_command_log(self._commit_seq, kept, validate_commands=self._validate))
 
     def close(self) -> None:
         """Release the file handle; `open()` may be called again later."""
@@ -245,7 +252,10 @@ class CommandLog:
     def _records(self) -> dict[int, bytes]:
         self._check_open()
         data = read_if_exists(self.path) or b""
-        return decode_command_log(data[: self._end], str(self.path)).records
+        return self._decode(data[: self._end]).records
+
+    def _decode(self, data: bytes) -> LoadedLog:
+        return decode_command_log(data, str(self.path), validate_commands=self._validate)
 
     def _rewrite(self, data: bytes) -> None:
         self._close_fd()

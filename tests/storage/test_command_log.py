@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from dref.storage import command_log
 from dref.storage.command_log import (
     CommandLog,
     LogRecord,
@@ -261,3 +262,60 @@ def test_use_before_open_is_refused(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError, match="open"):
             call()
     assert not (tmp_path / "command-log").exists()
+
+
+def test_failed_fsync_removes_the_unacknowledged_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "command-log"
+    with CommandLog(tmp_path) as log:
+        log.open()
+        log.append(LogRecord(1, cmd("a")))
+        before = path.read_bytes()
+        real_fsync = os.fsync
+        calls: list[int] = []
+
+        def fsync_failing_once(fd: int) -> None:
+            calls.append(fd)
+            if len(calls) == 1:
+                raise OSError(5, "simulated I/O error")
+            real_fsync(fd)
+
+        monkeypatch.setattr(command_log.os, "fsync", fsync_failing_once)
+        with pytest.raises(OSError, match="simulated"):
+            log.append_many(records(2, 3))
+        assert path.read_bytes() == before
+        log.append(LogRecord(2, cmd("b")))
+    assert reopen(tmp_path) == (0, [(1, cmd("a")), (2, cmd("b"))])
+
+
+def test_log_that_cannot_remove_a_failed_batch_must_be_reopened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(*args: object) -> None:
+        raise OSError(28, "simulated: no space left")
+
+    with CommandLog(tmp_path) as log:
+        log.open()
+        log.append(LogRecord(1, cmd("a")))
+        monkeypatch.setattr(command_log.os, "fsync", failing)
+        monkeypatch.setattr(command_log.os, "ftruncate", failing)
+        with pytest.raises(OSError, match="no space"):
+            log.append(LogRecord(2, cmd("b")))
+        monkeypatch.undo()
+        with pytest.raises(RuntimeError, match="open"):
+            log.append(LogRecord(3, cmd("c")))
+        loaded = log.open()
+        assert loaded.records == {1: cmd("a"), 2: cmd("b")}
+
+
+def test_validation_can_be_turned_off_for_non_state_command_payloads(tmp_path: Path) -> None:
+    opaque = b"\xff\xff\xff"
+    with CommandLog(tmp_path, validate_commands=False) as log:
+        log.open()
+        log.append_many([LogRecord(1, opaque), LogRecord(2, b"\x0a\x05")])
+        log.truncate_from(2)
+    with pytest.raises(StorageError, match="not a StateCommand"):
+        CommandLog(tmp_path).open()
+    with CommandLog(tmp_path, validate_commands=False) as log:
+        assert log.open().records == {1: opaque}
