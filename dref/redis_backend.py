@@ -1,0 +1,584 @@
+"""The Redis backend: upstream DRef's bytes on the wire, with atomic events and revisions.
+
+What an upstream (Scala/Rust) node sees in Redis is exactly what it writes itself (spec 6):
+
+* the value of name ``n`` lives at the raw key ``n`` (UTF-8, no prefix) as raw codec bytes;
+  locks hold their 8-byte big-endian token; TTLs are ``EX max(1, floor(seconds))``;
+* every set, every successful set-if-absent and every delete (even of an absent key)
+  publishes a MsgPack ``ChangePayload`` on channel ``dref-change`` (Rust or Scala byte
+  style, configurable; both decoded).
+
+What we add, invisible to upstream:
+
+* **Atomic write + event.** Each write is one Lua script (EVALSHA, EVAL on NOSCRIPT) doing
+  the upstream command and the PUBLISH together, so a crash cannot lose the event.
+* **Revisions.** Each name has a counter at ``dref:rev:{<name>}`` (the braces make it a
+  Redis Cluster hash tag of the name). Every write of ours INCRs it in the same script, so
+  revisions only grow per name, also across delete and re-create, and the revision of a
+  lock's acquiring write is its fencing token. The counter is never deleted. A value with
+  no counter (written by an upstream node) has revision 0. Conditional writes compare the
+  value bytes *and* the counter, so a foreign write of another value makes them fail.
+  Names starting with ``dref:rev:`` are reserved and refused.
+* **Revisions in events.** Before the upstream payload, a script publishes
+  ``<revision>:<name>`` on channel ``dref:change-rev``; the subscriber pairs it with the
+  ``dref-change`` message that follows it. Events of upstream writers carry revision 0.
+
+Events: one pub/sub connection per backend, read by the daemon thread
+``dref-redis-pubsub``, which fans events out through a ``ListenerRegistry`` in the order
+Redis published them. That thread also polls the subscribed names every ``poll_interval``
+seconds: Redis emits nothing on natural expiry (keyspace notifications are not used), so a
+name found absent that was last seen present yields a synthetic DELETE (how lock waiters
+and stolen-lock detection notice an expired lock, also one written by an upstream node).
+After the pub/sub connection reconnects, every subscribed name is re-read and a synthetic
+event is delivered where the value differs from the last one seen. A name already absent
+when its first subscription starts gets one synthetic DELETE. Synthetic events carry
+revision 0 and may repeat a real event that was still in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+)
+from redis.retry import Retry
+
+from dref import redis_scripts
+from dref.backend import Backend, ChangeEvent, ChangeKind, Entry, Listener, ListenerRegistry
+from dref.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    ContextClosedError,
+    DRefError,
+    LockStolenError,
+    LockTimeoutError,
+    ValueTooLargeError,
+)
+from dref.wire.change_payload import ChangePayload, decode_change_payload, encode_change_payload
+from dref.wire.lock_token import decode_lock_token, encode_lock_token, new_lock_token
+
+if TYPE_CHECKING:
+    from dref.context import Context
+
+__all__ = [
+    "CHANGE_CHANNEL",
+    "REVISION_CHANNEL",
+    "REVISION_KEY_PREFIX",
+    "RedisBackend",
+    "redis_context",
+    "revision_key",
+    "ttl_seconds",
+]
+
+CHANGE_CHANNEL = b"dref-change"
+"""Upstream's change channel: MsgPack ``ChangePayload`` messages."""
+
+REVISION_CHANNEL = b"dref:change-rev"
+"""Our channel: ``<revision>:<name>``, published right before each of our payloads."""
+
+REVISION_KEY_PREFIX = "dref:rev:"
+"""Revision counters live at ``dref:rev:{<name>}``; names with this prefix are refused."""
+
+MAX_VALUE_SIZE_LIMIT = 256 * 1024 * 1024
+"""Largest allowed ``max_value_size``: the change payload may be twice the value, and
+Redis refuses arguments above 512 MiB."""
+
+DEFAULT_MAX_VALUE_SIZE = 8 * 1024 * 1024
+"""Default value limit: its payload (up to 2x) stays under Redis's 32 MB pub/sub
+output-buffer hard limit, which would otherwise disconnect every subscriber."""
+
+_log = logging.getLogger("dref.redis")
+_UNKNOWN = object()  # last-seen value of a name whose baseline has not been read yet
+_MGET_CHUNK = 256
+
+
+def revision_key(name: str) -> bytes:
+    """The key of `name`'s revision counter."""
+    return b"dref:rev:{" + name.encode() + b"}"
+
+
+def ttl_seconds(ttl: float) -> int:
+    """Upstream's TTL rounding for ``EX``: whole seconds, at least 1."""
+    return max(1, math.floor(ttl))
+
+
+def _ttl_arg(ttl: float | None) -> int:
+    return 0 if ttl is None else ttl_seconds(ttl)
+
+
+class RedisBackend(Backend):
+    """A `Backend` on one Redis server, byte-compatible with upstream DRef (see module doc)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        default_ttl: float = 20.0,
+        timeout: float = 5.0,
+        style: str = "rust",
+        ca_file: str | None = None,
+        interop_locking: bool = False,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        poll_interval: float = 1.0,
+        max_connections: int = 64,
+    ) -> None:
+        if style not in ("rust", "scala"):
+            raise ConfigError(f"style must be 'rust' or 'scala', not {style!r}")
+        if timeout <= 0 or default_ttl <= 0 or poll_interval <= 0:
+            raise ConfigError("timeout, default_ttl and poll_interval must be positive")
+        if not 0 < max_value_size <= MAX_VALUE_SIZE_LIMIT:
+            raise ConfigError(f"max_value_size must be in 1..{MAX_VALUE_SIZE_LIMIT}")
+        self.default_ttl = default_ttl
+        self.max_value_size = max_value_size
+        self.interop_locking = interop_locking
+        """True: updates must take upstream's ``lock:<name>`` (`modify_with_upstream_lock`)."""
+        self.timeout = timeout
+        self.style = style
+        self.poll_interval = poll_interval
+        self._pool = _make_pool(url, timeout, ca_file, max_connections)
+        self._client = redis.Redis(connection_pool=self._pool)
+        self._registry = ListenerRegistry()
+        self._closed = False
+        self._state_lock = threading.Lock()
+        self._watcher: _Watcher | None = None
+
+    # -- Backend -----------------------------------------------------------------------
+
+    def set(
+        self, name: str, value: bytes, ttl: float | None = None, *, timeout: float | None = None
+    ) -> int:
+        """Write unconditionally (``SET [EX]`` + PUBLISH, atomically); returns the revision."""
+        self._check_size(name, value)
+        rev = self._write(redis_scripts.SET, name, value, False, [value, _ttl_arg(ttl)], timeout)
+        assert rev is not None
+        return rev
+
+    def set_if_absent(
+        self, name: str, value: bytes, ttl: float | None = None, *, timeout: float | None = None
+    ) -> int | None:
+        """``SET NX [EX]``; publishes and returns the revision only if it wrote."""
+        self._check_size(name, value)
+        script = redis_scripts.SET_IF_ABSENT
+        return self._write(script, name, value, False, [value, _ttl_arg(ttl)], timeout)
+
+    def get(self, name: str, *, timeout: float | None = None) -> Entry | None:
+        """One ``MGET`` of the value and its revision counter (0 when there is none)."""
+        value, revision = self._read_many([name], timeout)[0]
+        return None if value is None else Entry(value, revision)
+
+    def delete(self, name: str, *, timeout: float | None = None) -> int:
+        """``DEL`` + PUBLISH even if absent; returns the revision of the delete."""
+        rev = self._write(redis_scripts.DELETE, name, b"", True, [], timeout)
+        assert rev is not None
+        return rev
+
+    def compare_and_set(
+        self,
+        name: str,
+        expected: Entry | None,
+        value: bytes,
+        ttl: float | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> int | None:
+        """Write if value bytes and revision still equal `expected` (None: if absent)."""
+        self._check_size(name, value)
+        args = [*_expected_args(expected), value, _ttl_arg(ttl)]
+        return self._write(redis_scripts.COMPARE_AND_SET, name, value, False, args, timeout)
+
+    def compare_and_delete(
+        self, name: str, expected: Entry, *, timeout: float | None = None
+    ) -> bool:
+        """Delete if value bytes and revision still equal `expected` (safe lock release)."""
+        args: list[bytes | int | str] = [expected.value, expected.revision]
+        rev = self._write(redis_scripts.COMPARE_AND_DELETE, name, b"", True, args, timeout)
+        return rev is not None
+
+    def expire(
+        self,
+        name: str,
+        ttl: float,
+        *,
+        expected: Entry | None = None,
+        timeout: float | None = None,
+    ) -> bool:
+        """``EXPIRE``; with `expected`, only while value and revision match (safe keep-alive)."""
+        key = self._key(name)
+        if expected is None:
+            return bool(self._command(("EXPIRE", key, ttl_seconds(ttl)), timeout))
+        args = [*_expected_args(expected)[1:], ttl_seconds(ttl)]
+        keys = [key, revision_key(name)]
+        return bool(self._eval(redis_scripts.EXPIRE_IF, keys, [b"", *args], timeout))
+
+    def subscribe(self, name: str, listener: Listener) -> Callable[[], None]:
+        """Deliver later changes of `name` to `listener` from the ``dref-redis-pubsub`` thread.
+
+        Waits up to the backend timeout for the pub/sub connection, so that no change made
+        after this returns is missed; if Redis is unreachable it returns anyway and the
+        subscription starts (with a resync) once Redis is back.
+        """
+        self._key(name)
+        with self._state_lock:
+            if self._closed:
+                raise ContextClosedError("the Redis backend is closed")
+            if self._watcher is None:
+                self._watcher = _Watcher(self)
+                self._watcher.start()
+            watcher = self._watcher
+        remove = self._registry.add(name, listener)
+        watcher.watch(name)
+        watcher.wait_subscribed(self.timeout)
+        cancelled = threading.Event()
+
+        def cancel() -> None:
+            if not cancelled.is_set():
+                cancelled.set()
+                remove()
+                watcher.unwatch(name)
+
+        return cancel
+
+    def close(self) -> None:
+        """Stop the pub/sub thread and drop every connection. Idempotent."""
+        with self._state_lock:
+            if self._closed:
+                return
+            self._closed = True
+            watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop()
+            watcher.join(timeout=0.5)
+        self._pool.disconnect()
+        if watcher is not None:
+            watcher.join(timeout=self.timeout + 1.0)
+
+    # -- upstream-compatible modify -----------------------------------------------------
+
+    def modify_with_upstream_lock(
+        self,
+        name: str,
+        fn: Callable[[bytes | None], bytes],
+        *,
+        timeout: float | None = None,
+    ) -> int:
+        """Upstream's ``modify``: hold ``lock:<name>``, read, write ``fn(old)``, release.
+
+        For `interop_locking`, where upstream nodes update the same name under that lock.
+        The write happens only while our token still holds the lock (else LockStolenError);
+        `fn` gets None for an absent value and must finish within `default_ttl`. Waits for
+        the lock up to `timeout` (default: the backend timeout), else LockTimeoutError.
+        Returns the revision of the write.
+        """
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        lock_name = "lock:" + name
+        token = encode_lock_token(new_lock_token())
+        while True:
+            remaining = max(0.001, deadline - time.monotonic())
+            lock_rev = self.set_if_absent(lock_name, token, self.default_ttl, timeout=remaining)
+            if lock_rev is not None:
+                break
+            pause = min(random.uniform(0.01, 0.05), deadline - time.monotonic())
+            if pause <= 0:
+                raise LockTimeoutError(lock_name, limit)
+            time.sleep(pause)  # upstream's Rust waiters also retry every 50 ms
+        try:
+            current = self.get(name, timeout=max(0.001, deadline - time.monotonic()))
+            value = fn(None if current is None else current.value)
+            self._check_size(name, value)
+            keys = [self._key(name), revision_key(name), self._key(lock_name)]
+            payload = self._payload(name, value, False)
+            args = [payload, value, token]
+            remaining = max(0.001, deadline - time.monotonic())
+            rev = self._eval(redis_scripts.SET_IF_LOCKED, keys, args, remaining)
+            if rev is None:
+                raise LockStolenError(lock_name, decode_lock_token(token))
+            return int(rev)
+        finally:
+            try:
+                self.compare_and_delete(lock_name, Entry(token, lock_rev))
+            except DRefError:
+                _log.warning("could not release %s; it expires by its TTL", lock_name)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _key(self, name: str) -> bytes:
+        if name.startswith(REVISION_KEY_PREFIX):
+            raise ConfigError(f"names starting with {REVISION_KEY_PREFIX!r} are reserved")
+        return name.encode()
+
+    def _check_size(self, name: str, value: bytes) -> None:
+        if len(value) > self.max_value_size:
+            raise ValueTooLargeError(name, len(value), self.max_value_size)
+
+    def _payload(self, name: str, value: bytes, delete: bool) -> bytes:
+        change = ChangePayload(name=name.encode(), value=value, delete=delete)
+        return encode_change_payload(change, style=self.style)
+
+    def _write(
+        self,
+        script: redis_scripts.Script,
+        name: str,
+        value: bytes,
+        delete: bool,
+        args: Sequence[bytes | int | str],
+        timeout: float | None,
+    ) -> int | None:
+        keys = [self._key(name), revision_key(name)]
+        payload = self._payload(name, value, delete)
+        rev = self._eval(script, keys, [payload, *args], timeout)
+        return None if rev is None else int(rev)
+
+    def _eval(
+        self,
+        script: redis_scripts.Script,
+        keys: Sequence[bytes],
+        args: Sequence[bytes | int | str],
+        timeout: float | None,
+    ) -> Any:
+        """Run `script` with the channel arguments prepended (ARGV[1], ARGV[2])."""
+        tail = (len(keys), *keys, CHANGE_CHANNEL, REVISION_CHANNEL, *args)
+        try:
+            return self._command(("EVALSHA", script.sha, *tail), timeout)
+        except NoScriptError:  # a restarted or flushed server: nothing ran, send the source
+            return self._command(("EVAL", script.source, *tail), timeout)
+
+    def _read_many(
+        self, names: Sequence[str], timeout: float | None
+    ) -> list[tuple[bytes | None, int]]:
+        """Values and revision counters of `names`, each pair read atomically."""
+        keys: list[bytes] = []
+        for name in names:
+            keys += [self._key(name), revision_key(name)]
+        replies = self._command(("MGET", *keys), timeout)
+        return [(replies[i], int(replies[i + 1] or 0)) for i in range(0, len(replies), 2)]
+
+    def _command(self, args: tuple[Any, ...], timeout: float | None) -> Any:
+        """Send one command on a pooled connection; the reply must come within `timeout`."""
+        if self._closed:
+            raise ContextClosedError("the Redis backend is closed")
+        limit = max(0.001, self.timeout if timeout is None else timeout)
+        try:
+            conn = self._pool.get_connection()
+        except (AuthenticationError, AuthorizationError) as exc:
+            raise ConfigError(f"Redis refused the credentials: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise BackendUnavailableError(f"Redis unreachable: {exc}") from exc
+        try:
+            conn.send_command(*args)
+            return conn.read_response(timeout=limit)
+        except ResponseError as exc:
+            if isinstance(exc, NoScriptError):
+                raise
+            raise DRefError(f"Redis refused {args[0]}: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise BackendUnavailableError(
+                f"Redis did not answer {args[0]} within {limit:g} s"
+                f" (a write may or may not have happened): {exc}"
+            ) from exc
+        finally:
+            self._pool.release(conn)
+
+
+def _expected_args(expected: Entry | None) -> list[bytes | int | str]:
+    if expected is None:
+        return ["0", b"", 0]
+    return ["1", expected.value, expected.revision]
+
+
+def _make_pool(
+    url: str, timeout: float, ca_file: str | None, max_connections: int
+) -> redis.BlockingConnectionPool:
+    scheme = urlsplit(url).scheme
+    if scheme not in ("redis", "rediss"):
+        raise ConfigError(f"a Redis URL starts with redis:// or rediss://, not {url!r}")
+    options: dict[str, Any] = {}
+    if ca_file is not None:
+        if scheme != "rediss":
+            raise ConfigError("ca_file needs a rediss:// (TLS) URL")
+        options["ssl_ca_certs"] = ca_file
+    try:
+        return redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            **options,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"bad Redis URL {url!r}: {exc}") from exc
+
+
+class _Watcher(threading.Thread):
+    """The pub/sub reader: decodes, pairs revisions, polls, resyncs, fans out."""
+
+    _SLICE = 0.1  # longest wait for a message, so stop() and new names are seen promptly
+    _MAX_BACKOFF = 2.0
+
+    def __init__(self, backend: RedisBackend) -> None:
+        super().__init__(name="dref-redis-pubsub", daemon=True)
+        self._backend = backend
+        self._stop_event = threading.Event()
+        self._subscribed = threading.Event()
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._seen: dict[str, object] = {}  # name -> last value seen (None = absent)
+        self._needs_baseline = False
+        self._pending: tuple[bytes, int] | None = None
+
+    def watch(self, name: str) -> None:
+        """Track `name`; its baseline is read soon if it is new."""
+        with self._lock:
+            self._counts[name] = self._counts.get(name, 0) + 1
+            if name not in self._seen:
+                self._seen[name] = _UNKNOWN
+                self._needs_baseline = True
+
+    def unwatch(self, name: str) -> None:
+        """Stop tracking `name` once its last subscription is cancelled."""
+        with self._lock:
+            left = self._counts.get(name, 0) - 1
+            if left > 0:
+                self._counts[name] = left
+            else:
+                self._counts.pop(name, None)
+                self._seen.pop(name, None)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Wait until the pub/sub connection is subscribed; False on timeout."""
+        return self._subscribed.wait(timeout)
+
+    def stop(self) -> None:
+        """Ask the thread to finish; it does within one slice unless blocked on Redis."""
+        self._stop_event.set()
+
+    def run(self) -> None:
+        backoff = 0.05
+        while not self._stop_event.is_set():
+            pubsub = self._backend._client.pubsub()
+            try:
+                self._session(pubsub)
+            except (DRefError, RedisError, OSError, ValueError) as exc:
+                if self._subscribed.is_set():
+                    backoff = 0.05
+                if not self._stop_event.is_set():
+                    _log.warning("Redis pub/sub connection lost (%s); reconnecting", exc)
+            finally:
+                self._subscribed.clear()
+                self._pending = None
+                try:
+                    pubsub.close()
+                except (RedisError, OSError):
+                    pass
+            if self._stop_event.wait(backoff):
+                break
+            backoff = min(backoff * 2, self._MAX_BACKOFF)
+
+    def _session(self, pubsub: redis.client.PubSub) -> None:
+        timeout = self._backend.timeout
+        pubsub.subscribe(CHANGE_CHANNEL, REVISION_CHANNEL)
+        deadline = time.monotonic() + timeout
+        confirmed = 0
+        while confirmed < 2:
+            if time.monotonic() > deadline:
+                raise BackendUnavailableError("Redis did not confirm the subscription")
+            message = pubsub.get_message(timeout=self._SLICE)
+            if message is not None and message["type"] == "subscribe":
+                confirmed += 1
+            if self._stop_event.is_set():
+                return
+        self._subscribed.set()
+        self._sync(vanish_only=False)
+        poll = self._backend.poll_interval
+        next_poll = time.monotonic() + poll
+        last_pong = time.monotonic()
+        while not self._stop_event.is_set():
+            message = pubsub.get_message(timeout=self._SLICE)
+            if message is not None:
+                if message["type"] == "pong":
+                    last_pong = time.monotonic()
+                elif message["type"] == "message":
+                    self._on_message(message["channel"], message["data"])
+            now = time.monotonic()
+            if self._needs_baseline:
+                self._sync(vanish_only=True)
+            if now >= next_poll:
+                if now - last_pong > 3 * poll + timeout:
+                    raise BackendUnavailableError("Redis pub/sub connection is unresponsive")
+                pubsub.ping()
+                self._sync(vanish_only=True)
+                next_poll = now + poll
+
+    def _on_message(self, channel: bytes, data: bytes) -> None:
+        if channel == REVISION_CHANNEL:
+            rev, _, name = data.partition(b":")
+            self._pending = (name, int(rev)) if rev.isdigit() else None
+            return
+        pending, self._pending = self._pending, None
+        try:
+            payload = decode_change_payload(data)
+            name = payload.name.decode()
+        except (DRefError, ValueError) as exc:
+            _log.warning("dropped an undecodable %s message: %s", CHANGE_CHANNEL.decode(), exc)
+            return
+        revision = pending[1] if pending is not None and pending[0] == payload.name else 0
+        value = None if payload.delete else payload.value
+        with self._lock:
+            if name not in self._seen:
+                return
+            self._seen[name] = value
+        self._emit(name, value, revision)
+
+    def _sync(self, *, vanish_only: bool) -> None:
+        """Re-read tracked names; report what pub/sub did not (see the module doc)."""
+        with self._lock:
+            self._needs_baseline = False
+            if vanish_only:
+                names = [n for n, v in self._seen.items() if v is not None]
+            else:
+                names = list(self._seen)
+        for start in range(0, len(names), _MGET_CHUNK):
+            chunk = names[start : start + _MGET_CHUNK]
+            for name, (value, _) in zip(chunk, self._backend._read_many(chunk, None), strict=True):
+                self._reconcile(name, value, vanish_only)
+
+    def _reconcile(self, name: str, value: bytes | None, vanish_only: bool) -> None:
+        with self._lock:
+            if name not in self._seen:
+                return
+            seen = self._seen[name]
+            if seen is _UNKNOWN:
+                self._seen[name] = value
+                if value is not None:
+                    return
+            elif seen == value or (vanish_only and value is not None):
+                return
+            self._seen[name] = value
+        self._emit(name, value, 0)
+
+    def _emit(self, name: str, value: bytes | None, revision: int) -> None:
+        kind = ChangeKind.DELETE if value is None else ChangeKind.SET
+        self._backend._registry.publish(ChangeEvent(name, kind, value, revision))
+
+
+def redis_context(url: str, **options: Any) -> Context:
+    """A `dref.context.Context` on a `RedisBackend(url, **options)`."""
+    from dref.context import Context
+
+    return Context(RedisBackend(url, **options))

@@ -1,0 +1,139 @@
+"""A real redis-server on a free loopback port, in a temporary directory, per test session."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from dref.backend import ChangeEvent
+from dref.redis_backend import RedisBackend
+
+REDIS_SERVER = shutil.which("redis-server")
+
+if REDIS_SERVER is None:
+    pytest.skip("redis-server is not on PATH (apt install redis-server)", allow_module_level=True)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """One redis-server process that tests can kill and start again on the same port."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server and wait (at most 10 s) until it answers PING."""
+        assert REDIS_SERVER is not None
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        deadline = time.monotonic() + 10
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    if self.process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"redis-server on port {self.port} did not start")
+                    time.sleep(0.02)  # readiness poll under a deadline
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL the server and wait for it to be gone."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """The session's shared server."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A server of this test's own, for tests that kill and restart it."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The shared server's URL, emptied for this test."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain redis-py client, standing in for an upstream Scala/Rust node."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def backend(redis_url: str) -> Iterator[RedisBackend]:
+    """A backend with short timeouts and a fast vanish poll."""
+    b = RedisBackend(redis_url, timeout=2.0, poll_interval=0.2)
+    yield b
+    b.close()
+
+
+class Recorder:
+    """A listener that keeps every event and lets a test wait for a condition on them."""
+
+    def __init__(self) -> None:
+        self.events: list[ChangeEvent] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, event: ChangeEvent) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def wait_for(
+        self, predicate: Callable[[list[ChangeEvent]], bool], timeout: float = 5.0
+    ) -> list[ChangeEvent]:
+        """Block until `predicate(events)` holds; fail the test after `timeout` seconds."""
+        with self._cond:
+            ok = self._cond.wait_for(lambda: predicate(self.events), timeout)
+            assert ok, f"condition not met within {timeout} s; events: {self.events}"
+            return list(self.events)
+
+
+@pytest.fixture
+def recorder() -> type[Recorder]:
+    """The `Recorder` class (tests cannot import conftest under importlib mode)."""
+    return Recorder
