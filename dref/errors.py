@@ -73,3 +73,19 @@ class ContextClosedError(DRefError):
 
 class ConfigError(DRefError, ValueError):
     """A configuration value is missing or invalid."""
+
+
+class NotLeaderError(DRefError):
+    """This Raft node is not the leader; `leader_id`/`leader_address` name the one it knows."""
+
+    def __init__(self, leader_id: str | None, leader_address: str | None = None) -> None:
+        super().__init__(f"not leader; current leader id = {leader_id or 'unknown'}")
+        self.leader_id = leader_id
+        self.leader_address = leader_address
+
+
+class QuorumLostError(BackendUnavailableError):
+    """The Raft leader could not reach a quorum in time; the outcome of a write may be unknown."""
+
+    def __init__(self, message: str = "write could not be replicated to a quorum") -> None:
+        super().__init__(message)

@@ -1,0 +1,25 @@
+"""The embedded Raft engine: `dref.raft.Node` runs a node in this process, `dref.raft.Client`
+talks to a cluster, and calling `dref.raft(...)` itself gives a DRef context on a node.
+
+The module is callable so that both `dref.raft(...)` (the house plan's context factory)
+and `dref.raft.Node` (the engine) read naturally.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+from dref.raft.state_machine import BatchStateMachine, StateMachine
+
+__all__ = ["BatchStateMachine", "StateMachine"]
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        from dref.raft.context import raft_context
+
+        return raft_context(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
