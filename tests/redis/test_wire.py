@@ -34,7 +34,9 @@ def upstream_payload(name: bytes, value: bytes, delete: bool, *, scala: bool) ->
     """A ChangePayload as Scala (signed bytes) or Rust (unsigned bytes) encodes it (spec 2.4)."""
 
     def array(data: bytes) -> bytes:
-        head = bytes([0x90 + len(data)]) if len(data) < 16 else b"\xdc" + len(data).to_bytes(2)
+        head = (
+            bytes([0x90 + len(data)]) if len(data) < 16 else b"\xdc" + len(data).to_bytes(2, "big")
+        )
         body = bytearray()
         for b in data:
             if b < 0x80 or (scala and b >= 0xE0):
@@ -50,9 +52,7 @@ def upstream_payload(name: bytes, value: bytes, delete: bool, *, scala: bool) ->
 def redis_repr(data: bytes) -> str:
     """How MONITOR prints an argument (Redis's sdscatrepr, without the quotes)."""
     escapes = {0x5C: "\\\\", 0x22: '\\"', 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 7: "\\a", 8: "\\b"}
-    return "".join(
-        escapes.get(b, chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}") for b in data
-    )
+    return "".join(escapes.get(b, chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}") for b in data)
 
 
 class ChangeTap:
@@ -150,7 +150,9 @@ def test_scripts_issue_upstream_commands(backend: RedisBackend, raw: redis.Redis
     assert commands[1] == f"DEL {name}"
 
 
-def test_lock_written_like_upstream(backend: RedisBackend, raw: redis.Redis, tap: ChangeTap) -> None:
+def test_lock_written_like_upstream(
+    backend: RedisBackend, raw: redis.Redis, tap: ChangeTap
+) -> None:
     revision = backend.set_if_absent(CROSSLANG_LOCK, CROSSLANG_TOKEN, 30.0)
     assert revision is not None
     assert raw.get(CROSSLANG_LOCK) == CROSSLANG_TOKEN
@@ -162,7 +164,9 @@ def test_lock_written_like_upstream(backend: RedisBackend, raw: redis.Redis, tap
     assert raw.get(CROSSLANG_LOCK) == CROSSLANG_TOKEN
 
 
-def test_lock_written_by_upstream_reads_and_releases(backend: RedisBackend, raw: redis.Redis) -> None:
+def test_lock_written_by_upstream_reads_and_releases(
+    backend: RedisBackend, raw: redis.Redis
+) -> None:
     assert raw.set(CROSSLANG_LOCK, CROSSLANG_TOKEN, nx=True, ex=30)
     entry = backend.get(CROSSLANG_LOCK)
     assert entry == Entry(CROSSLANG_TOKEN, 0)
