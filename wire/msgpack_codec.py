@@ -35,7 +35,18 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar, Union, cast, get_args, get_origin, overload
+from typing import (
+    Any,
+    Generic,
+    Literal,
+    TypeGuard,
+    TypeVar,
+    Union,
+    cast,
+    get_args,
+    get_origin,
+    overload,
+)
 
 import msgpack
 
@@ -97,12 +108,39 @@ def _container(hint: object) -> type | None:
     return cast(type, origin) if origin in (list, tuple, dict) else None
 
 
-def _is_record_type(hint: object) -> bool:
-    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
+Fields = tuple[tuple[str, object], ...]
+
+
+def _record(hint: object) -> tuple[type, Fields] | None:
+    """The dataclass named by `hint` (bare, or generic with type arguments) and its field hints."""
+    origin = get_origin(hint)
+    cls = hint if origin is None else origin
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        return None
+    fields = _fields(cls)
+    if origin is not None:
+        bound = dict(zip(getattr(cls, "__parameters__", ()), get_args(hint), strict=False))
+        fields = tuple((name, _substitute(field_hint, bound)) for name, field_hint in fields)
+    return cls, fields
+
+
+def _substitute(hint: object, bound: dict[Any, object]) -> object:
+    """`hint` with the type variables of a generic record replaced by their arguments."""
+    if isinstance(hint, TypeVar):
+        return bound.get(hint, Any)
+    params = getattr(hint, "__parameters__", ())
+    if params:
+        return cast(Any, hint)[tuple(bound.get(p, Any) for p in params)]
+    return hint
+
+
+def _is_array(obj: object) -> TypeGuard[list[Any] | tuple[Any, ...]]:
+    """A decoded MsgPack/JSON array (exact types: msgpack's ExtType is a tuple subclass)."""
+    return type(obj) is list or type(obj) is tuple
 
 
 @functools.cache
-def _fields(cls: type) -> tuple[tuple[str, object], ...]:
+def _fields(cls: type) -> Fields:
     """The record's (field name, type hint) pairs in declaration order."""
     try:
         hints = typing.get_type_hints(cls)
@@ -132,7 +170,7 @@ def _map_hints(hint: object) -> tuple[object, object]:
     return (args[0], args[1]) if args else (Any, Any)
 
 
-def _check(hint: object, seen: set[type]) -> None:
+def _check(hint: object, seen: set[object]) -> None:
     hint = _normalise(hint)
     arms = _union_arms(hint)
     if hint is Any or hint in _SCALARS:
@@ -144,11 +182,10 @@ def _check(hint: object, seen: set[type]) -> None:
         for arg in get_args(hint):
             if arg is not Ellipsis:
                 _check(arg, seen)
-    elif _is_record_type(hint):
-        cls = cast(type, hint)
-        if cls not in seen:
-            seen.add(cls)
-            for _, field_hint in _fields(cls):
+    elif (record := _record(hint)) is not None:
+        if hint not in seen:
+            seen.add(hint)
+            for _, field_hint in record[1]:
                 _check(field_hint, seen)
     else:
         raise CodecError(
@@ -221,10 +258,11 @@ def _to_plain(value: object, hint: object, form: PlainForm, path: str) -> object
         if not isinstance(value, dict):
             raise _mismatch(path, "dict", value)
         return _map_to_plain(value, _map_hints(hint), form, path)
-    if _is_record_type(hint):
-        if not isinstance(value, cast(type, hint)):
-            raise _mismatch(path, cast(type, hint).__qualname__, value)
-        return _record_to_plain(value, form, path)
+    record = _record(hint)
+    if record is not None:
+        if not isinstance(value, record[0]):
+            raise _mismatch(path, record[0].__qualname__, value)
+        return _record_to_plain(value, record[1], form, path)
     raise CodecError(f"{_at(path)}cannot encode type {hint!r}")
 
 
@@ -244,17 +282,18 @@ def _infer_to_plain(value: object, form: PlainForm, path: str) -> object:
     if isinstance(value, dict):
         return _map_to_plain(value, (Any, Any), form, path)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _record_to_plain(value, form, path)
+        return _record_to_plain(value, _fields(type(value)), form, path)
     raise CodecError(
         f"{_at(path)}cannot encode a value of type {_kind(value)}: only dataclasses, None, "
         "bool, int, float, str, bytes, lists, tuples and dicts are encodable"
     )
 
 
-def _record_to_plain(value: object, form: PlainForm, path: str) -> dict[object, object]:
+def _record_to_plain(
+    value: object, fields: Fields, form: PlainForm, path: str
+) -> dict[object, object]:
     return {
-        name: _to_plain(getattr(value, name), hint, form, f"{path}.{name}")
-        for name, hint in _fields(cast(type, type(value)))
+        name: _to_plain(getattr(value, name), hint, form, f"{path}.{name}") for name, hint in fields
     }
 
 
@@ -311,7 +350,7 @@ def _from_plain(obj: object, hint: object, form: PlainForm, path: str) -> object
         return cast(type, hint)(form.bytes_from_plain(obj, path))
     container = _container(hint)
     if container is list or container is tuple:
-        if not isinstance(obj, (list, tuple)):
+        if not _is_array(obj):
             raise _mismatch(path, "array", obj)
         item_hints = _sequence_hints(hint, len(obj), path)
         items = [
@@ -329,15 +368,16 @@ def _from_plain(obj: object, hint: object, form: PlainForm, path: str) -> object
             )
             for k, v in obj.items()
         }
-    if _is_record_type(hint):
-        return _record_from_plain(obj, cast(type, hint), form, path)
+    record = _record(hint)
+    if record is not None:
+        return _record_from_plain(obj, *record, form, path)
     raise CodecError(f"{_at(path)}cannot decode type {hint!r}")
 
 
 def _infer_from_plain(obj: object, form: PlainForm, path: str) -> object:
     if obj is None or type(obj) in (bool, int, float, str, bytes):
         return obj
-    if isinstance(obj, (list, tuple)):
+    if _is_array(obj):
         return [_from_plain(o, Any, form, f"{path}[{i}]") for i, o in enumerate(obj)]
     if isinstance(obj, dict):
         return {
@@ -349,10 +389,12 @@ def _infer_from_plain(obj: object, form: PlainForm, path: str) -> object:
     raise CodecError(f"{_at(path)}unsupported {form.name} item of type {_kind(obj)}")
 
 
-def _record_from_plain(obj: object, cls: type, form: PlainForm, path: str) -> object:
+def _record_from_plain(
+    obj: object, cls: type, field_hints: Fields, form: PlainForm, path: str
+) -> object:
     if not isinstance(obj, dict):
         raise _mismatch(path, f"a map for record {cls.__qualname__}", obj)
-    fields = dict(_fields(cls))
+    fields = dict(field_hints)
     unknown = [key for key in obj if key not in fields]
     missing = [name for name in fields if name not in obj]
     if unknown or missing:
@@ -382,7 +424,7 @@ def _signed_bytes(data: bytes) -> list[int]:
 
 def _bytes_from_array(obj: object, path: str) -> bytes:
     """Read one int per byte, leniently: both the unsigned (Rust) and signed (Scala) forms."""
-    if not isinstance(obj, (list, tuple)):
+    if not _is_array(obj):
         raise _mismatch(path, "an array of byte values", obj)
     out = bytearray()
     for i, item in enumerate(obj):
