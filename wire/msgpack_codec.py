@@ -108,10 +108,10 @@ def _container(hint: object) -> type | None:
     return cast(type, origin) if origin in (list, tuple, dict) else None
 
 
-Fields = tuple[tuple[str, object], ...]
+_Fields = tuple[tuple[str, object], ...]
 
 
-def _record(hint: object) -> tuple[type, Fields] | None:
+def _record(hint: object) -> tuple[type, _Fields] | None:
     """The dataclass named by `hint` (bare, or generic with type arguments) and its field hints."""
     origin = get_origin(hint)
     cls = hint if origin is None else origin
@@ -140,7 +140,7 @@ def _is_array(obj: object) -> TypeGuard[list[Any] | tuple[Any, ...]]:
 
 
 @functools.cache
-def _fields(cls: type) -> Fields:
+def _fields(cls: type) -> _Fields:
     """The record's (field name, type hint) pairs in declaration order."""
     try:
         hints = typing.get_type_hints(cls)
@@ -290,7 +290,7 @@ def _infer_to_plain(value: object, form: PlainForm, path: str) -> object:
 
 
 def _record_to_plain(
-    value: object, fields: Fields, form: PlainForm, path: str
+    value: object, fields: _Fields, form: PlainForm, path: str
 ) -> dict[object, object]:
     return {
         name: _to_plain(getattr(value, name), hint, form, f"{path}.{name}") for name, hint in fields
@@ -390,7 +390,7 @@ def _infer_from_plain(obj: object, form: PlainForm, path: str) -> object:
 
 
 def _record_from_plain(
-    obj: object, cls: type, field_hints: Fields, form: PlainForm, path: str
+    obj: object, cls: type, field_hints: _Fields, form: PlainForm, path: str
 ) -> object:
     if not isinstance(obj, dict):
         raise _mismatch(path, f"a map for record {cls.__qualname__}", obj)
@@ -450,8 +450,8 @@ def _unique_map(pairs: list[tuple[object, object]]) -> dict[object, object]:
 
 
 class MsgPackCodec(Generic[T]):
-    """MsgPack codec for values of type `schema` (or any plain data without one); see the module
-    docstring for the wire rules and the two writing styles."""
+    """MsgPack codec for values of type `schema` (or any plain data without one); `style` is how
+    it writes bytes >= 0x80. See the module docstring for the wire rules and the two styles."""
 
     @overload
     def __init__(

@@ -343,7 +343,7 @@ def test_unencodable_values_are_refused(value):
         MsgPackCodec().encode(value)
 
 
-def test_self_containing_value_is_refused():
+def test_self_containing_value_is_refused() -> None:
     loop: list[object] = []
     loop.append(loop)
     with pytest.raises(CodecError, match="nested too deeply"):
