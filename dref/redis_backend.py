@@ -30,9 +30,9 @@ seconds: Redis emits nothing on natural expiry (keyspace notifications are not u
 name found absent that was last seen present yields a synthetic DELETE (how lock waiters
 and stolen-lock detection notice an expired lock, also one written by an upstream node).
 After the pub/sub connection reconnects, every subscribed name is re-read and a synthetic
-event is delivered where the value differs from the last one seen. A name already absent
-when its first subscription starts gets one synthetic DELETE. Synthetic events carry
-revision 0 and may repeat a real event that was still in flight.
+event is delivered where the value differs from the last one seen (``subscribe`` reads
+that baseline before it returns). Synthetic events carry revision 0 and may repeat a real
+event that was still in flight.
 """
 
 from __future__ import annotations
@@ -241,7 +241,11 @@ class RedisBackend(Backend):
             watcher = self._watcher
         remove = self._registry.add(name, listener)
         watcher.watch(name)
-        watcher.wait_subscribed(self.timeout)
+        if watcher.wait_subscribed(self.timeout):
+            try:  # the baseline against which a resync or the poll detects missed changes
+                watcher.set_baseline(name, self._read_many([name], None)[0][0])
+            except BackendUnavailableError:
+                pass  # read on (re)connection instead
         cancelled = threading.Event()
 
         def cancel() -> None:
@@ -368,7 +372,11 @@ class RedisBackend(Backend):
         return [(replies[i], int(replies[i + 1] or 0)) for i in range(0, len(replies), 2)]
 
     def _command(self, args: tuple[Any, ...], timeout: float | None) -> Any:
-        """Send one command on a pooled connection; the reply must come within `timeout`."""
+        """Send one command on a pooled connection; the reply must come within `timeout`.
+
+        Setting up a new connection (TCP connect, TLS, HELLO/AUTH/SELECT) is bounded by the
+        backend's `timeout`, the reply by the call's.
+        """
         if self._closed:
             raise ContextClosedError("the Redis backend is closed")
         limit = max(0.001, self.timeout if timeout is None else timeout)
@@ -449,6 +457,12 @@ class _Watcher(threading.Thread):
             if name not in self._seen:
                 self._seen[name] = _UNKNOWN
                 self._needs_baseline = True
+
+    def set_baseline(self, name: str, value: bytes | None) -> None:
+        """Record `value` as last seen for `name` unless an event already told us more."""
+        with self._lock:
+            if self._seen.get(name) is _UNKNOWN:
+                self._seen[name] = value
 
     def unwatch(self, name: str) -> None:
         """Stop tracking `name` once its last subscription is cancelled."""
@@ -565,9 +579,8 @@ class _Watcher(threading.Thread):
             seen = self._seen[name]
             if seen is _UNKNOWN:
                 self._seen[name] = value
-                if value is not None:
-                    return
-            elif seen == value or (vanish_only and value is not None):
+                return
+            if seen == value or (vanish_only and value is not None):
                 return
             self._seen[name] = value
         self._emit(name, value, 0)
