@@ -1,1 +1,2 @@
-"""Test harnesses shipped with dref: the deterministic Raft simulator and the linearizability checker."""
+"""Test harnesses shipped with dref: the deterministic Raft simulator and a linearizability
+checker for key/value histories."""

@@ -1,0 +1,298 @@
+"""`RaftCore`: one node's consensus state machine. Events in, ordered effects out.
+
+The core owns the term/vote, the in-memory log and the current role object, and routes
+each event to that role. It never blocks, reads a clock or touches a disk: time comes in
+through `tick(now_ms)` and every side effect goes out as an `Effect` (see `effects`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from dref.actors.consensus.candidate import CandidateRole
+from dref.actors.consensus.config import RaftConfig, ReadPolicy
+from dref.actors.consensus.durable_state import DurableState, Snapshot
+from dref.actors.consensus.effects import (
+    AppendToLog,
+    Apply,
+    Effect,
+    NotLeader,
+    PersistHardState,
+    QuorumLost,
+    RestoreSnapshot,
+    Send,
+    TakeSnapshot,
+    TruncateLog,
+)
+from dref.actors.consensus.follower import FollowerRole
+from dref.actors.consensus.leader import LeaderRole
+from dref.actors.consensus.log import RaftLog
+from dref.actors.consensus.log_entry import LogEntry
+from dref.actors.consensus.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    InstallSnapshot,
+    Message,
+    PreVote,
+    PreVoteResponse,
+    RequestId,
+    RequestVote,
+)
+from dref.actors.consensus.node_state import NodeState, Role
+from dref.actors.consensus.role import RoleLogic
+from dref.actors.consensus.voting import handle_vote_request
+
+LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
+
+
+class RaftCore:
+    """One Raft node. Call an event method; execute the returned effects in order."""
+
+    def __init__(
+        self,
+        node_id: str,
+        voters: Sequence[str],
+        *,
+        config: RaftConfig,
+        rng: random.Random,
+        now_ms: int = 0,
+        learners: Sequence[str] = (),
+        durable: DurableState | None = None,
+    ) -> None:
+        durable = durable or DurableState()
+        snapshot = durable.snapshot
+        self.config = config
+        self.rng = rng
+        self.now_ms = now_ms
+        self.state = NodeState(
+            node_id=node_id,
+            voters=snapshot.voters if snapshot else frozenset(voters),
+            learners=snapshot.learners if snapshot else frozenset(learners),
+            term=durable.term,
+            voted_for=durable.voted_for,
+        )
+        base_index = snapshot.index if snapshot else 0
+        self.log = RaftLog(base_index, snapshot.term if snapshot else 0, durable.entries)
+        self.snapshot: Snapshot | None = snapshot
+        self.state.commit_index = self.state.applied_index = base_index
+        self.apply_emitted_index = base_index
+        self.snapshot_requested = False
+        self.leader_contact_ms = now_ms  # a restarted node honours any lease it may have acked
+        self.election_deadline_ms = now_ms
+        self._effects: list[Effect] = []
+        self._emitted_hard_state = (durable.term, durable.voted_for)
+        self.role: RoleLogic = FollowerRole(self)
+        self.reset_election_timer()
+
+    # ----------------------------------------------------------------- events in
+
+    def tick(self, now_ms: int) -> list[Effect]:
+        """Time is now `now_ms` (never goes backwards): fire election and heartbeat timers."""
+        self.now_ms = max(self.now_ms, now_ms)
+        self.role.tick()
+        return self._ready()
+
+    def receive(self, message: Message) -> list[Effect]:
+        """A message from a peer arrived."""
+        self._dispatch(message)
+        return self._ready()
+
+    def propose(self, command: bytes, request_id: RequestId) -> list[Effect]:
+        """Replicate `command`; answered by ProposalAccepted or Reject."""
+        self.role.propose(command, request_id)
+        return self._ready()
+
+    def read(
+        self, request_id: RequestId, policy: ReadPolicy = ReadPolicy.READ_INDEX
+    ) -> list[Effect]:
+        """Ask for a linearizable read point; answered by ReadReady or Reject."""
+        self.role.read(request_id, policy)
+        return self._ready()
+
+    def persisted(self, up_to_index: int, term: int) -> list[Effect]:
+        """The storage writer fsynced the log through (up_to_index, term)."""
+        if self.log.mark_durable(up_to_index, term) and isinstance(self.role, LeaderRole):
+            self.role.maybe_commit()
+        return self._ready()
+
+    def applied(self, index: int) -> list[Effect]:
+        """The state machine has applied through `index`; may ask for a snapshot."""
+        state = self.state
+        state.applied_index = max(state.applied_index, min(index, self.apply_emitted_index))
+        every = self.config.snapshot_every
+        behind = state.applied_index - self.log.snapshot_index
+        if every and not self.snapshot_requested and behind >= every:
+            self.snapshot_requested = True
+            self._effects.append(TakeSnapshot(state.applied_index))
+        return self._ready()
+
+    def snapshot_taken(self, index: int, term: int, data: bytes) -> list[Effect]:
+        """The caller durably saved a snapshot through (index, term); compact the log."""
+        self.snapshot_requested = False
+        if index <= self.log.snapshot_index:
+            return self._ready()
+        if index > self.apply_emitted_index or self.log.term_at(index) != term:
+            raise ValueError(f"snapshot at ({index}, {term}) does not match the applied log")
+        self.log.compact_through(index)
+        self.log.durable_index = max(self.log.durable_index, index)
+        state = self.state
+        self.snapshot = Snapshot(index, term, data, state.voters, state.learners)
+        return self._ready()
+
+    # --------------------------------------------------- helpers used by the roles
+
+    @property
+    def node_id(self) -> str:
+        """This node's id."""
+        return self.state.node_id
+
+    def send(self, to: str, message: Message, *, after_persist: bool = True) -> None:
+        """Queue a message; by default it waits until all storage effects so far are durable."""
+        self._effects.append(Send(to, message, after_persist))
+
+    def emit(self, effect: Effect) -> None:
+        """Queue any other effect."""
+        self._effects.append(effect)
+
+    def append_local(self, entries: Sequence[LogEntry]) -> None:
+        """Append to the in-memory log and ask the storage writer to do the same."""
+        self.log.append(entries)
+        self._effects.append(AppendToLog(tuple(entries)))
+
+    def truncate_local(self, from_index: int) -> None:
+        """Drop uncommitted entries from `from_index` in memory and on disk."""
+        if from_index <= self.state.commit_index:
+            raise RuntimeError(f"refusing to truncate committed entry {from_index}")
+        self.log.truncate_from(from_index)
+        self._effects.append(TruncateLog(from_index))
+
+    def restore_snapshot(self, snapshot: Snapshot) -> None:
+        """Replace log and state machine with a snapshot received from the leader."""
+        self.log.reset_to_snapshot(snapshot.index, snapshot.term)
+        state = self.state
+        state.voters, state.learners = snapshot.voters, snapshot.learners
+        state.commit_index = state.applied_index = snapshot.index
+        self.apply_emitted_index = snapshot.index
+        self.snapshot = snapshot
+        self.snapshot_requested = False
+        self._effects.append(
+            RestoreSnapshot(
+                snapshot.data, snapshot.index, snapshot.term, snapshot.voters, snapshot.learners
+            )
+        )
+
+    def commit_to(self, index: int) -> None:
+        """Move the commit index forward (never back); Apply follows in the same batch."""
+        if index > self.state.commit_index:
+            self.state.commit_index = index
+
+    def reset_election_timer(self) -> None:
+        """Draw a fresh randomized election deadline in [T, 2T)."""
+        timeout = self.config.election_timeout_ms
+        self.election_deadline_ms = self.now_ms + self.rng.randrange(timeout, 2 * timeout)
+
+    def in_lease(self) -> bool:
+        """Whether this node must ignore vote requests: it is, or recently heard from, a leader."""
+        if not self.config.check_quorum:
+            return False
+        if self.state.role is Role.LEADER:
+            return True
+        return self.now_ms - self.leader_contact_ms < self.config.election_timeout_ms
+
+    def become_follower(
+        self, term: int, leader_id: str | None, reason: NotLeader | QuorumLost | None = None
+    ) -> None:
+        """Follow `leader_id` (None when unknown) in `term`, adopting the term if newer."""
+        state = self.state
+        if term > state.term:
+            state.term, state.voted_for = term, None
+        self.role.close(reason or NotLeader(leader_id))
+        state.role, state.leader_id = Role.FOLLOWER, leader_id
+        self.role = FollowerRole(self)
+        self.reset_election_timer()
+
+    def campaign(self, *, pre_vote: bool) -> None:
+        """Start an election: PreVote first when configured, else a real vote at term + 1."""
+        state = self.state
+        self.role.close(NotLeader(None))
+        if pre_vote and self.config.pre_vote:
+            state.role = Role.PRE_CANDIDATE
+        else:
+            state.role = Role.CANDIDATE
+            state.term += 1
+            state.voted_for = state.node_id
+        state.leader_id = None
+        self.role = candidate = CandidateRole(self, pre_vote=state.role is Role.PRE_CANDIDATE)
+        self.reset_election_timer()
+        candidate.start()
+
+    def become_leader(self) -> None:
+        """Won the election: take over replication and append this term's no-op."""
+        state = self.state
+        self.role.close(NotLeader(state.node_id))
+        state.role, state.leader_id = Role.LEADER, state.node_id
+        self.role = leader = LeaderRole(self)
+        leader.start()
+
+    # ----------------------------------------------------------------- internals
+
+    def _dispatch(self, message: Message) -> None:
+        state = self.state
+        if message.sender not in state.voters and message.sender not in state.learners:
+            return
+        if message.term > state.term:
+            if isinstance(message, PreVote | RequestVote) and self.in_lease():
+                return
+            if isinstance(message, PreVote) or (
+                isinstance(message, PreVoteResponse) and message.granted
+            ):
+                pass  # a PreVote's term is hypothetical: it changes nothing
+            else:
+                leader = message.sender if isinstance(message, LEADER_MESSAGES) else None
+                self.become_follower(message.term, leader)
+        elif message.term < state.term:
+            self._answer_stale(message)
+            return
+        if isinstance(message, PreVote | RequestVote):
+            handle_vote_request(self, message)
+            return
+        if isinstance(message, LEADER_MESSAGES):
+            if state.role is Role.LEADER:
+                raise RuntimeError(f"two leaders in term {state.term}: {message.sender}")
+            if state.role is not Role.FOLLOWER:
+                self.become_follower(state.term, message.sender)
+            state.leader_id = message.sender
+            self.leader_contact_ms = self.now_ms
+            self.reset_election_timer()
+        self.role.step(message)
+
+    def _answer_stale(self, message: Message) -> None:
+        """Tell a stale leader or pre-candidate about our newer term so it steps down."""
+        state = self.state
+        if isinstance(message, LEADER_MESSAGES):
+            self.send(
+                message.sender,
+                AppendEntriesResponse(sender=state.node_id, term=state.term, success=False),
+            )
+        elif isinstance(message, PreVote):
+            self.send(
+                message.sender,
+                PreVoteResponse(sender=state.node_id, term=state.term, granted=False),
+            )
+
+    def _ready(self) -> list[Effect]:
+        state = self.state
+        effects = self._effects
+        self._effects = []
+        hard_state = (state.term, state.voted_for)
+        if hard_state != self._emitted_hard_state:
+            self._emitted_hard_state = hard_state
+            effects.insert(0, PersistHardState(state.term, state.voted_for))
+        if state.commit_index > self.apply_emitted_index:
+            entries = self.log.entries_between(self.apply_emitted_index + 1, state.commit_index)
+            self.apply_emitted_index = state.commit_index
+            effects.append(Apply(tuple(entries)))
+        return effects
+

@@ -1,0 +1,61 @@
+"""Raft's safety properties, checked by the simulator as the cluster runs.
+
+Election safety, leader completeness, state-machine safety and log matching, stated over
+what the simulator observes: which node led which term, which entries were applied
+(hence committed) where, and every node's log.
+"""
+
+from __future__ import annotations
+
+from dref.actors.consensus.log_entry import LogEntry
+from dref.actors.consensus.raft import RaftCore
+
+
+class SafetyViolation(AssertionError):
+    """A Raft safety property failed."""
+
+
+class SafetyMonitor:
+    """Accumulates observations and raises `SafetyViolation` on the first broken property."""
+
+    def __init__(self) -> None:
+        self.leaders: dict[int, str] = {}
+        self.committed: dict[int, LogEntry] = {}
+
+    def on_leader(self, core: RaftCore) -> None:
+        """Election safety and leader completeness, checked when a node starts leading."""
+        term, node = core.state.term, core.node_id
+        other = self.leaders.setdefault(term, node)
+        if other != node:
+            raise SafetyViolation(f"election safety: {other} and {node} both lead term {term}")
+        log = core.log
+        for index, entry in self.committed.items():
+            if index > log.snapshot_index and log.term_at(index) != entry.term:
+                raise SafetyViolation(
+                    f"leader completeness: leader {node} of term {term} lacks committed "
+                    f"entry {index} (term {entry.term}); it has term {log.term_at(index)}"
+                )
+
+    def on_apply(self, node: str, entry: LogEntry) -> None:
+        """State-machine safety: every node applies the same entry at an index."""
+        known = self.committed.setdefault(entry.index, entry)
+        if known != entry:
+            raise SafetyViolation(
+                f"state machine safety: {node} applied {entry} at {entry.index}, "
+                f"another node applied {known}"
+            )
+
+    def check_logs(self, cores: list[RaftCore]) -> None:
+        """Log matching: equal (index, term) means equal entries and equal predecessors."""
+        seen: dict[tuple[int, int], tuple[LogEntry, int | None]] = {}
+        for core in cores:
+            log = core.log
+            for index in range(log.snapshot_index + 1, log.last_index + 1):
+                entry = log.entry(index)
+                record = (entry, log.term_at(index - 1))
+                known = seen.setdefault((index, entry.term), record)
+                if known != record:
+                    raise SafetyViolation(
+                        f"log matching: {core.node_id} holds {record} at ({index}, {entry.term}),"
+                        f" another log holds {known}"
+                    )

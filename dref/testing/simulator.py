@@ -1,0 +1,476 @@
+"""Deterministic cluster simulator for `RaftCore`: one seed drives every choice.
+
+N nodes, each a `RaftCore` with a `FakeDisk` (a crash loses unsynced writes and the node
+restarts from what is durable) and its own drifting clock; a network that drops,
+delays, duplicates and reorders messages and can be partitioned; clients running a
+key/value workload. A chaos phase injects faults, then a quiet phase heals everything.
+Safety properties are checked as the run goes (`SafetyMonitor`) and the client history
+is checked for linearizability at the end. Any failure raises `SimulationFailure` naming
+the seed and the command that replays it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from dref.actors.consensus.config import RaftConfig, ReadPolicy
+from dref.actors.consensus.durable_state import DurableState, Snapshot
+from dref.actors.consensus.effects import (
+    AppendToLog,
+    Apply,
+    Effect,
+    PersistHardState,
+    ProposalAccepted,
+    ReadReady,
+    Reject,
+    RestoreSnapshot,
+    Send,
+    TakeSnapshot,
+    TruncateLog,
+)
+from dref.actors.consensus.log_entry import EntryKind
+from dref.actors.consensus.messages import Message
+from dref.actors.consensus.node_state import Role
+from dref.actors.consensus.raft import RaftCore
+from dref.testing.linearizability import OpKind, check_history
+from dref.testing.sim_disk import FakeDisk
+from dref.testing.sim_invariants import SafetyMonitor
+from dref.testing.sim_workload import ClientOp, Workload
+
+REPLAY_HINT = "DREF_SIM_SEED={seed} pytest tests/consensus/test_simulation.py -k replay"
+
+CoreFactory = Callable[..., RaftCore]
+"""Builds a node's core; tests swap in a deliberately broken subclass."""
+
+_DELIVER, _TICK, _SYNC, _CLIENT, _TIMEOUT, _CRASH, _RESTART, _PARTITION, _HEAL = range(9)
+
+
+class SimulationFailure(AssertionError):
+    """A seed broke a safety property or produced a non-linearizable history."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """The shape of one simulated run; `for_seed` randomizes it per seed."""
+
+    nodes: int = 3
+    clients: int = 3
+    keys: int = 2
+    chaos_ms: int = 700
+    quiet_ms: int = 600
+    tick_ms: int = 5
+    min_delay_ms: int = 1
+    max_delay_ms: int = 8
+    drop_rate: float = 0.0
+    duplicate_rate: float = 0.0
+    max_sync_delay_ms: int = 3
+    clock_drift: float = 0.01
+    crashes: bool = False
+    partitions: bool = False
+    lease_reads: bool = True
+    raft: RaftConfig = field(
+        default_factory=lambda: RaftConfig(
+            heartbeat_interval_ms=15,
+            election_timeout_ms=80,
+            max_clock_drift_ms=10,
+            snapshot_every=0,
+        )
+    )
+
+    @classmethod
+    def for_seed(cls, rng: random.Random) -> SimConfig:
+        """A random mix of cluster size, fault kinds and batching settings."""
+        base = cls()
+        raft = replace(
+            base.raft,
+            max_inflight=rng.choice((1, 4)),
+            max_entries_per_message=rng.choice((1, 3, 16)),
+            snapshot_every=rng.choice((0, 0, 4, 15)),
+            pre_vote=rng.random() < 0.85,
+        )
+        return replace(
+            base,
+            nodes=rng.choice((3, 3, 5)),
+            max_delay_ms=rng.choice((3, 8, 25)),
+            drop_rate=rng.choice((0.0, 0.02, 0.1)),
+            duplicate_rate=rng.choice((0.0, 0.03)),
+            crashes=rng.random() < 0.6,
+            partitions=rng.random() < 0.6,
+            raft=raft,
+        )
+
+
+@dataclass(slots=True)
+class SimNode:
+    """One node: its core, disk, clock, state machine and the requests it holds."""
+
+    node_id: str
+    disk: FakeDisk
+    clock_offset: int
+    clock_rate: float
+    core: RaftCore | None = None
+    kv: dict[str, int] = field(default_factory=dict)
+    applied_index: int = 0
+    applied_term: int = 0
+    accepted: dict[int, tuple[int, int]] = field(default_factory=dict)
+    reads: list[tuple[int, int]] = field(default_factory=list)
+    held: list[Send] = field(default_factory=list)
+    sync_scheduled: bool = False
+    seen_leader_term: int = -1
+
+    def local_time(self, now_ms: int) -> int:
+        """This node's clock reading: offset and a small rate error."""
+        return self.clock_offset + int(now_ms * self.clock_rate)
+
+
+class Simulation:
+    """One seeded run. `run()` returns a summary or raises `SimulationFailure`."""
+
+    def __init__(
+        self, seed: int, config: SimConfig | None = None, core_factory: CoreFactory = RaftCore
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.config = config or SimConfig.for_seed(self.rng)
+        self.core_factory = core_factory
+        self.now = 0
+        self._queue: list[tuple[int, int, int, Any, Any]] = []
+        self._seq = 0
+        self.monitor = SafetyMonitor()
+        self.workload = Workload(self.rng, self.config.keys)
+        self.ids = [f"n{i}" for i in range(self.config.nodes)]
+        drift = self.config.clock_drift
+        self.nodes = {
+            node_id: SimNode(
+                node_id,
+                FakeDisk(),
+                self.rng.randrange(0, 1000),
+                self.rng.uniform(1 - drift, 1 + drift),
+            )
+            for node_id in self.ids
+        }
+        self.blocked: set[tuple[str, str]] = set()
+        self.ops: dict[int, ClientOp] = {}
+        self.client_op: dict[int, ClientOp | None] = {}
+        self.leader_hint: str | None = None
+        self.messages = 0
+
+    # ------------------------------------------------------------------- running
+
+    def run(self) -> dict[str, int]:
+        """Run chaos then quiet phases and check everything; raise on any violation."""
+        try:
+            self._run()
+        except AssertionError as failure:
+            raise SimulationFailure(
+                f"seed {self.seed} failed ({self.config}):\n{failure}\n"
+                f"replay: {REPLAY_HINT.format(seed=self.seed)}"
+            ) from failure
+        done = sum(1 for op in self.ops.values() if op.outcome == "ok")
+        return {"ops": len(self.ops), "ok": done, "messages": self.messages}
+
+    def _run(self) -> None:
+        config = self.config
+        for node_id in self.ids:
+            self._start_node(node_id)
+            self._schedule(self.rng.randrange(config.tick_ms), _TICK, node_id)
+        for client in range(config.clients):
+            self.client_op[client] = None
+            self._schedule(self.rng.randrange(50), _CLIENT, client)
+        if config.crashes:
+            for _ in range(self.rng.randrange(1, 4)):
+                self._schedule(self.rng.randrange(config.chaos_ms), _CRASH, None)
+        if config.partitions:
+            for _ in range(self.rng.randrange(1, 4)):
+                self._schedule(self.rng.randrange(config.chaos_ms), _PARTITION, None)
+        self._loop(config.chaos_ms)
+        self._heal_everything()
+        self._loop(config.chaos_ms + config.quiet_ms)
+        self._final_checks()
+
+    def _loop(self, until_ms: int) -> None:
+        queue = self._queue
+        while queue and queue[0][0] <= until_ms:
+            when, _, kind, a, b = heapq.heappop(queue)
+            self.now = when
+            if kind == _DELIVER:
+                self._deliver(a, b)
+            elif kind == _TICK:
+                self._tick(a)
+            elif kind == _SYNC:
+                self._sync(a)
+            elif kind == _CLIENT:
+                self._client_step(a)
+            elif kind == _TIMEOUT:
+                self._client_timeout(a, b)
+            elif kind == _CRASH:
+                self._crash()
+            elif kind == _RESTART:
+                self._restart(a)
+            elif kind == _PARTITION:
+                self._partition()
+            elif kind == _HEAL:
+                self.blocked.clear()
+        self.now = until_ms
+
+    def _schedule(self, delay: int, kind: int, a: Any, b: Any = None) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (self.now + delay, self._seq, kind, a, b))
+
+    # --------------------------------------------------------------------- nodes
+
+    def _start_node(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        durable = node.disk.recover()
+        node.core = self.core_factory(
+            node_id,
+            self.ids,
+            config=self.config.raft,
+            rng=random.Random(self.rng.random()),
+            now_ms=node.local_time(self.now),
+            durable=durable,
+        )
+        self._restore_state_machine(node, durable)
+
+    @staticmethod
+    def _restore_state_machine(node: SimNode, durable: DurableState) -> None:
+        snapshot = durable.snapshot
+        node.kv = json.loads(snapshot.data) if snapshot else {}
+        node.applied_index = snapshot.index if snapshot else 0
+        node.applied_term = snapshot.term if snapshot else 0
+        node.accepted.clear()
+        node.reads.clear()
+        node.held.clear()
+        node.seen_leader_term = -1
+
+    def _tick(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        if node.core is not None:
+            self._execute(node, node.core.tick(node.local_time(self.now)))
+        self._schedule(self.config.tick_ms, _TICK, node_id)
+
+    def _deliver(self, to: str, message: Message) -> None:
+        node = self.nodes[to]
+        if node.core is None or (message.sender, to) in self.blocked:
+            return
+        self._execute(node, node.core.receive(message))
+
+    def _sync(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        node.sync_scheduled = False
+        if node.core is None:
+            return
+        last = node.disk.sync()
+        held, node.held = node.held, []
+        for send in held:
+            self._send(node_id, send)
+        if last is not None:
+            self._execute(node, node.core.persisted(*last))
+
+    def _execute(self, node: SimNode, effects: list[Effect]) -> None:
+        core = node.core
+        assert core is not None
+        for effect in effects:
+            if isinstance(effect, Send):
+                if effect.after_persist and node.disk.pending:
+                    node.held.append(effect)
+                else:
+                    self._send(node.node_id, effect)
+            elif isinstance(effect, PersistHardState | AppendToLog | TruncateLog):
+                self._write(node, effect)
+            elif isinstance(effect, RestoreSnapshot):
+                self._write(node, effect)
+                node.kv = json.loads(effect.data)
+                node.applied_index, node.applied_term = effect.index, effect.term
+            elif isinstance(effect, Apply):
+                self._apply(node, effect)
+            elif isinstance(effect, ProposalAccepted):
+                node.accepted[effect.index] = (effect.request_id, effect.term)
+            elif isinstance(effect, ReadReady):
+                node.reads.append((effect.read_index, effect.request_id))
+                self._serve_reads(node)
+            elif isinstance(effect, Reject):
+                self._finish(effect.request_id, "failed")
+            elif isinstance(effect, TakeSnapshot):
+                self._take_snapshot(node)
+        if core.state.role is Role.LEADER and node.seen_leader_term != core.state.term:
+            node.seen_leader_term = core.state.term
+            self.leader_hint = node.node_id
+            self.monitor.on_leader(core)
+
+    def _write(self, node: SimNode, effect: Any) -> None:
+        node.disk.write(effect)
+        if not node.sync_scheduled:
+            node.sync_scheduled = True
+            delay = self.rng.randrange(self.config.max_sync_delay_ms + 1)
+            self._schedule(delay, _SYNC, node.node_id)
+
+    def _apply(self, node: SimNode, effect: Apply) -> None:
+        for entry in effect.entries:
+            if entry.index != node.applied_index + 1:
+                raise AssertionError(
+                    f"{node.node_id} applied {entry.index} after {node.applied_index}"
+                )
+            self.monitor.on_apply(node.node_id, entry)
+            result: bool | None = None
+            if entry.kind is EntryKind.NORMAL:
+                result = self._apply_command(node, self.ops[int(entry.command)])
+            node.applied_index, node.applied_term = entry.index, entry.term
+            accepted = node.accepted.pop(entry.index, None)
+            if accepted is not None:
+                request_id, term = accepted
+                if term == entry.term:
+                    self._finish(request_id, "ok", succeeded=result)
+                else:
+                    self._finish(request_id, "failed")
+        assert node.core is not None
+        self._serve_reads(node)
+        self._execute(node, node.core.applied(node.applied_index))
+
+    @staticmethod
+    def _apply_command(node: SimNode, op: ClientOp) -> bool | None:
+        assert op.value is not None
+        if op.kind is OpKind.WRITE:
+            node.kv[op.key] = op.value
+            return None
+        if node.kv.get(op.key) == op.expected:
+            node.kv[op.key] = op.value
+            return True
+        return False
+
+    def _serve_reads(self, node: SimNode) -> None:
+        if not node.reads:
+            return
+        waiting = []
+        for read_index, request_id in node.reads:
+            if read_index <= node.applied_index:
+                op = self.ops[request_id]
+                op.value = node.kv.get(op.key)
+                self._finish(request_id, "ok")
+            else:
+                waiting.append((read_index, request_id))
+        node.reads = waiting
+
+    def _take_snapshot(self, node: SimNode) -> None:
+        assert node.core is not None
+        if node.applied_index <= node.core.log.snapshot_index:
+            return
+        data = json.dumps(node.kv, sort_keys=True).encode()
+        state = node.core.state
+        node.disk.save_snapshot(
+            Snapshot(node.applied_index, node.applied_term, data, state.voters, state.learners)
+        )
+        self._execute(node, node.core.snapshot_taken(node.applied_index, node.applied_term, data))
+
+    # ------------------------------------------------------------------- network
+
+    def _send(self, sender: str, send: Send) -> None:
+        config = self.config
+        rng = self.rng
+        self.messages += 1
+        if (sender, send.to) in self.blocked or rng.random() < config.drop_rate:
+            return
+        copies = 2 if rng.random() < config.duplicate_rate else 1
+        for _ in range(copies):
+            delay = rng.randint(config.min_delay_ms, config.max_delay_ms)
+            self._schedule(delay, _DELIVER, send.to, send.message)
+
+    def _partition(self) -> None:
+        ids = list(self.ids)
+        self.rng.shuffle(ids)
+        cut = self.rng.randrange(1, len(ids))
+        left, right = ids[:cut], ids[cut:]
+        self.blocked = {(a, b) for a in left for b in right} | {(b, a) for a in left for b in right}
+        self._schedule(self.rng.randrange(50, 300), _HEAL, None)
+
+    def _crash(self) -> None:
+        node = self.nodes[self.rng.choice(self.ids)]
+        if node.core is None:
+            return
+        node.core = None
+        node.disk.crash()
+        node.held.clear()
+        for op in self.ops.values():
+            if op.node == node.node_id and op.outcome == "pending":
+                self._finish(op.op_id, "unknown")
+        self._schedule(self.rng.randrange(20, 250), _RESTART, node.node_id)
+
+    def _restart(self, node_id: str) -> None:
+        if self.nodes[node_id].core is None:
+            self._start_node(node_id)
+
+    def _heal_everything(self) -> None:
+        self.blocked.clear()
+        self._queue = [e for e in self._queue if e[2] not in (_CRASH, _PARTITION, _HEAL)]
+        heapq.heapify(self._queue)
+        for node_id, node in self.nodes.items():
+            if node.core is None:
+                self._start_node(node_id)
+        self.config = replace(self.config, drop_rate=0.0, duplicate_rate=0.0)
+
+    # ------------------------------------------------------------------- clients
+
+    def _client_step(self, client: int) -> None:
+        if self.now >= self.config.chaos_ms + self.config.quiet_ms // 2:
+            return  # let the cluster settle before the final checks
+        live = [n for n in self.ids if self.nodes[n].core is not None]
+        if not live:
+            self._schedule(10, _CLIENT, client)
+            return
+        hint = self.leader_hint
+        target = hint if hint in live and self.rng.random() < 0.8 else self.rng.choice(live)
+        assert target is not None
+        op = self.workload.next_op(len(self.ops) + 1, client, self.now, target)
+        self.ops[op.op_id] = op
+        self.client_op[client] = op
+        core = self.nodes[target].core
+        assert core is not None
+        self._schedule(4 * self.config.raft.election_timeout_ms, _TIMEOUT, client, op.op_id)
+        if op.kind is OpKind.READ:
+            policy = ReadPolicy.LEASE if self.config.lease_reads and self.rng.random() < 0.5 else (
+                ReadPolicy.READ_INDEX
+            )
+            self._execute(self.nodes[target], core.read(op.op_id, policy))
+        else:
+            self._execute(self.nodes[target], core.propose(op.command(), op.op_id))
+
+    def _client_timeout(self, client: int, op_id: int) -> None:
+        op = self.ops[op_id]
+        if op.outcome == "pending":
+            self._finish(op_id, "unknown")
+
+    def _finish(self, op_id: int, outcome: str, succeeded: bool | None = None) -> None:
+        op = self.ops[op_id]
+        if op.outcome != "pending":
+            return
+        op.outcome = outcome
+        op.complete_ms = self.now
+        op.succeeded = succeeded
+        if outcome == "ok":
+            self.workload.observed(op)
+        if self.client_op.get(op.client) is op:
+            self.client_op[op.client] = None
+            self._schedule(self.rng.randrange(1, 6), _CLIENT, op.client)
+
+    # -------------------------------------------------------------------- checks
+
+    def _final_checks(self) -> None:
+        cores = [n.core for n in self.nodes.values() if n.core is not None]
+        self.monitor.check_logs(cores)
+        leaders = [c for c in cores if c.state.role is Role.LEADER]
+        if not leaders:
+            raise AssertionError("liveness: no leader after the quiet phase")
+        history = [op for op in (o.to_operation() for o in self.ops.values()) if op is not None]
+        result = check_history(history, time_limit_s=20.0)
+        if not result.ok:
+            raise AssertionError(f"linearizability: {result.verdict.value}: {result.description}")
+
+
+def run_seed(seed: int, core_factory: CoreFactory = RaftCore) -> dict[str, int]:
+    """Run one seed with a seed-chosen configuration; raises SimulationFailure on a violation."""
+    return Simulation(seed, core_factory=core_factory).run()
