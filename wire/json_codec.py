@@ -15,7 +15,7 @@ import math
 from typing import Any, Generic, TypeVar, cast, overload
 
 from dref.errors import CodecError
-from dref.wire.msgpack_codec import PlainForm, check_schema, from_plain, to_plain
+from dref.wire.schema import PlainForm, check_schema, from_plain, to_plain
 
 T = TypeVar("T")
 
