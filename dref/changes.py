@@ -1,0 +1,251 @@
+"""Change streams: every change of one name, decoded, in revision order, to every subscriber.
+
+A `ChangeStream` subscribes a bounded buffer to the backend when it is created (no replay:
+only changes after that moment arrive). The backend's listener only appends raw events to
+the buffer, so a slow reader never blocks a writer: when the buffer is full the oldest
+pending events are dropped and the reader next receives one `Lagged(missed=n)`, after
+which it can resynchronise with `DRef.get()`. Values are decoded on the reader's thread.
+
+A value the codec cannot decode does not end the stream: it arrives as `Undecodable`,
+carrying the `CodecError` and the raw bytes, so one bad write (say, by a node with another
+schema) is visible to the reader and the stream goes on.
+
+`Subscription` runs a callback for each event on its own daemon thread, fed by a stream.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Generic, TypeVar
+
+from dref.backend import Backend, ChangeEvent, ChangeKind
+from dref.errors import CodecError, ContextClosedError, DRefTimeoutError
+
+__all__ = [
+    "DEFAULT_BUFFER",
+    "ChangeStream",
+    "Changed",
+    "Deleted",
+    "Event",
+    "Lagged",
+    "Subscription",
+    "Undecodable",
+]
+
+T = TypeVar("T")
+
+DEFAULT_BUFFER = 256
+"""Events a stream holds for its reader before it drops the oldest (upstream Rust: 256)."""
+
+_log = logging.getLogger("dref.changes")
+
+
+@dataclass(frozen=True)
+class Changed(Generic[T]):
+    """The value was written; `revision` is the revision of that write."""
+
+    value: T
+    revision: int
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """The value was deleted or expired; `revision` is the revision of the delete."""
+
+    revision: int
+
+
+@dataclass(frozen=True)
+class Lagged:
+    """The reader fell behind and `missed` older events were dropped; re-read with `get()`."""
+
+    missed: int
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """A value was written that the codec could not decode; `error` says why."""
+
+    error: CodecError
+    data: bytes
+    revision: int
+
+
+Event = Changed[T] | Deleted | Lagged | Undecodable
+"""Everything a change stream yields."""
+
+
+class ChangeStream(Generic[T]):
+    """Changes of one name, read with `get(timeout)`, `for event in stream`, or as a context.
+
+    Iteration waits at most `timeout` seconds (given at creation) for each event and ends
+    when none arrives in time, or when the stream is closed; with `timeout=None` it waits
+    until the next event or until `close()` is called (from any thread).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        name: str,
+        decode: Callable[[bytes], T],
+        *,
+        timeout: float | None = None,
+        buffer: int = DEFAULT_BUFFER,
+        on_close: Callable[[ChangeStream[T]], None] | None = None,
+    ) -> None:
+        if buffer < 1:
+            raise ValueError("buffer must be at least 1")
+        self.name = name
+        self.timeout = timeout
+        self._decode = decode
+        self._capacity = buffer
+        self._pending: collections.deque[ChangeEvent] = collections.deque()
+        self._missed = 0
+        self._closed = False
+        self._ready = threading.Condition(threading.Lock())
+        self._on_close = on_close
+        self._cancel = backend.subscribe(name, self._push)
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` was called."""
+        return self._closed
+
+    def get(self, timeout: float | None = None) -> Event[T]:
+        """The next event; waits at most `timeout` s (None: until an event or `close()`).
+
+        Raises `DRefTimeoutError` when the time is up and `ContextClosedError` once closed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._ready:
+            while not (self._pending or self._missed or self._closed):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise DRefTimeoutError(f"no change of {self.name} within {timeout:g} s")
+                self._ready.wait(remaining)
+            if self._closed:
+                raise ContextClosedError(f"the change stream of {self.name} is closed")
+            if self._missed:
+                missed, self._missed = self._missed, 0
+                return Lagged(missed)
+            raw = self._pending.popleft()
+        return self._to_event(raw)
+
+    def next(self, timeout: float | None = None) -> Event[T]:
+        """Same as `get`: the next event within `timeout` seconds."""
+        return self.get(timeout)
+
+    def __iter__(self) -> Iterator[Event[T]]:
+        return self
+
+    def __next__(self) -> Event[T]:
+        try:
+            return self.get(self.timeout)
+        except (DRefTimeoutError, ContextClosedError):
+            raise StopIteration from None
+
+    def close(self) -> None:
+        """Unsubscribe, drop pending events and wake any reader. Idempotent."""
+        with self._ready:
+            if self._closed:
+                return
+            self._closed = True
+            self._pending.clear()
+            self._ready.notify_all()
+        self._cancel()
+        if self._on_close is not None:
+            self._on_close(self)
+
+    def __enter__(self) -> ChangeStream[T]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _push(self, event: ChangeEvent) -> None:
+        """The backend listener: buffer the raw event, dropping the oldest when full."""
+        with self._ready:
+            if self._closed:
+                return
+            if len(self._pending) >= self._capacity:
+                self._pending.popleft()
+                self._missed += 1
+            self._pending.append(event)
+            self._ready.notify()
+
+    def _to_event(self, raw: ChangeEvent) -> Event[T]:
+        if raw.kind is ChangeKind.DELETE or raw.value is None:
+            return Deleted(raw.revision)
+        try:
+            return Changed(self._decode(raw.value), raw.revision)
+        except CodecError as e:
+            return Undecodable(e, raw.value, raw.revision)
+
+
+class Subscription(Generic[T]):
+    """A callback run for every event of a stream, on its own daemon thread, until `cancel()`.
+
+    A slow callback delays only its own events (which may then arrive as `Lagged`); an
+    exception in the callback is logged and the subscription goes on.
+    """
+
+    def __init__(
+        self,
+        stream: ChangeStream[T],
+        callback: Callable[[Event[T]], object],
+        *,
+        on_cancel: Callable[[Subscription[T]], None] | None = None,
+    ) -> None:
+        self._stream = stream
+        self._callback = callback
+        self._on_cancel = on_cancel
+        self._thread = threading.Thread(
+            target=self._run, name=f"dref-on-change:{stream.name}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def active(self) -> bool:
+        """True until `cancel()` was called."""
+        return not self._stream.closed
+
+    def cancel(self, timeout: float | None = 5.0) -> None:
+        """Stop delivering events and wait up to `timeout` s for a running callback to return."""
+        self._stream.close()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        if self._on_cancel is not None:
+            self._on_cancel(self)
+
+    def close(self) -> None:
+        """Same as `cancel()`."""
+        self.cancel()
+
+    def __enter__(self) -> Subscription[T]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cancel()
+
+    def _run(self) -> None:
+        for event in self._stream:
+            try:
+                self._callback(event)
+            except Exception:  # a failing callback must not end the subscription
+                _log.exception("on_change callback failed for %s", self._stream.name)
