@@ -1,0 +1,158 @@
+"""`DRef[T]`: a named, typed value that every process sharing the backend reads and changes.
+
+Read-modify-write (`modify`, `update`, `get_and_update`, `update_and_get`) is a
+compare-and-set loop: read the value with its revision, apply `f`, write only if the
+revision is unchanged, otherwise back off a little (randomised) and start again. There is
+no lock, global or distributed, so concurrent updates of different names never wait for
+each other; the price is that **`f` may run more than once** and must have no side
+effects. A plain `set` racing an update is not lost silently: the update then retries on
+the new value. Upstream instead holds the lock ``lock:<name>`` (spec 1.3, 7.26); see
+`Context.lock_name_for` to interoperate with upstream writers.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from dref.changes import DEFAULT_BUFFER, ChangeStream, Event, Subscription
+from dref.errors import DRefTimeoutError, NotFoundError
+from dref.wire.codec import Codec
+
+if TYPE_CHECKING:
+    from dref.context import Context
+
+__all__ = ["DEFAULT_MODIFY_TIMEOUT", "DRef"]
+
+T = TypeVar("T")
+B = TypeVar("B")
+D = TypeVar("D")
+
+DEFAULT_MODIFY_TIMEOUT = 30.0
+"""How long (seconds) a read-modify-write keeps retrying before `DRefTimeoutError`."""
+
+_BACKOFF_FIRST = 0.0005
+_BACKOFF_MAX = 0.05
+
+
+class DRef(Generic[T]):
+    """A handle on the value stored under `name`, encoded with `codec`.
+
+    Create it with `Context.ref`. Handles are cheap, thread-safe and hold no resources;
+    many handles (in many processes) may point at the same name.
+    """
+
+    def __init__(self, context: Context, name: str, codec: Codec[T]) -> None:
+        self._context = context
+        self.name = name
+        self.codec = codec
+
+    def __repr__(self) -> str:
+        return f"DRef({self.name!r})"
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, timeout: float | None = None) -> T:
+        """The current value; `NotFoundError` ("Element <name> not found") if absent."""
+        entry = self._context._open_backend().get(self.name, timeout=timeout)
+        if entry is None:
+            raise NotFoundError(self.name)
+        return self.codec.decode(entry.value)
+
+    def get_or(self, default: D, timeout: float | None = None) -> T | D:
+        """The current value, or `default` if absent."""
+        entry = self._context._open_backend().get(self.name, timeout=timeout)
+        return default if entry is None else self.codec.decode(entry.value)
+
+    def revision(self, timeout: float | None = None) -> int | None:
+        """The revision of the write that stored the current value, or None if absent."""
+        entry = self._context._open_backend().get(self.name, timeout=timeout)
+        return None if entry is None else entry.revision
+
+    # -- writes --------------------------------------------------------------------------
+
+    def set(self, value: T, ttl: float | None = None, timeout: float | None = None) -> int:
+        """Write `value` (expiring after `ttl` seconds if given); returns the new revision."""
+        data = self.codec.encode(value)
+        return self._context._open_backend().set(self.name, data, ttl, timeout=timeout)
+
+    def set_if_not_exist(
+        self, value: T, ttl: float | None = None, timeout: float | None = None
+    ) -> bool:
+        """Write `value` only if the name is absent; True if it wrote."""
+        data = self.codec.encode(value)
+        backend = self._context._open_backend()
+        return backend.set_if_absent(self.name, data, ttl, timeout=timeout) is not None
+
+    def delete(self, timeout: float | None = None) -> int:
+        """Delete the value (subscribers get `Deleted`); returns the revision of the delete."""
+        return self._context._open_backend().delete(self.name, timeout=timeout)
+
+    def modify(self, f: Callable[[T], tuple[B, T]], timeout: float | None = None) -> B:
+        """Atomically replace the value `v` by `f(v)[1]` and return `f(v)[0]`.
+
+        `f` may run several times (compare-and-set retry). The new value has no TTL.
+        Raises `NotFoundError` if absent, `DRefTimeoutError` if no attempt succeeds within
+        `timeout` seconds (default 30).
+        """
+        limit = DEFAULT_MODIFY_TIMEOUT if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        backoff = _BACKOFF_FIRST
+        while True:
+            backend = self._context._open_backend()
+            entry = backend.get(self.name, timeout=_remaining(deadline, limit))
+            if entry is None:
+                raise NotFoundError(self.name)
+            result, new_value = f(self.codec.decode(entry.value))
+            data = self.codec.encode(new_value)
+            remaining = _remaining(deadline, limit)
+            written = backend.compare_and_set(self.name, entry, data, None, timeout=remaining)
+            if written is not None:
+                return result
+            pause = random.uniform(0, backoff)
+            if time.monotonic() + pause >= deadline:
+                raise DRefTimeoutError(f"update of {self.name} did not succeed within {limit:g} s")
+            time.sleep(pause)  # randomised backoff between conflicting writers
+            backoff = min(backoff * 2, _BACKOFF_MAX)
+
+    def update(self, f: Callable[[T], T], timeout: float | None = None) -> None:
+        """Atomically replace the value `v` by `f(v)` (`f` may run more than once)."""
+        self.modify(lambda v: (None, f(v)), timeout)
+
+    def get_and_update(self, f: Callable[[T], T], timeout: float | None = None) -> T:
+        """Atomically replace `v` by `f(v)`; returns the old value."""
+        return self.modify(lambda v: (v, f(v)), timeout)
+
+    def update_and_get(self, f: Callable[[T], T], timeout: float | None = None) -> T:
+        """Atomically replace `v` by `f(v)`; returns the new value."""
+
+        def step(v: T) -> tuple[T, T]:
+            new = f(v)
+            return new, new
+
+        return self.modify(step, timeout)
+
+    # -- changes -------------------------------------------------------------------------
+
+    def changes(
+        self, timeout: float | None = None, buffer: int = DEFAULT_BUFFER
+    ) -> ChangeStream[T]:
+        """A stream of every later change (see `ChangeStream`); iteration ends after
+        `timeout` seconds without an event. Close it (or use `with`) when done."""
+        return self._context._open_stream(self.name, self.codec.decode, timeout, buffer)
+
+    def on_change(
+        self, callback: Callable[[Event[T]], object], buffer: int = DEFAULT_BUFFER
+    ) -> Subscription[T]:
+        """Call `callback(event)` for every later change, on a thread of its own, until the
+        returned subscription is cancelled (or the context closes)."""
+        return self._context._open_subscription(self.name, self.codec.decode, callback, buffer)
+
+
+def _remaining(deadline: float, limit: float) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise DRefTimeoutError(f"did not finish within {limit:g} s")
+    return remaining
