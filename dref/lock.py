@@ -1,0 +1,361 @@
+"""Cluster-wide locks with fencing tokens, acquired the way upstream DRef does (spec 1.4).
+
+Acquire: write a random 8-byte token at the lock's name with create-if-absent and a TTL
+(the lease). If the name is taken, wait for its DELETE event (release or expiry) and try
+again; the subscription is made before the first try, so no release is missed. A slow
+safety-net retry (`retry_interval`) covers backends that can lose events.
+
+While held, a daemon thread re-arms the lease every 0.8 x TTL with a *conditional*
+expire, and a listener watches the name: a change that is not ours (a delete, an expiry,
+another holder's write) or a failed keep-alive means the lock is lost. Then `lock.lost` is
+set, `on_lost()` is called (on the keep-alive thread), and leaving the `with` block raises
+`LockStolenError`, even when the body succeeded. Release is a compare-and-delete, so it
+never removes a lock someone else now holds (upstream deletes unconditionally, 7.23).
+
+`lock.fencing_token` is the revision of the acquiring write. Revisions only grow, so
+tokens strictly increase across grants of one lock: hand it to the storage you protect
+and let it refuse writes carrying an older token.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+from dref.backend import Backend, ChangeEvent, ChangeKind, Entry
+from dref.errors import ConfigError, DRefError, LockStolenError, LockTimeoutError
+from dref.wire.lock_token import encode_lock_token, new_lock_token
+
+if TYPE_CHECKING:
+    from dref.context import Context
+
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "Lock"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_LOCK_TIMEOUT = 10.0
+"""Default acquisition timeout in seconds."""
+
+_log = logging.getLogger("dref.lock")
+
+
+class Lock:
+    """A lock on `name`, shared by every process using the same backend.
+
+    Use it as ``with ctx.lock("name") as lock:``, as a decorator ``@ctx.lock("name")``
+    (each call takes the lock afresh, so decorated functions may run on many threads),
+    or with `acquire()` / `release()` like `threading.Lock`. A `Lock` object is **not
+    re-entrant** and serves one holder at a time: acquiring it again while held raises
+    `RuntimeError`; create one object per thread that needs the lock.
+    """
+
+    def __init__(
+        self,
+        context: Context,
+        name: str,
+        *,
+        ttl: float | None = None,
+        timeout: float = DEFAULT_LOCK_TIMEOUT,
+        on_lost: Callable[[], object] | None = None,
+        retry_interval: float | None = None,
+    ) -> None:
+        lease = context.backend.default_ttl if ttl is None else ttl
+        if not lease > 0 or not timeout >= 0:
+            raise ConfigError("a lock needs ttl > 0 and timeout >= 0")
+        if retry_interval is not None and not retry_interval > 0:
+            raise ConfigError("retry_interval must be positive")
+        self._context = context
+        self.name = name
+        self.ttl: float = lease
+        """Lease length in seconds; the keep-alive re-arms it every 0.8 x ttl."""
+        self.timeout = timeout
+        """Default acquisition timeout in seconds."""
+        self.retry_interval: float = (
+            max(1.0, lease / 2) if retry_interval is None else retry_interval
+        )
+        """Safety-net retry period while waiting, for backends that may lose events."""
+        self.lost = threading.Event()
+        """Set when the lock is lost while held; cleared by the next acquisition."""
+        self._on_lost = on_lost
+        self._guard = threading.Lock()
+        self._grant: _Grant | None = None  # set while held
+        self._busy = False  # acquiring or held
+        self._token: int | None = None
+        self._fencing_token: int | None = None
+
+    def __repr__(self) -> str:
+        return f"Lock({self.name!r}, held={self.locked()})"
+
+    @property
+    def fencing_token(self) -> int:
+        """Revision of the write that granted the lock (the latest grant, if released)."""
+        if self._fencing_token is None:
+            raise RuntimeError(f"lock {self.name} has not been acquired")
+        return self._fencing_token
+
+    @property
+    def token(self) -> int:
+        """The random signed 64-bit value stored while held (upstream's lock value)."""
+        if self._token is None:
+            raise RuntimeError(f"lock {self.name} has not been acquired")
+        return self._token
+
+    def locked(self) -> bool:
+        """True while this object holds the lock (even if it has been lost meanwhile)."""
+        return self._grant is not None
+
+    def acquire(self, blocking: bool = True, timeout: float | None = -1) -> bool:
+        """Take the lock; True if taken, False if `timeout` s passed (as `threading.Lock`).
+
+        `timeout` -1 or None means the lock's own timeout; `blocking=False` tries once.
+        """
+        limit = self.timeout if timeout is None or timeout < 0 else timeout
+        if not blocking:
+            limit = 0.0
+        with self._guard:
+            if self._busy:
+                raise RuntimeError(f"lock {self.name} is already held by this object")
+            self._busy = True
+        grant: _Grant | None = None
+        try:
+            self.lost.clear()
+            grant = _Grant(self, self._context._open_backend(), new_lock_token())
+            revision = grant.acquire(limit)
+        except BaseException:
+            self._give_up(grant)
+            raise
+        if revision is None:
+            self._give_up(grant)
+            return False
+        self._token, self._fencing_token = grant.token, revision
+        with self._guard:
+            self._grant = grant
+        grant.start_keep_alive()
+        self._context._track(self)
+        return True
+
+    def release(self) -> None:
+        """Give the lock up; raises `LockStolenError` if it was lost while held.
+
+        Other release failures (backend unreachable) are logged: the lease then ends by TTL.
+        """
+        with self._guard:
+            grant, self._grant = self._grant, None
+            if grant is None:
+                raise RuntimeError(f"release of lock {self.name}, which this object does not hold")
+            self._busy = False
+        self._context._untrack(self)
+        grant.finish()
+        if self.lost.is_set():
+            raise LockStolenError(self.name, grant.token)
+
+    def __enter__(self) -> Lock:
+        if not self.acquire(timeout=self.timeout):
+            raise LockTimeoutError(self.name, self.timeout)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.release()
+        except LockStolenError as stolen:
+            if exc is not None:
+                raise stolen from exc
+            raise
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """Decorate `fn` so each call runs while holding a fresh lock on this name."""
+
+        @functools.wraps(fn)
+        def locked_call(*args: P.args, **kwargs: P.kwargs) -> R:
+            with self._fresh():
+                return fn(*args, **kwargs)
+
+        return locked_call
+
+    def _fresh(self) -> Lock:
+        return Lock(
+            self._context,
+            self.name,
+            ttl=self.ttl,
+            timeout=self.timeout,
+            on_lost=self._on_lost,
+            retry_interval=self.retry_interval,
+        )
+
+    def _give_up(self, grant: _Grant | None) -> None:
+        """Undo a failed acquisition."""
+        if grant is not None:
+            grant.cancel_subscription()
+        with self._guard:
+            self._busy = False
+
+    def _abandon(self) -> None:
+        """Release on context close: the holder, no longer protected, sees a loss."""
+        with self._guard:
+            grant = self._grant
+        if grant is not None:
+            grant.finish()
+            grant.mark_lost()
+            grant.report_lost()
+
+    def _lost(self) -> None:
+        """Called once per grant when it is lost."""
+        self.lost.set()
+        if self._on_lost is not None:
+            try:
+                self._on_lost()
+            except Exception:
+                _log.exception("on_lost callback of lock %s failed", self.name)
+
+
+class _Grant:
+    """One acquisition of a lock: its subscription, its token and its keep-alive thread."""
+
+    def __init__(self, lock: Lock, backend: Backend, token: int) -> None:
+        self.lock = lock
+        self.backend = backend
+        self.token = token
+        self.data = encode_lock_token(token)
+        self.entry: Entry | None = None  # set once granted
+        self._state = threading.Lock()
+        self._highest_seen = 0  # highest event revision seen so far
+        self._suspect = False  # an event without revision needs checking against the store
+        self._lost = False
+        self._lost_reported = False
+        self._finished = False
+        self._freed = threading.Event()  # while waiting: the name may be free now
+        self._check = threading.Event()  # while held: wake the keep-alive thread
+        self._cancel = backend.subscribe(lock.name, self._on_event)
+        self._keep_alive: threading.Thread | None = None
+
+    def acquire(self, limit: float) -> int | None:
+        """Try until granted (returns the revision) or `limit` seconds pass (None)."""
+        deadline = time.monotonic() + limit
+        lock = self.lock
+        while True:
+            self._freed.clear()
+            remaining = max(deadline - time.monotonic(), 0.001)
+            revision = self.backend.set_if_absent(lock.name, self.data, lock.ttl, timeout=remaining)
+            if revision is not None:
+                with self._state:
+                    self.entry = Entry(self.data, revision)
+                    if self._highest_seen > revision:  # changed between our write and now
+                        self._lost = True
+                        lock.lost.set()
+                return revision
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self._freed.wait(min(remaining, lock.retry_interval))
+
+    def start_keep_alive(self) -> None:
+        self._keep_alive = threading.Thread(
+            target=self._keep_alive_loop, name=f"dref-lock-keepalive:{self.lock.name}", daemon=True
+        )
+        self._keep_alive.start()
+
+    def cancel_subscription(self) -> None:
+        self._cancel()
+
+    def mark_lost(self) -> None:
+        with self._state:
+            self._lost = True
+        self.lock.lost.set()
+        self._check.set()
+
+    def finish(self) -> None:
+        """Stop the keep-alive and the listener; delete the lock if it is still ours."""
+        with self._state:
+            if self._finished:
+                return
+            self._finished = True
+        self._check.set()
+        if self._keep_alive is not None and threading.current_thread() is not self._keep_alive:
+            self._keep_alive.join()
+        self._cancel()
+        assert self.entry is not None
+        if not self._lost:
+            try:
+                deleted = self.backend.compare_and_delete(self.lock.name, self.entry)
+            except DRefError as e:
+                name = self.lock.name
+                _log.warning("could not release lock %s (its lease ends by TTL): %s", name, e)
+            else:
+                if not deleted:  # the lease ran out and maybe someone else holds it now
+                    self._lost = True
+        self.report_lost()
+
+    def _on_event(self, event: ChangeEvent) -> None:
+        """Backend listener (must not block): wake waiters, detect loss while held."""
+        ours = event.kind is ChangeKind.SET and event.value == self.data
+        with self._state:
+            if self.entry is None:
+                self._highest_seen = max(self._highest_seen, event.revision)
+                if event.kind is ChangeKind.DELETE or event.revision == 0:
+                    self._freed.set()
+                return
+            if event.revision == 0:  # no revision (synthetic or foreign): verify
+                if ours:
+                    return
+                self._suspect = True
+            elif event.revision > self.entry.revision:
+                self._lost = True
+                self.lock.lost.set()
+            else:
+                return  # our own write, or older than it
+        self._check.set()
+
+    def _keep_alive_loop(self) -> None:
+        """Re-arm the lease every 0.8 x ttl; verify suspicious events; report loss."""
+        lock = self.lock
+        period = 0.8 * lock.ttl
+        last_ok = time.monotonic()
+        due = last_ok + period
+        while True:
+            with self._state:
+                if self._lost or self._finished:
+                    break
+                suspect, self._suspect = self._suspect, False
+            now = time.monotonic()
+            if suspect or now >= due:
+                renewed = self._renew()
+                if renewed is False or (renewed is None and now - last_ok >= lock.ttl):
+                    self.mark_lost()
+                    break
+                if renewed:
+                    last_ok, due = now, now + period
+                else:
+                    due = now + min(period, lock.ttl / 10)  # backend trouble: retry sooner
+            self._check.wait(max(0.0, due - time.monotonic()))
+            self._check.clear()
+        self.report_lost()
+
+    def _renew(self) -> bool | None:
+        """True if re-armed, False if the lock is no longer ours, None if the call failed."""
+        assert self.entry is not None
+        try:
+            return self.backend.expire(
+                self.lock.name, self.lock.ttl, expected=self.entry, timeout=self.lock.ttl * 0.4
+            )
+        except DRefError as e:
+            _log.warning("keep-alive of lock %s failed: %s", self.lock.name, e)
+            return None
+
+    def report_lost(self) -> None:
+        """Tell the lock, once, that this grant was lost."""
+        with self._state:
+            if not self._lost or self._lost_reported:
+                return
+            self._lost_reported = True
+        self.lock._lost()
