@@ -1,1 +1,74 @@
-"""dref-py: distributed references, locks and change streams for synchronous Python."""
+"""dref-py: distributed references, locks and change streams for synchronous Python.
+
+Start with a context (`local()` in memory, `redis(url)` on a Redis server), then make
+refs (`ctx.ref`), locks (`ctx.lock`) and change streams (`ref.changes()`) from it.
+Backend packages (redis, grpc, lmdb) are imported only when their factory is called.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dref.changes import Changed, ChangeStream, Deleted, Event, Lagged, Subscription, Undecodable
+from dref.context import Context
+from dref.errors import (
+    BackendUnavailableError,
+    CodecError,
+    ConfigError,
+    ContextClosedError,
+    DRefError,
+    DRefTimeoutError,
+    LockStolenError,
+    LockTimeoutError,
+    NotFoundError,
+    StorageError,
+    ValueTooLargeError,
+)
+from dref.local_backend import LocalBackend
+from dref.lock import Lock
+from dref.ref import DRef
+from dref.wire.codec import Codec
+from dref.wire.json_codec import JsonCodec
+from dref.wire.msgpack_codec import MsgPackCodec
+
+__all__ = [
+    "BackendUnavailableError",
+    "ChangeStream",
+    "Changed",
+    "Codec",
+    "CodecError",
+    "ConfigError",
+    "Context",
+    "ContextClosedError",
+    "DRef",
+    "DRefError",
+    "DRefTimeoutError",
+    "Deleted",
+    "Event",
+    "JsonCodec",
+    "Lagged",
+    "Lock",
+    "LockStolenError",
+    "LockTimeoutError",
+    "MsgPackCodec",
+    "NotFoundError",
+    "StorageError",
+    "Subscription",
+    "Undecodable",
+    "ValueTooLargeError",
+    "local",
+    "redis",
+]
+
+
+def local(**options: Any) -> Context:
+    """A context on a fresh in-memory backend (`LocalBackend(**options)`: `default_ttl`,
+    `max_value_size`), for tests and single-process programs."""
+    return Context(LocalBackend(**options))
+
+
+def redis(url: str, **options: Any) -> Context:
+    """A context on the Redis server at `url` (`dref.redis_backend.RedisBackend` options)."""
+    from dref.redis_backend import redis_context
+
+    return redis_context(url, **options)

@@ -1,0 +1,208 @@
+"""`Context`: one backend plus everything opened on it (refs, locks, change streams).
+
+Closing a context stops what it started: open change streams end, `on_change` threads
+stop, held locks are released (their holders see a loss), and the backend is closed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Literal, Protocol, TypeVar, cast, overload
+
+from dref.backend import Backend
+from dref.changes import ChangeStream, Event, Subscription
+from dref.errors import ContextClosedError
+from dref.lock import DEFAULT_LOCK_TIMEOUT, Lock
+from dref.naming import call_site_name
+from dref.ref import DRef
+from dref.wire.codec import Codec
+
+__all__ = ["LOCK_PREFIX", "Context"]
+
+T = TypeVar("T")
+
+LOCK_PREFIX = "lock:"
+"""Upstream's prefix for the lock that guards a value's `modify` (spec 1.3, 1.4)."""
+
+_REQUIRED: Any = object()
+
+
+class _Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+class Context:
+    """A backend and the handles opened on it; use it as a context manager or `close()` it.
+
+    Every method is thread-safe. After `close()`, every call on the context or on a handle
+    made from it raises `ContextClosedError`.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._guard = threading.Lock()
+        self._closed = False
+        self._open: set[object] = set()  # streams, subscriptions and held locks
+
+    @property
+    def backend(self) -> Backend:
+        """The byte-level backend (for tools and tests; applications use refs and locks)."""
+        return self._backend
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` was called."""
+        return self._closed
+
+    @overload
+    def ref(
+        self,
+        name: str | None,
+        initial: T,
+        *,
+        codec: Codec[T] | None = None,
+        style: Literal["rust", "scala"] = "rust",
+        timeout: float | None = None,
+    ) -> DRef[T]: ...
+
+    @overload
+    def ref(
+        self,
+        name: str | None = None,
+        *,
+        initial: T,
+        codec: Codec[T] | None = None,
+        style: Literal["rust", "scala"] = "rust",
+        timeout: float | None = None,
+    ) -> DRef[T]: ...
+
+    def ref(
+        self,
+        name: str | None = None,
+        initial: Any = _REQUIRED,
+        *,
+        codec: Codec[Any] | None = None,
+        style: Literal["rust", "scala"] = "rust",
+        timeout: float | None = None,
+    ) -> DRef[Any]:
+        """A handle on `name`, storing `initial` first only if the name is absent.
+
+        `name=None` generates a name from the call site (see `dref.naming`: deterministic
+        but not shared with Scala or Rust). The default codec is MsgPack inferred from
+        `initial` (`MsgPackCodec.for_value`), writing bytes >= 0x80 in `style`.
+        """
+        if initial is _REQUIRED:
+            raise TypeError("ref() needs an initial value")
+        if name is None:
+            name = call_site_name(1)
+        if codec is None:
+            from dref.wire.msgpack_codec import MsgPackCodec
+
+            codec = MsgPackCodec.for_value(initial, style=style)
+        self._open_backend().set_if_absent(name, codec.encode(initial), None, timeout=timeout)
+        return DRef(self, name, codec)
+
+    def lock(
+        self,
+        name: str,
+        *,
+        ttl: float | None = None,
+        timeout: float = DEFAULT_LOCK_TIMEOUT,
+        on_lost: Callable[[], object] | None = None,
+        retry_interval: float | None = None,
+    ) -> Lock:
+        """A lock on `name` (not yet acquired); see `dref.lock.Lock`.
+
+        `ttl` is the lease (default: the backend's `default_ttl`), `timeout` the default
+        acquisition timeout, `on_lost` a callback run when a held lock is lost.
+        """
+        self._open_backend()
+        return Lock(
+            self, name, ttl=ttl, timeout=timeout, on_lost=on_lost, retry_interval=retry_interval
+        )
+
+    @staticmethod
+    def lock_name_for(ref_name: str) -> str:
+        """The name upstream uses for the lock guarding `modify` of `ref_name`: ``lock:<name>``.
+
+        Our `DRef.modify` uses compare-and-set instead; take ``ctx.lock(lock_name_for(n))``
+        around a get/set when Scala or Rust nodes update the same value under that lock.
+        """
+        return LOCK_PREFIX + ref_name
+
+    def close(self) -> None:
+        """Close open streams, stop callbacks, release held locks, close the backend.
+
+        Idempotent.
+        """
+        with self._guard:
+            if self._closed:
+                return
+            self._closed = True
+            still_open, self._open = list(self._open), set()
+        for item in still_open:
+            if isinstance(item, Lock):
+                item._abandon()
+            else:
+                cast(_Closeable, item).close()
+        self._backend.close()
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- for DRef and Lock ---------------------------------------------------------------
+
+    def _open_backend(self) -> Backend:
+        if self._closed:
+            raise ContextClosedError("the context is closed")
+        return self._backend
+
+    def _track(self, item: object) -> None:
+        with self._guard:
+            if not self._closed:
+                self._open.add(item)
+                return
+        if isinstance(item, Lock):  # closed while it was being acquired
+            item._abandon()
+        else:
+            cast(_Closeable, item).close()
+
+    def _untrack(self, item: object) -> None:
+        with self._guard:
+            self._open.discard(item)
+
+    def _open_stream(
+        self, name: str, decode: Callable[[bytes], T], timeout: float | None, buffer: int
+    ) -> ChangeStream[T]:
+        stream = ChangeStream(
+            self._open_backend(),
+            name,
+            decode,
+            timeout=timeout,
+            buffer=buffer,
+            on_close=self._untrack,
+        )
+        self._track(stream)
+        return stream
+
+    def _open_subscription(
+        self,
+        name: str,
+        decode: Callable[[bytes], T],
+        callback: Callable[[Event[T]], object],
+        buffer: int,
+    ) -> Subscription[T]:
+        stream = ChangeStream(self._open_backend(), name, decode, buffer=buffer)
+        subscription = Subscription(stream, callback, on_cancel=self._untrack)
+        self._track(subscription)
+        return subscription
