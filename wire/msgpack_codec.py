@@ -69,14 +69,14 @@ def _signed_bytes(data: bytes) -> list[int]:
 
 def _bytes_from_array(obj: object, path: str) -> bytes:
     """Read one int per byte, leniently: both the unsigned (Rust) and signed (Scala) forms."""
-    if is_array(obj):
-        out = bytearray()
-        for i, item in enumerate(obj):
-            if type(item) is not int or not -0x80 <= item <= 0xFF:
-                raise CodecError(f"{location(path)}[{i}] is {item!r}, not a byte value in -128..255")
-            out.append(item & 0xFF)
-        return bytes(out)
-    raise type_mismatch(path, "an array of byte values", obj)
+    if not is_array(obj):
+        raise type_mismatch(path, "an array of byte values", obj)
+    out = bytearray()
+    for i, item in enumerate(obj):
+        if type(item) is not int or not -0x80 <= item <= 0xFF:
+            raise CodecError(f"{location(path)}[{i}] is {item!r}, not a byte value in -128..255")
+        out.append(item & 0xFF)
+    return bytes(out)
 
 
 _FORMS: dict[str, PlainForm] = {
