@@ -14,7 +14,13 @@ import tempfile
 from pathlib import Path
 
 PROTO_DIR = Path(__file__).resolve().parent / "proto"
-PROTO_FILES = ("state_command.proto", "raft.proto", "dref_consensus.proto", "dref.proto")
+PROTO_FILES = (
+    "state_command.proto",
+    "raft.proto",
+    "dref_consensus.proto",
+    "dref.proto",
+    "dref_native.proto",
+)
 _IMPORT_PREFIX = Path("dref") / "wire" / "proto"
 
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x64ref/wire/proto/raft.proto\x12\x11io.github.tobia80\"I\n\x07KVEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x15\n\x08\x65xpireAt\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x0b\n\t_expireAtb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x64ref/wire/proto/raft.proto\x12\x11io.github.tobia80\"[\n\x07KVEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x15\n\x08\x65xpireAt\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x10\n\x08revision\x18\x64 \x01(\x04\x42\x0b\n\t_expireAt\"c\n\x10KeyValueSnapshot\x12+\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1a.io.github.tobia80.KVEntry\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\x10\n\x08revision\x18\x64 \x01(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dref.wire.proto.raft_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_KVENTRY']._serialized_start=49
-  _globals['_KVENTRY']._serialized_end=122
+  _globals['_KVENTRY']._serialized_end=140
+  _globals['_KEYVALUESNAPSHOT']._serialized_start=142
+  _globals['_KEYVALUESNAPSHOT']._serialized_end=241
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -51,18 +52,76 @@ class StartNewTermCommand(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class CompareAndSetCommand(_message.Message):
+    __slots__ = ("name", "expected_revision", "expected_value", "value", "expire_at", "now")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VALUE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_AT_FIELD_NUMBER: _ClassVar[int]
+    NOW_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    expected_revision: int
+    expected_value: bytes
+    value: bytes
+    expire_at: int
+    now: int
+    def __init__(self, name: _Optional[str] = ..., expected_revision: _Optional[int] = ..., expected_value: _Optional[bytes] = ..., value: _Optional[bytes] = ..., expire_at: _Optional[int] = ..., now: _Optional[int] = ...) -> None: ...
+
+class CompareAndDeleteCommand(_message.Message):
+    __slots__ = ("name", "expected_revision", "expected_value", "now")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VALUE_FIELD_NUMBER: _ClassVar[int]
+    NOW_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    expected_revision: int
+    expected_value: bytes
+    now: int
+    def __init__(self, name: _Optional[str] = ..., expected_revision: _Optional[int] = ..., expected_value: _Optional[bytes] = ..., now: _Optional[int] = ...) -> None: ...
+
+class ExpireIfCommand(_message.Message):
+    __slots__ = ("name", "expected_revision", "expected_value", "expire_at", "now")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_AT_FIELD_NUMBER: _ClassVar[int]
+    NOW_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    expected_revision: int
+    expected_value: bytes
+    expire_at: int
+    now: int
+    def __init__(self, name: _Optional[str] = ..., expected_revision: _Optional[int] = ..., expected_value: _Optional[bytes] = ..., expire_at: _Optional[int] = ..., now: _Optional[int] = ...) -> None: ...
+
+class DeleteIfExpiredBatchCommand(_message.Message):
+    __slots__ = ("names", "now")
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    NOW_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    now: int
+    def __init__(self, names: _Optional[_Iterable[str]] = ..., now: _Optional[int] = ...) -> None: ...
+
 class StateCommand(_message.Message):
-    __slots__ = ("set_element", "set_element_if_not_exist", "delete_element", "expire_element", "delete_if_expired", "start_new_term")
+    __slots__ = ("set_element", "set_element_if_not_exist", "delete_element", "expire_element", "delete_if_expired", "start_new_term", "compare_and_set", "compare_and_delete", "expire_if", "delete_if_expired_batch")
     SET_ELEMENT_FIELD_NUMBER: _ClassVar[int]
     SET_ELEMENT_IF_NOT_EXIST_FIELD_NUMBER: _ClassVar[int]
     DELETE_ELEMENT_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_ELEMENT_FIELD_NUMBER: _ClassVar[int]
     DELETE_IF_EXPIRED_FIELD_NUMBER: _ClassVar[int]
     START_NEW_TERM_FIELD_NUMBER: _ClassVar[int]
+    COMPARE_AND_SET_FIELD_NUMBER: _ClassVar[int]
+    COMPARE_AND_DELETE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_IF_FIELD_NUMBER: _ClassVar[int]
+    DELETE_IF_EXPIRED_BATCH_FIELD_NUMBER: _ClassVar[int]
     set_element: SetElementCommand
     set_element_if_not_exist: SetElementIfNotExistCommand
     delete_element: DeleteElementCommand
     expire_element: ExpireElementCommand
     delete_if_expired: DeleteIfExpiredCommand
     start_new_term: StartNewTermCommand
-    def __init__(self, set_element: _Optional[_Union[SetElementCommand, _Mapping]] = ..., set_element_if_not_exist: _Optional[_Union[SetElementIfNotExistCommand, _Mapping]] = ..., delete_element: _Optional[_Union[DeleteElementCommand, _Mapping]] = ..., expire_element: _Optional[_Union[ExpireElementCommand, _Mapping]] = ..., delete_if_expired: _Optional[_Union[DeleteIfExpiredCommand, _Mapping]] = ..., start_new_term: _Optional[_Union[StartNewTermCommand, _Mapping]] = ...) -> None: ...
+    compare_and_set: CompareAndSetCommand
+    compare_and_delete: CompareAndDeleteCommand
+    expire_if: ExpireIfCommand
+    delete_if_expired_batch: DeleteIfExpiredBatchCommand
+    def __init__(self, set_element: _Optional[_Union[SetElementCommand, _Mapping]] = ..., set_element_if_not_exist: _Optional[_Union[SetElementIfNotExistCommand, _Mapping]] = ..., delete_element: _Optional[_Union[DeleteElementCommand, _Mapping]] = ..., expire_element: _Optional[_Union[ExpireElementCommand, _Mapping]] = ..., delete_if_expired: _Optional[_Union[DeleteIfExpiredCommand, _Mapping]] = ..., start_new_term: _Optional[_Union[StartNewTermCommand, _Mapping]] = ..., compare_and_set: _Optional[_Union[CompareAndSetCommand, _Mapping]] = ..., compare_and_delete: _Optional[_Union[CompareAndDeleteCommand, _Mapping]] = ..., expire_if: _Optional[_Union[ExpireIfCommand, _Mapping]] = ..., delete_if_expired_batch: _Optional[_Union[DeleteIfExpiredBatchCommand, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,123 @@
+from dref.wire.proto import state_command_pb2 as _state_command_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CommandResult(_message.Message):
+    __slots__ = ("applied", "revision", "current_expire_at", "deleted")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_EXPIRE_AT_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    applied: bool
+    revision: int
+    current_expire_at: int
+    deleted: int
+    def __init__(self, applied: _Optional[bool] = ..., revision: _Optional[int] = ..., current_expire_at: _Optional[int] = ..., deleted: _Optional[int] = ...) -> None: ...
+
+class KeyValueQuery(_message.Message):
+    __slots__ = ("get", "due")
+    GET_FIELD_NUMBER: _ClassVar[int]
+    DUE_FIELD_NUMBER: _ClassVar[int]
+    get: GetQuery
+    due: DueQuery
+    def __init__(self, get: _Optional[_Union[GetQuery, _Mapping]] = ..., due: _Optional[_Union[DueQuery, _Mapping]] = ...) -> None: ...
+
+class GetQuery(_message.Message):
+    __slots__ = ("name", "now")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NOW_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    now: int
+    def __init__(self, name: _Optional[str] = ..., now: _Optional[int] = ...) -> None: ...
+
+class DueQuery(_message.Message):
+    __slots__ = ("now", "limit")
+    NOW_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    now: int
+    limit: int
+    def __init__(self, now: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class KeyValueQueryResult(_message.Message):
+    __slots__ = ("found", "value", "revision", "expire_at", "due_names", "next_expire_at")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_AT_FIELD_NUMBER: _ClassVar[int]
+    DUE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_EXPIRE_AT_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    value: bytes
+    revision: int
+    expire_at: int
+    due_names: _containers.RepeatedScalarFieldContainer[str]
+    next_expire_at: int
+    def __init__(self, found: _Optional[bool] = ..., value: _Optional[bytes] = ..., revision: _Optional[int] = ..., expire_at: _Optional[int] = ..., due_names: _Optional[_Iterable[str]] = ..., next_expire_at: _Optional[int] = ...) -> None: ...
+
+class NativeGetRequest(_message.Message):
+    __slots__ = ("name", "read_policy")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    READ_POLICY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    read_policy: str
+    def __init__(self, name: _Optional[str] = ..., read_policy: _Optional[str] = ...) -> None: ...
+
+class NativeGetResponse(_message.Message):
+    __slots__ = ("found", "value", "revision")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    value: bytes
+    revision: int
+    def __init__(self, found: _Optional[bool] = ..., value: _Optional[bytes] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class WriteResponse(_message.Message):
+    __slots__ = ("applied", "revision")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    applied: bool
+    revision: int
+    def __init__(self, applied: _Optional[bool] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class WatchEvent(_message.Message):
+    __slots__ = ("kind", "value", "revision")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        READY: _ClassVar[WatchEvent.Kind]
+        SET: _ClassVar[WatchEvent.Kind]
+        DELETE: _ClassVar[WatchEvent.Kind]
+        RESYNC: _ClassVar[WatchEvent.Kind]
+    READY: WatchEvent.Kind
+    SET: WatchEvent.Kind
+    DELETE: WatchEvent.Kind
+    RESYNC: WatchEvent.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    kind: WatchEvent.Kind
+    value: bytes
+    revision: int
+    def __init__(self, kind: _Optional[_Union[WatchEvent.Kind, str]] = ..., value: _Optional[bytes] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StatusResponse(_message.Message):
+    __slots__ = ("json",)
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    def __init__(self, json: _Optional[str] = ...) -> None: ...
