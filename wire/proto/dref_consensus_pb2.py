@@ -25,39 +25,49 @@ _sym_db = _symbol_database.Default()
 from dref.wire.proto import raft_pb2 as dref_dot_wire_dot_proto_dot_raft__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$dref/wire/proto/dref_consensus.proto\x12\x11io.github.tobia80\x1a\x1a\x64ref/wire/proto/raft.proto\"P\n\x0f\x43lusterSnapshot\x12+\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1a.io.github.tobia80.KVEntry\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\"i\n\x14\x41ppendEntriesRequest\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\x0c\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x12\n\ncommit_seq\x18\x05 \x01(\x04\"6\n\x15\x41ppendEntriesResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\"G\n\x10HeartbeatRequest\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x12\n\ncommit_seq\x18\x03 \x01(\x04\"7\n\x11HeartbeatResponse\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\"3\n\x10ReadIndexRequest\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\"2\n\x11ReadIndexResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\"C\n\x0bVoteRequest\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\"-\n\x0cVoteResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\"F\n\x0ePreVoteRequest\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\"0\n\x0fPreVoteResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\"\x81\x01\n\x16InstallSnapshotRequest\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x34\n\x08snapshot\x18\x03 \x01(\x0b\x32\".io.github.tobia80.ClusterSnapshot\x12\x10\n\x08last_seq\x18\x04 \x01(\x04\"8\n\x17InstallSnapshotResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x32\xb6\x04\n\rDRefConsensus\x12\x62\n\rAppendEntries\x12\'.io.github.tobia80.AppendEntriesRequest\x1a(.io.github.tobia80.AppendEntriesResponse\x12V\n\tHeartbeat\x12#.io.github.tobia80.HeartbeatRequest\x1a$.io.github.tobia80.HeartbeatResponse\x12V\n\tReadIndex\x12#.io.github.tobia80.ReadIndexRequest\x1a$.io.github.tobia80.ReadIndexResponse\x12N\n\x0bRequestVote\x12\x1e.io.github.tobia80.VoteRequest\x1a\x1f.io.github.tobia80.VoteResponse\x12W\n\x0eRequestPreVote\x12!.io.github.tobia80.PreVoteRequest\x1a\".io.github.tobia80.PreVoteResponse\x12h\n\x0fInstallSnapshot\x12).io.github.tobia80.InstallSnapshotRequest\x1a*.io.github.tobia80.InstallSnapshotResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$dref/wire/proto/dref_consensus.proto\x12\x11io.github.tobia80\x1a\x1a\x64ref/wire/proto/raft.proto\"P\n\x0f\x43lusterSnapshot\x12+\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1a.io.github.tobia80.KVEntry\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\"j\n\x0bNativeEntry\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".io.github.tobia80.NativeEntryKind\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\xd8\x01\n\x14\x41ppendEntriesRequest\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\x0c\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x12\n\ncommit_seq\x18\x05 \x01(\x04\x12\x12\n\nprev_index\x18\x64 \x01(\x04\x12\x11\n\tprev_term\x18\x65 \x01(\x04\x12/\n\x07\x65ntries\x18\x66 \x03(\x0b\x32\x1e.io.github.tobia80.NativeEntry\x12\x15\n\rleader_commit\x18g \x01(\x04\"\xa0\x01\n\x15\x41ppendEntriesResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x13\n\x0bmatch_index\x18\x64 \x01(\x04\x12\x1b\n\x13rejected_prev_index\x18\x65 \x01(\x04\x12\x12\n\nhint_index\x18\x66 \x01(\x04\x12\x11\n\thint_term\x18g \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08\"X\n\x10HeartbeatRequest\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x12\n\ncommit_seq\x18\x03 \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x64 \x01(\x04\"Y\n\x11HeartbeatResponse\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x64 \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08\"3\n\x10ReadIndexRequest\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\"2\n\x11ReadIndexResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\"Z\n\x0bVoteRequest\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x12\x15\n\rlast_log_term\x18\x64 \x01(\x04\">\n\x0cVoteResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08\"]\n\x0ePreVoteRequest\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x12\x15\n\rlast_log_term\x18\x64 \x01(\x04\"A\n\x0fPreVoteResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08\"\xe2\x01\n\x16InstallSnapshotRequest\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x34\n\x08snapshot\x18\x03 \x01(\x0b\x32\".io.github.tobia80.ClusterSnapshot\x12\x10\n\x08last_seq\x18\x04 \x01(\x04\x12\x11\n\tlast_term\x18\x64 \x01(\x04\x12\x0e\n\x06voters\x18\x65 \x03(\t\x12\x10\n\x08learners\x18\x66 \x03(\t\x12\x0e\n\x06offset\x18g \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18h \x01(\x0c\x12\x0c\n\x04\x64one\x18i \x01(\x08\"^\n\x17InstallSnapshotResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x13\n\x0bmatch_index\x18\x64 \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08\"H\n\x17\x46orwardReadIndexRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\x04\"o\n\x18\x46orwardReadIndexResponse\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x02 \x01(\x04\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12\x12\n\nread_index\x18\x04 \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08*Z\n\x0fNativeEntryKind\x12\x17\n\x13NATIVE_ENTRY_NORMAL\x10\x00\x12\x15\n\x11NATIVE_ENTRY_NOOP\x10\x01\x12\x17\n\x13NATIVE_ENTRY_CONFIG\x10\x02\x32\xb6\x04\n\rDRefConsensus\x12\x62\n\rAppendEntries\x12\'.io.github.tobia80.AppendEntriesRequest\x1a(.io.github.tobia80.AppendEntriesResponse\x12V\n\tHeartbeat\x12#.io.github.tobia80.HeartbeatRequest\x1a$.io.github.tobia80.HeartbeatResponse\x12V\n\tReadIndex\x12#.io.github.tobia80.ReadIndexRequest\x1a$.io.github.tobia80.ReadIndexResponse\x12N\n\x0bRequestVote\x12\x1e.io.github.tobia80.VoteRequest\x1a\x1f.io.github.tobia80.VoteResponse\x12W\n\x0eRequestPreVote\x12!.io.github.tobia80.PreVoteRequest\x1a\".io.github.tobia80.PreVoteResponse\x12h\n\x0fInstallSnapshot\x12).io.github.tobia80.InstallSnapshotRequest\x1a*.io.github.tobia80.InstallSnapshotResponse2\x82\x01\n\x13\x44RefNativeConsensus\x12k\n\x10\x46orwardReadIndex\x12*.io.github.tobia80.ForwardReadIndexRequest\x1a+.io.github.tobia80.ForwardReadIndexResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dref.wire.proto.dref_consensus_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_NATIVEENTRYKIND']._serialized_start=1775
+  _globals['_NATIVEENTRYKIND']._serialized_end=1865
   _globals['_CLUSTERSNAPSHOT']._serialized_start=87
   _globals['_CLUSTERSNAPSHOT']._serialized_end=167
-  _globals['_APPENDENTRIESREQUEST']._serialized_start=169
-  _globals['_APPENDENTRIESREQUEST']._serialized_end=274
-  _globals['_APPENDENTRIESRESPONSE']._serialized_start=276
-  _globals['_APPENDENTRIESRESPONSE']._serialized_end=330
-  _globals['_HEARTBEATREQUEST']._serialized_start=332
-  _globals['_HEARTBEATREQUEST']._serialized_end=403
-  _globals['_HEARTBEATRESPONSE']._serialized_start=405
-  _globals['_HEARTBEATRESPONSE']._serialized_end=460
-  _globals['_READINDEXREQUEST']._serialized_start=462
-  _globals['_READINDEXREQUEST']._serialized_end=513
-  _globals['_READINDEXRESPONSE']._serialized_start=515
-  _globals['_READINDEXRESPONSE']._serialized_end=565
-  _globals['_VOTEREQUEST']._serialized_start=567
-  _globals['_VOTEREQUEST']._serialized_end=634
-  _globals['_VOTERESPONSE']._serialized_start=636
-  _globals['_VOTERESPONSE']._serialized_end=681
-  _globals['_PREVOTEREQUEST']._serialized_start=683
-  _globals['_PREVOTEREQUEST']._serialized_end=753
-  _globals['_PREVOTERESPONSE']._serialized_start=755
-  _globals['_PREVOTERESPONSE']._serialized_end=803
-  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_start=806
-  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_end=935
-  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_start=937
-  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_end=993
-  _globals['_DREFCONSENSUS']._serialized_start=996
-  _globals['_DREFCONSENSUS']._serialized_end=1562
+  _globals['_NATIVEENTRY']._serialized_start=169
+  _globals['_NATIVEENTRY']._serialized_end=275
+  _globals['_APPENDENTRIESREQUEST']._serialized_start=278
+  _globals['_APPENDENTRIESREQUEST']._serialized_end=494
+  _globals['_APPENDENTRIESRESPONSE']._serialized_start=497
+  _globals['_APPENDENTRIESRESPONSE']._serialized_end=657
+  _globals['_HEARTBEATREQUEST']._serialized_start=659
+  _globals['_HEARTBEATREQUEST']._serialized_end=747
+  _globals['_HEARTBEATRESPONSE']._serialized_start=749
+  _globals['_HEARTBEATRESPONSE']._serialized_end=838
+  _globals['_READINDEXREQUEST']._serialized_start=840
+  _globals['_READINDEXREQUEST']._serialized_end=891
+  _globals['_READINDEXRESPONSE']._serialized_start=893
+  _globals['_READINDEXRESPONSE']._serialized_end=943
+  _globals['_VOTEREQUEST']._serialized_start=945
+  _globals['_VOTEREQUEST']._serialized_end=1035
+  _globals['_VOTERESPONSE']._serialized_start=1037
+  _globals['_VOTERESPONSE']._serialized_end=1099
+  _globals['_PREVOTEREQUEST']._serialized_start=1101
+  _globals['_PREVOTEREQUEST']._serialized_end=1194
+  _globals['_PREVOTERESPONSE']._serialized_start=1196
+  _globals['_PREVOTERESPONSE']._serialized_end=1261
+  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_start=1264
+  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_end=1490
+  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_start=1492
+  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_end=1586
+  _globals['_FORWARDREADINDEXREQUEST']._serialized_start=1588
+  _globals['_FORWARDREADINDEXREQUEST']._serialized_end=1660
+  _globals['_FORWARDREADINDEXRESPONSE']._serialized_start=1662
+  _globals['_FORWARDREADINDEXRESPONSE']._serialized_end=1773
+  _globals['_DREFCONSENSUS']._serialized_start=1868
+  _globals['_DREFCONSENSUS']._serialized_end=2434
+  _globals['_DREFNATIVECONSENSUS']._serialized_start=2437
+  _globals['_DREFNATIVECONSENSUS']._serialized_end=2567
 # @@protoc_insertion_point(module_scope)

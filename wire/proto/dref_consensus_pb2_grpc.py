@@ -310,3 +310,78 @@ class DRefConsensus:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class DRefNativeConsensusStub:
+    """Native-mode RPCs that upstream lacks, on the same port as DRefConsensus.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ForwardReadIndex = channel.unary_unary(
+                '/io.github.tobia80.DRefNativeConsensus/ForwardReadIndex',
+                request_serializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.ForwardReadIndexRequest.SerializeToString,
+                response_deserializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.ForwardReadIndexResponse.FromString,
+                _registered_method=True)
+
+
+class DRefNativeConsensusServicer:
+    """Native-mode RPCs that upstream lacks, on the same port as DRefConsensus.
+    """
+
+    def ForwardReadIndex(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_DRefNativeConsensusServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ForwardReadIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForwardReadIndex,
+                    request_deserializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.ForwardReadIndexRequest.FromString,
+                    response_serializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.ForwardReadIndexResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'io.github.tobia80.DRefNativeConsensus', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('io.github.tobia80.DRefNativeConsensus', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class DRefNativeConsensus:
+    """Native-mode RPCs that upstream lacks, on the same port as DRefConsensus.
+    """
+
+    @staticmethod
+    def ForwardReadIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/io.github.tobia80.DRefNativeConsensus/ForwardReadIndex',
+            dref_dot_wire_dot_proto_dot_dref__consensus__pb2.ForwardReadIndexRequest.SerializeToString,
+            dref_dot_wire_dot_proto_dot_dref__consensus__pb2.ForwardReadIndexResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
