@@ -1,0 +1,264 @@
+"""Locks: exclusion, fencing, timeouts, event-driven waiters, loss detection, safe release."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+import dref
+from dref.backend import Backend, ChangeEvent, Entry
+from dref.errors import LockStolenError, LockTimeoutError
+from dref.wire.lock_token import decode_lock_token, encode_lock_token
+
+
+class SpyBackend(Backend):
+    """Forwards to a real backend and tells the test when a create-if-absent was refused."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.default_ttl = inner.default_ttl
+        self.max_value_size = inner.max_value_size
+        self.refused = threading.Event()
+
+    def set(self, name: str, value: bytes, ttl: float | None = None, *, timeout=None) -> int:
+        return self.inner.set(name, value, ttl, timeout=timeout)
+
+    def set_if_absent(self, name, value, ttl=None, *, timeout=None):
+        revision = self.inner.set_if_absent(name, value, ttl, timeout=timeout)
+        if revision is None:
+            self.refused.set()
+        return revision
+
+    def get(self, name: str, *, timeout=None) -> Entry | None:
+        return self.inner.get(name, timeout=timeout)
+
+    def delete(self, name: str, *, timeout=None) -> int:
+        return self.inner.delete(name, timeout=timeout)
+
+    def compare_and_set(self, name, expected, value, ttl=None, *, timeout=None):
+        return self.inner.compare_and_set(name, expected, value, ttl, timeout=timeout)
+
+    def compare_and_delete(self, name: str, expected: Entry, *, timeout=None) -> bool:
+        return self.inner.compare_and_delete(name, expected, timeout=timeout)
+
+    def expire(self, name, ttl, *, expected=None, timeout=None):
+        return self.inner.expire(name, ttl, expected=expected, timeout=timeout)
+
+    def subscribe(self, name: str, listener: Callable[[ChangeEvent], None]) -> Callable[[], None]:
+        return self.inner.subscribe(name, listener)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_with_block_holds_the_token_and_releases(ctx: dref.Context) -> None:
+    with ctx.lock("job", ttl=5) as lock:
+        entry = ctx.backend.get("job")
+        assert entry is not None
+        assert decode_lock_token(entry.value) == lock.token
+        assert entry.revision == lock.fencing_token
+        assert lock.locked()
+    assert ctx.backend.get("job") is None
+    assert not lock.locked()
+    assert not lock.lost.is_set()
+
+
+def test_mutual_exclusion_and_increasing_fencing_tokens_across_16_threads(
+    ctx: dref.Context,
+) -> None:
+    inside = 0
+    overlaps = 0
+    grants: list[int] = []
+    failures: list[BaseException] = []
+    guard = threading.Lock()
+
+    def worker() -> None:
+        nonlocal inside, overlaps
+        try:
+            for _ in range(10):
+                with ctx.lock("critical", ttl=5, timeout=60) as lock:
+                    with guard:
+                        inside += 1
+                        overlaps += inside > 1
+                        grants.append(lock.fencing_token)
+                    time.sleep(0.001)  # widen the window an overlap would need
+                    with guard:
+                        inside -= 1
+        except BaseException as e:  # surfaced below
+            failures.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not failures
+    assert overlaps == 0
+    assert len(grants) == 160
+    assert all(a < b for a, b in zip(grants, grants[1:], strict=False))
+
+
+def test_lock_timeout_when_held(ctx: dref.Context) -> None:
+    with ctx.lock("busy", ttl=5):
+        other = ctx.lock("busy", timeout=0.2)
+        with pytest.raises(LockTimeoutError, match="busy") as info, other:
+            pytest.fail("acquired a held lock")
+        assert info.value.timeout == 0.2
+        assert isinstance(info.value, TimeoutError)
+        assert other.acquire(blocking=False) is False
+        assert other.acquire(timeout=0.05) is False
+
+
+def test_waiter_is_woken_by_the_release_event_not_by_polling(ctx: dref.Context) -> None:
+    spy = SpyBackend(ctx.backend)
+    spied = dref.Context(spy)
+    acquired = threading.Event()
+    holder = spied.lock("wake", ttl=30)
+    holder.acquire()
+    waiter = spied.lock("wake", ttl=30, timeout=30, retry_interval=3600)
+
+    def wait_for_lock() -> None:
+        if waiter.acquire():
+            acquired.set()
+
+    thread = threading.Thread(target=wait_for_lock)
+    thread.start()
+    assert spy.refused.wait(10), "the waiter never tried"
+    holder.release()
+    assert acquired.wait(20), "the waiter was not woken by the release"
+    waiter.release()
+    thread.join(10)
+    spied.close()
+
+
+def test_abandoned_lock_expires_and_lets_a_waiter_in(ctx: dref.Context) -> None:
+    dead_holder = ctx.backend.set_if_absent("abandoned", encode_lock_token(7), 0.3)
+    assert dead_holder is not None
+    with ctx.lock("abandoned", ttl=5, timeout=30, retry_interval=3600) as lock:
+        assert lock.fencing_token > dead_holder
+
+
+def test_keep_alive_holds_the_lock_past_its_ttl(ctx: dref.Context) -> None:
+    with ctx.lock("long", ttl=1.0) as lock:
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            assert not lock.lost.wait(0.1)
+        entry = ctx.backend.get("long")
+        assert entry is not None and entry.revision == lock.fencing_token
+
+
+@pytest.mark.parametrize("thief", ["delete", "overwrite"])
+def test_lost_lock_is_reported_and_release_spares_the_new_holder(
+    ctx: dref.Context, thief: str
+) -> None:
+    called = threading.Event()
+    lock = ctx.lock("stolen", ttl=5, on_lost=called.set)
+    successor = ctx.lock("stolen", ttl=5, timeout=10)
+    with pytest.raises(LockStolenError) as info, lock:
+        if thief == "delete":
+            ctx.backend.delete("stolen")
+            assert successor.acquire()
+        else:
+            ctx.backend.set("stolen", b"intruder")
+        assert lock.lost.wait(10)
+        assert called.wait(10)
+    assert info.value.name == "stolen"
+    assert info.value.value == lock.token
+    entry = ctx.backend.get("stolen")
+    assert entry is not None, "the former holder's release deleted someone else's lock"
+    if thief == "delete":
+        assert entry.revision == successor.fencing_token
+        successor.release()
+    else:
+        assert entry.value == b"intruder"
+
+
+def test_body_exception_is_chained_to_the_stolen_error(ctx: dref.Context) -> None:
+    lock = ctx.lock("chained", ttl=5)
+    with pytest.raises(LockStolenError) as info, lock:
+        ctx.backend.delete("chained")
+        assert lock.lost.wait(10)
+        raise ValueError("body failed")
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_expired_lease_is_a_loss(ctx: dref.Context) -> None:
+    lock = ctx.lock("lease", ttl=5)
+    lock.acquire()
+    ctx.backend.expire("lease", 0.1)  # as if keep-alive could not reach the backend
+    assert lock.lost.wait(10)
+    with pytest.raises(LockStolenError):
+        lock.release()
+
+
+def test_body_exception_passes_through_when_not_lost(ctx: dref.Context) -> None:
+    with pytest.raises(KeyError), ctx.lock("plain", ttl=5):
+        raise KeyError("x")
+    assert ctx.backend.get("plain") is None
+
+
+def test_decorator_takes_a_fresh_lock_per_call(ctx: dref.Context) -> None:
+    inside = 0
+    overlaps = 0
+    guard = threading.Lock()
+
+    @ctx.lock("decorated", ttl=5, timeout=30)
+    def job(x: int) -> int:
+        nonlocal inside, overlaps
+        with guard:
+            inside += 1
+            overlaps += inside > 1
+        assert ctx.backend.get("decorated") is not None
+        with guard:
+            inside -= 1
+        return x * 2
+
+    assert job(21) == 42
+    assert job.__name__ == "job"
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(job(1))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [2, 2, 2, 2]
+    assert overlaps == 0
+    assert ctx.backend.get("decorated") is None
+
+
+def test_lock_is_not_reentrant_and_release_needs_a_holder(ctx: dref.Context) -> None:
+    lock = ctx.lock("single", ttl=5)
+    with pytest.raises(RuntimeError):
+        lock.release()
+    with pytest.raises(RuntimeError):
+        lock.fencing_token  # noqa: B018
+    assert lock.acquire()
+    with pytest.raises(RuntimeError):
+        lock.acquire(blocking=False)
+    lock.release()
+    assert lock.acquire(), "a released Lock object can be acquired again"
+    lock.release()
+
+
+def test_fencing_tokens_grow_across_reacquisitions(ctx: dref.Context) -> None:
+    tokens = []
+    for _ in range(3):
+        with ctx.lock("again", ttl=5) as lock:
+            ctx.backend.set("unrelated", b"x")
+            tokens.append(lock.fencing_token)
+    assert tokens == sorted(set(tokens))
+
+
+def test_closing_the_context_releases_held_locks(ctx: dref.Context) -> None:
+    seen: list[ChangeEvent] = []
+    ctx.backend.subscribe("on-close", seen.append)
+    lock = ctx.lock("on-close", ttl=5)
+    lock.acquire()
+    ctx.close()
+    assert [e.kind.value for e in seen] == ["set", "delete"], "not released on close"
+    assert lock.lost.is_set()
+    with pytest.raises(LockStolenError):
+        lock.release()
