@@ -118,10 +118,13 @@ class ChangeStream(Generic[T]):
         return self._closed
 
     def get(self, timeout: float | None = None) -> Event[T]:
-        """The next event; waits at most `timeout` s (None: until an event or `close()`).
+        """The next event; waits at most `timeout` s (None: the stream's own timeout; if
+        that is None too, until an event arrives or `close()` is called).
 
         Raises `DRefTimeoutError` when the time is up and `ContextClosedError` once closed.
         """
+        if timeout is None:
+            timeout = self.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._ready:
             while not (self._pending or self._missed or self._closed):
@@ -146,7 +149,7 @@ class ChangeStream(Generic[T]):
 
     def __next__(self) -> Event[T]:
         try:
-            return self.get(self.timeout)
+            return self.get()
         except (DRefTimeoutError, ContextClosedError):
             raise StopIteration from None
 

@@ -42,6 +42,9 @@ R = TypeVar("R")
 DEFAULT_LOCK_TIMEOUT = 10.0
 """Default acquisition timeout in seconds."""
 
+_MIN_CALL_TIMEOUT = 1.0
+"""Backend calls get at least this long, even when the acquisition time is nearly up."""
+
 _log = logging.getLogger("dref.lock")
 
 
@@ -245,8 +248,10 @@ class _Grant:
         lock = self.lock
         while True:
             self._freed.clear()
-            remaining = max(deadline - time.monotonic(), 0.001)
-            revision = self.backend.set_if_absent(lock.name, self.data, lock.ttl, timeout=remaining)
+            call_timeout = max(deadline - time.monotonic(), _MIN_CALL_TIMEOUT)
+            revision = self.backend.set_if_absent(
+                lock.name, self.data, lock.ttl, timeout=call_timeout
+            )
             if revision is not None:
                 with self._state:
                     self.entry = Entry(self.data, revision)
