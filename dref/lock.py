@@ -8,8 +8,10 @@ safety-net retry (`retry_interval`) covers backends that can lose events.
 While held, a daemon thread re-arms the lease every 0.8 x TTL with a *conditional*
 expire, and a listener watches the name: a change that is not ours (a delete, an expiry,
 another holder's write) or a failed keep-alive means the lock is lost. Then `lock.lost` is
-set, `on_lost()` is called (on the keep-alive thread), and leaving the `with` block raises
-`LockStolenError`, even when the body succeeded. Release is a compare-and-delete, so it
+set, `on_lost()` is called once (on the keep-alive thread, or in `release()` when the loss
+is only found there), and leaving the `with` block raises `LockStolenError`, even when the
+body succeeded. The body itself is not interrupted (synchronous Python cannot do that
+safely): long bodies should check `lock.lost` between steps. Release is a compare-and-delete, so it
 never removes a lock someone else now holds (upstream deletes unconditionally, 7.23).
 
 `lock.fencing_token` is the revision of the acquiring write. Revisions only grow, so
@@ -287,7 +289,7 @@ class _Grant:
             self._finished = True
         self._check.set()
         if self._keep_alive is not None and threading.current_thread() is not self._keep_alive:
-            self._keep_alive.join()
+            self._keep_alive.join(self.lock.ttl)  # bounded even if on_lost() hangs
         self._cancel()
         assert self.entry is not None
         if not self._lost:
