@@ -30,9 +30,11 @@ seconds: Redis emits nothing on natural expiry (keyspace notifications are not u
 name found absent that was last seen present yields a synthetic DELETE (how lock waiters
 and stolen-lock detection notice an expired lock, also one written by an upstream node).
 After the pub/sub connection reconnects, every subscribed name is re-read and a synthetic
-event is delivered where the value differs from the last one seen (``subscribe`` reads
-that baseline before it returns). Synthetic events carry revision 0 and may repeat a real
-event that was still in flight.
+event is delivered where the value differs from the last one seen (the current value when
+none was seen: a baseline is read shortly after each new subscription). A name found
+absent by that baseline read also gets a DELETE, so a lock waiter whose holder expired
+right after the waiter subscribed still wakes up. Synthetic events carry revision 0 and
+may repeat a real event that was still in flight.
 """
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ DEFAULT_MAX_VALUE_SIZE = 8 * 1024 * 1024
 output-buffer hard limit, which would otherwise disconnect every subscriber."""
 
 _log = logging.getLogger("dref.redis")
-_UNKNOWN = object()  # last-seen value of a name whose baseline has not been read yet
+_UNKNOWN = object()  # last seen of a name not read yet, nothing missed so far
+_STALE = object()  # last seen of a name not read yet that may have missed changes
 _MGET_CHUNK = 256
 
 
@@ -241,11 +244,8 @@ class RedisBackend(Backend):
             watcher = self._watcher
         remove = self._registry.add(name, listener)
         watcher.watch(name)
-        if watcher.wait_subscribed(self.timeout):
-            try:  # the baseline against which a resync or the poll detects missed changes
-                watcher.set_baseline(name, self._read_many([name], None)[0][0])
-            except BackendUnavailableError:
-                pass  # read on (re)connection instead
+        if not watcher.wait_subscribed(self.timeout):
+            watcher.mark_stale(name)
         cancelled = threading.Event()
 
         def cancel() -> None:
@@ -449,6 +449,11 @@ class _Watcher(threading.Thread):
         self._seen: dict[str, object] = {}  # name -> last value seen (None = absent)
         self._needs_baseline = False
         self._pending: tuple[bytes, int] | None = None
+        # Baselines read without an event count only once a later PING on the pub/sub
+        # connection is answered: then that connection was alive when they were read.
+        self._tentative: set[str] = set()
+        self._confirming: dict[bytes, set[str]] = {}
+        self._confirm_seq = 0
 
     def watch(self, name: str) -> None:
         """Track `name`; its baseline is read soon if it is new."""
@@ -458,11 +463,11 @@ class _Watcher(threading.Thread):
                 self._seen[name] = _UNKNOWN
                 self._needs_baseline = True
 
-    def set_baseline(self, name: str, value: bytes | None) -> None:
-        """Record `value` as last seen for `name` unless an event already told us more."""
+    def mark_stale(self, name: str) -> None:
+        """`name` may miss changes until the connection is up: report its state then."""
         with self._lock:
             if self._seen.get(name) is _UNKNOWN:
-                self._seen[name] = value
+                self._seen[name] = _STALE
 
     def unwatch(self, name: str) -> None:
         """Stop tracking `name` once its last subscription is cancelled."""
@@ -496,6 +501,7 @@ class _Watcher(threading.Thread):
             finally:
                 self._subscribed.clear()
                 self._pending = None
+                self._forget_unconfirmed()
                 try:
                     pubsub.close()
                 except (RedisError, OSError):
@@ -503,6 +509,16 @@ class _Watcher(threading.Thread):
             if self._stop_event.wait(backoff):
                 break
             backoff = min(backoff * 2, self._MAX_BACKOFF)
+
+    def _forget_unconfirmed(self) -> None:
+        """After a disconnection: baselines not known to predate it may have missed changes."""
+        with self._lock:
+            doubtful = set(self._tentative).union(*self._confirming.values())
+            self._tentative.clear()
+            self._confirming.clear()
+            for name, seen in self._seen.items():
+                if seen is _UNKNOWN or name in doubtful:
+                    self._seen[name] = _STALE
 
     def _session(self, pubsub: redis.client.PubSub) -> None:
         timeout = self._backend.timeout
@@ -518,7 +534,7 @@ class _Watcher(threading.Thread):
             if self._stop_event.is_set():
                 return
         self._subscribed.set()
-        self._sync(vanish_only=False)
+        self._sync(pubsub, vanish_only=False)
         poll = self._backend.poll_interval
         next_poll = time.monotonic() + poll
         last_pong = time.monotonic()
@@ -527,16 +543,18 @@ class _Watcher(threading.Thread):
             if message is not None:
                 if message["type"] == "pong":
                     last_pong = time.monotonic()
+                    with self._lock:
+                        self._confirming.pop(message["data"], None)
                 elif message["type"] == "message":
                     self._on_message(message["channel"], message["data"])
             now = time.monotonic()
             if self._needs_baseline:
-                self._sync(vanish_only=True)
+                self._sync(pubsub, vanish_only=True)
             if now >= next_poll:
                 if now - last_pong > 3 * poll + timeout:
                     raise BackendUnavailableError("Redis pub/sub connection is unresponsive")
                 pubsub.ping()
-                self._sync(vanish_only=True)
+                self._sync(pubsub, vanish_only=True)
                 next_poll = now + poll
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
@@ -559,7 +577,7 @@ class _Watcher(threading.Thread):
             self._seen[name] = value
         self._emit(name, value, revision)
 
-    def _sync(self, *, vanish_only: bool) -> None:
+    def _sync(self, pubsub: redis.client.PubSub, *, vanish_only: bool) -> None:
         """Re-read tracked names; report what pub/sub did not (see the module doc)."""
         with self._lock:
             self._needs_baseline = False
@@ -571,6 +589,13 @@ class _Watcher(threading.Thread):
             chunk = names[start : start + _MGET_CHUNK]
             for name, (value, _) in zip(chunk, self._backend._read_many(chunk, None), strict=True):
                 self._reconcile(name, value, vanish_only)
+        with self._lock:
+            if not self._tentative:
+                return
+            self._confirm_seq += 1
+            tag = f"confirm:{self._confirm_seq}"
+            self._confirming[tag.encode()], self._tentative = self._tentative, set()
+        pubsub.ping(tag)
 
     def _reconcile(self, name: str, value: bytes | None, vanish_only: bool) -> None:
         with self._lock:
@@ -579,8 +604,10 @@ class _Watcher(threading.Thread):
             seen = self._seen[name]
             if seen is _UNKNOWN:
                 self._seen[name] = value
-                return
-            if seen == value or (vanish_only and value is not None):
+                if value is not None:
+                    self._tentative.add(name)
+                    return
+            if seen is not _STALE and (seen == value or (vanish_only and value is not None)):
                 return
             self._seen[name] = value
         self._emit(name, value, 0)

@@ -17,6 +17,13 @@ def summary(events: list[ChangeEvent]) -> list[tuple[ChangeKind, bytes | None, i
     return [(e.kind, e.value, e.revision) for e in events]
 
 
+def real(events: list[ChangeEvent]) -> list[ChangeEvent]:
+    """Without the DELETE a subscription may get when its baseline read finds no value."""
+    if events and events[0].kind is DELETE and events[0].revision == 0:
+        return events[1:]
+    return events
+
+
 def test_own_writes_arrive_in_order_with_revisions(backend: RedisBackend, recorder: Any) -> None:
     events = recorder()
     backend.subscribe("n", events)
@@ -26,8 +33,8 @@ def test_own_writes_arrive_in_order_with_revisions(backend: RedisBackend, record
     backend.set("n", b"b")
     backend.delete("n")
     backend.set_if_absent("n", b"c")
-    got = events.wait_for(lambda e: len(e) == 4)
-    assert summary(got) == [
+    got = events.wait_for(lambda e: len(real(e)) == 4)
+    assert summary(real(got)) == [
         (SET, b"a", 1),
         (SET, b"b", 2),
         (DELETE, None, 3),
