@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -24,3 +26,16 @@ def _load(name: str) -> ModuleType:
 def cmd() -> ModuleType:
     """Builders of encoded commands, queries and results (commands.py)."""
     return _load("commands")
+
+
+@pytest.fixture
+def fake_cluster() -> Iterator[list[Any]]:
+    """Three FakeNodes (fake_node.py) on real gRPC servers; n1 leads."""
+    fake = _load("fake_node")
+    ids = ["n1", "n2", "n3"]
+    nodes = [fake.FakeNode(i, [p for p in ids if p != i]) for i in ids]
+    for node in nodes:
+        node.leader = nodes[0]
+    yield nodes
+    for node in nodes:
+        node.close()

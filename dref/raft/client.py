@@ -1,0 +1,471 @@
+"""A blocking client of a dref key/value Raft cluster (any node serving DRefRaft + DRefNative).
+
+Calls go to the node believed to be the leader. A follower answers not-leader; the client
+then follows the ``dref-leader-address`` hint, or else maps the ``not-leader:<id>`` id to
+an address by asking every known node `GetEndpoints` (the last id is the responder's own,
+spec 4.9), or else tries the next address. Not-leader answers and unreachable nodes are
+retried with a growing pause, but never past the call's timeout (upstream retries
+without bound, spec 7.9); then the call raises `NotLeaderError`,
+`BackendUnavailableError` (`QuorumLostError` for quorum loss) or `DRefTimeoutError`.
+
+A write that timed out, or that failed with quorum loss or a dropped connection, may or
+may not have been applied: the leader may still commit it. Unconditional writes (set,
+delete, expire) are retried after quorum loss - repeating them changes nothing but the
+revision. Conditional writes (set_if_absent, compare_and_set, compare_and_delete,
+expire_if) raise `QuorumLostError` instead, since a retry could misreport a write that did
+happen as refused.
+
+TTLs become ``expire_at = this machine's clock + ttl`` (Unix ms), as upstream clients do.
+The client is thread-safe and reuses one gRPC channel per node address.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+
+from dref.backend import ChangeEvent, ChangeKind, Entry
+from dref.errors import (
+    BackendUnavailableError,
+    ContextClosedError,
+    DRefError,
+    DRefTimeoutError,
+    NotLeaderError,
+    QuorumLostError,
+    ValueTooLargeError,
+)
+from dref.wire.client_service import LEADER_ADDRESS_KEY, now_ms
+from dref.wire.proto import dref_native_pb2 as native
+from dref.wire.proto import dref_native_pb2_grpc as native_grpc
+from dref.wire.proto import dref_pb2 as up
+from dref.wire.proto import dref_pb2_grpc as up_grpc
+from dref.wire.proto import state_command_pb2 as sc
+
+__all__ = ["Client", "Resync", "Watch", "WatchItem"]
+
+MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+"""Largest gRPC message the client sends or accepts."""
+
+_R = TypeVar("_R")
+_LIMIT = re.compile(r"the limit is (\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """A Watch item saying changes may have been missed (snapshot install, slow reader,
+    reconnect): re-read the name."""
+
+
+WatchItem = ChangeEvent | Resync
+
+
+class _Node:
+    """One address with its channel and stubs."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        options = [
+            ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
+        ]
+        self.channel = grpc.insecure_channel(address, options=options)
+        self.raft = up_grpc.DRefRaftStub(self.channel)
+        self.native = native_grpc.DRefNativeStub(self.channel)
+
+
+class Client:
+    """Blocking, thread-safe calls to a cluster known by some of its node addresses."""
+
+    def __init__(self, addresses: list[str], *, timeout: float = 10.0) -> None:
+        if not addresses:
+            raise ValueError("give at least one node address (host:port)")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._nodes: dict[str, _Node] = {}
+        self._order: list[str] = []
+        self._leader: str | None = None
+        self._next = 0
+        self._aliases: dict[str, str] = {}  # node id -> address
+        self._closed = False
+        for address in addresses:
+            self._node(address)
+
+    # -- key/value calls ----------------------------------------------------------------
+
+    def set(
+        self, name: str, value: bytes, ttl: float | None = None, *, timeout: float | None = None
+    ) -> int:
+        """Write unconditionally; returns the new revision."""
+        request = sc.SetElementCommand(name=name, value=value, expire_at=_expire_at(ttl))
+        reply = self._call(lambda n, t: n.native.Set(request, timeout=t), timeout, name, value)
+        return int(reply.revision)
+
+    def set_if_absent(
+        self, name: str, value: bytes, ttl: float | None = None, *, timeout: float | None = None
+    ) -> int | None:
+        """Create `name` only if it is absent or expired; the revision, or None if present."""
+        request = sc.SetElementIfNotExistCommand(name=name, value=value, expire_at=_expire_at(ttl))
+        reply = self._call(
+            lambda n, t: n.native.SetIfAbsent(request, timeout=t),
+            timeout,
+            name,
+            value,
+            idempotent=False,
+        )
+        return int(reply.revision) if reply.applied else None
+
+    def get(
+        self, name: str, *, policy: str = "linearizable", timeout: float | None = None
+    ) -> Entry | None:
+        """The live value and revision of `name`, or None. `policy`: linearizable (default),
+        lease, or stale (a follower's possibly old state)."""
+        request = native.NativeGetRequest(name=name, read_policy=policy)
+        reply = self._call(lambda n, t: n.native.Get(request, timeout=t), timeout, name)
+        return Entry(reply.value, reply.revision) if reply.found else None
+
+    def delete(self, name: str, *, timeout: float | None = None) -> int:
+        """Delete `name` (also when absent); returns the revision of the delete."""
+        request = sc.DeleteElementCommand(name=name)
+        reply = self._call(lambda n, t: n.native.Delete(request, timeout=t), timeout, name)
+        return int(reply.revision)
+
+    def expire(self, name: str, ttl: float, *, timeout: float | None = None) -> None:
+        """Re-arm the expiry of `name` to now + ttl, if it exists (upstream ExpireElement)."""
+        request = up.ExpireElementRequest(name=name, expireAt=_expire_at(ttl) or 0)
+        self._call(lambda n, t: n.raft.ExpireElement(request, timeout=t), timeout, name)
+
+    def expire_if(
+        self,
+        name: str,
+        ttl: float,
+        expected: Entry | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> bool:
+        """Re-arm the expiry of a live `name` (with `expected`: only while it is that entry);
+        True if it re-armed."""
+        request = sc.ExpireIfCommand(name=name, expire_at=_expire_at(ttl) or 0)
+        if expected is not None:
+            request.expected_revision = expected.revision
+            request.expected_value = expected.value
+        reply = self._call(
+            lambda n, t: n.native.ExpireIf(request, timeout=t), timeout, name, idempotent=False
+        )
+        return bool(reply.applied)
+
+    def compare_and_set(
+        self,
+        name: str,
+        expected: Entry | None,
+        value: bytes,
+        ttl: float | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> int | None:
+        """Write only if the live entry is `expected` (None: only if absent); the new
+        revision, or None."""
+        request = sc.CompareAndSetCommand(name=name, value=value, expire_at=_expire_at(ttl))
+        if expected is not None:
+            request.expected_revision = expected.revision
+            request.expected_value = expected.value
+        reply = self._call(
+            lambda n, t: n.native.CompareAndSet(request, timeout=t),
+            timeout,
+            name,
+            value,
+            idempotent=False,
+        )
+        return int(reply.revision) if reply.applied else None
+
+    def compare_and_delete(
+        self, name: str, expected: Entry, *, timeout: float | None = None
+    ) -> bool:
+        """Delete only if the live entry is `expected`; True if it deleted."""
+        request = sc.CompareAndDeleteCommand(
+            name=name, expected_revision=expected.revision, expected_value=expected.value
+        )
+        reply = self._call(
+            lambda n, t: n.native.CompareAndDelete(request, timeout=t),
+            timeout,
+            name,
+            idempotent=False,
+        )
+        return bool(reply.applied)
+
+    def watch(self, name: str, *, timeout: float | None = None) -> Watch:
+        """Subscribe to the changes of `name` that one node (the leader, if known) applies.
+
+        Returns once the subscription is live; iterate the `Watch` for its items.
+        """
+
+        def open_stream(node: _Node, limit: float) -> Watch:
+            stream = node.native.Watch(native.WatchRequest(name=name))
+            return Watch(node.address, name, stream, limit)
+
+        return self._call(open_stream, timeout, name)
+
+    # -- cluster calls ------------------------------------------------------------------
+
+    def status(self, address: str | None = None, *, timeout: float | None = None) -> dict[str, Any]:
+        """The status of the node at `address` (default: the leader) as a dict."""
+        reply = self._call_one(
+            address, lambda n, t: n.native.Status(native.StatusRequest(), timeout=t), timeout
+        )
+        status: dict[str, Any] = json.loads(reply.json)
+        return status
+
+    def endpoints(self, address: str | None = None, *, timeout: float | None = None) -> list[str]:
+        """The member ids the node at `address` knows; its own id is last (spec 3.4)."""
+        reply = self._call_one(
+            address, lambda n, t: n.raft.GetEndpoints(up.GetEndpointsRequest(), timeout=t), timeout
+        )
+        return list(reply.ids)
+
+    @property
+    def leader_address(self) -> str | None:
+        """The address the client currently sends calls to first, when it knows a leader."""
+        return self._leader
+
+    def close(self) -> None:
+        """Close every channel (open watches end). Idempotent."""
+        with self._lock:
+            self._closed = True
+            nodes = list(self._nodes.values())
+        for node in nodes:
+            node.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- routing ------------------------------------------------------------------------
+
+    def _node(self, address: str) -> _Node:
+        with self._lock:
+            if self._closed:
+                raise ContextClosedError("the Raft client is closed")
+            node = self._nodes.get(address)
+            if node is None:
+                node = self._nodes[address] = _Node(address)
+                self._order.append(address)
+            return node
+
+    def _target(self) -> _Node:
+        with self._lock:
+            address = self._leader
+            if address is None:
+                address = self._order[self._next % len(self._order)]
+        return self._node(address)
+
+    def _skip(self, address: str) -> None:
+        """`address` is not the leader (or is down): try the next one next time."""
+        with self._lock:
+            if self._leader == address:
+                self._leader = None
+            if self._order[self._next % len(self._order)] == address:
+                self._next += 1
+
+    def _follow(self, address: str, error: grpc.RpcError, deadline: float) -> bool:
+        """Learn the leader from a not-leader answer; True if we now know where to go."""
+        hint = _trailing(error, LEADER_ADDRESS_KEY)
+        leader_id = _leader_id(error.details() or "")
+        if hint is None and leader_id:
+            hint = self._aliases.get(leader_id) or self._discover(leader_id, deadline)
+        if hint is None or hint == address:
+            self._skip(address)
+            return False
+        self._node(hint)
+        with self._lock:
+            self._leader = hint
+        return True
+
+    def _discover(self, leader_id: str, deadline: float) -> str | None:
+        """Ask every known node for its id (GetEndpoints, last id) to find `leader_id`."""
+        with self._lock:
+            addresses = list(self._order)
+        for address in addresses:
+            limit = min(1.0, deadline - time.monotonic())
+            if limit <= 0:
+                break
+            try:
+                reply = self._node(address).raft.GetEndpoints(
+                    up.GetEndpointsRequest(), timeout=limit
+                )
+            except grpc.RpcError:
+                continue
+            if reply.ids:
+                self._aliases[reply.ids[-1]] = address
+        return self._aliases.get(leader_id)
+
+    def _call(
+        self,
+        run: Callable[[_Node, float], _R],
+        timeout: float | None,
+        name: str,
+        value: bytes = b"",
+        *,
+        idempotent: bool = True,
+    ) -> _R:
+        """Run `run(node, remaining)` on the leader, following hints and retrying within
+        the deadline (see the module doc)."""
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        failure: DRefError = DRefTimeoutError(f"no answer within {limit:g} s")
+        for attempt in range(1_000_000):  # bounded by the deadline long before this
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            node = self._target()
+            try:
+                return run(node, remaining)
+            except grpc.RpcError as error:
+                failure, again_now = self._classify(node, error, deadline, name, value, idempotent)
+            pause = 0.0 if again_now and attempt == 0 else _backoff(attempt)
+            pause = min(pause, deadline - time.monotonic())
+            if pause > 0:
+                time.sleep(pause)  # backoff between retries, bounded by the call's deadline
+        raise failure
+
+    def _classify(
+        self,
+        node: _Node,
+        error: grpc.RpcError,
+        deadline: float,
+        name: str,
+        value: bytes,
+        idempotent: bool,
+    ) -> tuple[DRefError, bool]:
+        """The error to raise if time runs out, and whether to retry without pausing;
+        raises at once what retrying cannot fix."""
+        code = error.code()
+        details = error.details() or ""
+        if code == grpc.StatusCode.FAILED_PRECONDITION and _leader_id(details) is not None:
+            followed = self._follow(node.address, error, deadline)
+            hint = _trailing(error, LEADER_ADDRESS_KEY)
+            return NotLeaderError(_leader_id(details) or None, hint), followed
+        if code == grpc.StatusCode.UNAVAILABLE and details == "quorum-lost":
+            if not idempotent:
+                raise QuorumLostError(
+                    "quorum lost: the write may or may not have been applied"
+                ) from None
+            return QuorumLostError(), False
+        if code == grpc.StatusCode.UNAVAILABLE:
+            self._skip(node.address)
+            return BackendUnavailableError(f"{node.address} unavailable: {details}"), True
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            if time.monotonic() >= deadline or not idempotent:
+                raise DRefTimeoutError(
+                    f"{node.address} did not answer in time (a write may or may not have"
+                    f" been applied): {details}"
+                ) from None
+            return DRefTimeoutError(details), False
+        if code == grpc.StatusCode.CANCELLED and self._closed:
+            raise ContextClosedError("the Raft client is closed") from None
+        if code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("value-too-large"):
+            match = _LIMIT.search(details)
+            raise ValueTooLargeError(name, len(value), int(match.group(1)) if match else 0)
+        raise DRefError(f"{node.address} refused the call: {code.name}: {details}")
+
+    def _call_one(
+        self, address: str | None, run: Callable[[_Node, float], _R], timeout: float | None
+    ) -> _R:
+        if address is None:
+            return self._call(run, timeout, "")
+        limit = self.timeout if timeout is None else timeout
+        try:
+            return run(self._node(address), limit)
+        except grpc.RpcError as error:
+            code = error.code()
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise BackendUnavailableError(f"{address}: {error.details()}") from None
+            raise DRefError(f"{address}: {code.name}: {error.details()}") from None
+
+
+class Watch:
+    """A live subscription to one name on one node: iterate for `ChangeEvent`s and `Resync`s;
+    iteration ends (BackendUnavailableError) when the node or connection goes away."""
+
+    def __init__(self, address: str, name: str, stream: Any, timeout: float) -> None:
+        self.address = address
+        self.name = name
+        self._stream = stream
+        self._ready = threading.Event()
+        first: list[Any] = []
+
+        def wait_ready() -> None:
+            try:
+                first.append(next(stream))
+            except Exception as exc:  # reported below, in the caller's thread
+                first.append(exc)
+            self._ready.set()
+
+        threading.Thread(target=wait_ready, name="dref-watch-open", daemon=True).start()
+        if not self._ready.wait(timeout):
+            stream.cancel()
+            raise DRefTimeoutError(f"watch on {address} not ready within {timeout:g} s")
+        if isinstance(first[0], grpc.RpcError):
+            raise first[0]
+        if isinstance(first[0], Exception):
+            raise BackendUnavailableError(f"watch on {address} failed: {first[0]}")
+
+    def __iter__(self) -> Iterator[WatchItem]:
+        try:
+            for event in self._stream:
+                if event.kind == native.WatchEvent.RESYNC:
+                    yield Resync()
+                elif event.kind in (native.WatchEvent.SET, native.WatchEvent.DELETE):
+                    yield _change(self.name, event)
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.CANCELLED:
+                return
+            message = f"watch on {self.address} ended: {error.details()}"
+            raise BackendUnavailableError(message) from None
+
+    def cancel(self) -> None:
+        """End the subscription (iteration stops). Idempotent."""
+        self._stream.cancel()
+
+
+def _change(name: str, event: Any) -> ChangeEvent:
+    """A SET or DELETE WatchEvent of `name` as a ChangeEvent."""
+    if event.kind == native.WatchEvent.SET:
+        return ChangeEvent(name, ChangeKind.SET, event.value, event.revision)
+    return ChangeEvent(name, ChangeKind.DELETE, None, event.revision)
+
+
+def _expire_at(ttl: float | None) -> int | None:
+    return None if ttl is None else now_ms() + max(0, round(ttl * 1000))
+
+
+def _leader_id(details: str) -> str | None:
+    """The leader id in a ``not-leader:<id>`` message ('' when unknown), None if not one."""
+    for prefix in ("not-leader:", "no-leader:"):
+        if details.startswith(prefix):
+            hint = details[len(prefix) :].strip()
+            return "" if hint in ("", "unknown") or prefix == "no-leader:" else hint
+    return None
+
+
+def _trailing(error: grpc.RpcError, key: str) -> str | None:
+    metadata = getattr(error, "trailing_metadata", lambda: None)() or ()
+    for item_key, item_value in metadata:
+        if item_key == key:
+            return str(item_value)
+    return None
+
+
+def _backoff(attempt: int) -> float:
+    """25 ms doubling to at most 500 ms, with jitter so clients do not retry in lockstep."""
+    return min(0.5, 0.025 * 2 ** min(attempt, 5)) * random.uniform(0.5, 1.0)
