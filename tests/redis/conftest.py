@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -137,3 +138,28 @@ class Recorder:
 def recorder() -> type[Recorder]:
     """The `Recorder` class (tests cannot import conftest under importlib mode)."""
     return Recorder
+
+
+def run_workers(script: str, args: list[str], processes: int, limit: float = 90) -> None:
+    """Run `processes` copies of `script` with `args` at once; each must print "done"."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(processes)
+    ]
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=limit)
+            assert proc.returncode == 0 and out.strip().endswith(b"done"), err.decode()
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(name="run_workers")
+def run_workers_fixture() -> Callable[..., None]:
+    """`run_workers(script, args, processes)` (tests cannot import conftest)."""
+    return run_workers

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,35 +20,18 @@ WORKER = str(Path(__file__).with_name("worker.py"))
 pytestmark = pytest.mark.slow
 
 
-def run_workers(args: list[str], processes: int, limit: float = 90) -> None:
-    """Run `processes` workers with `args` at once; each must print "done" and exit 0."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, WORKER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        for _ in range(processes)
-    ]
-    try:
-        for proc in procs:
-            out, err = proc.communicate(timeout=limit)
-            assert proc.returncode == 0 and out.strip().endswith(b"done"), err.decode()
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
-def test_three_processes_of_eight_threads_count_exactly(redis_url: str, raw: redis.Redis) -> None:
+def test_three_processes_of_eight_threads_count_exactly(
+    run_workers: Callable[..., None], redis_url: str, raw: redis.Redis
+) -> None:
     raw.set("counter", b"0")
-    run_workers(["count", redis_url, "counter", "8", "20"], processes=3)
+    run_workers(WORKER, ["count", redis_url, "counter", "8", "20"], processes=3)
     assert raw.get("counter") == b"480"
 
 
 def test_locks_exclude_across_processes_with_growing_fencing_tokens(
-    redis_url: str, raw: redis.Redis
+    run_workers: Callable[..., None], redis_url: str, raw: redis.Redis
 ) -> None:
-    run_workers(["locks", redis_url, "lock:shared", "20"], processes=3)
+    run_workers(WORKER, ["locks", redis_url, "lock:shared", "20"], processes=3)
     log = [int(x) for x in raw.lrange("lock:shared:log", 0, -1)]
     assert len(log) == 60
     assert log == sorted(log) and len(set(log)) == 60

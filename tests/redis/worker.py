@@ -6,6 +6,8 @@ Modes:
                              appends its fencing token to the Redis list NAME:log
   hold URL NAME TTL          takes lock NAME with TTL, prints "held <revision>", then waits
                              forever (the test SIGKILLs it)
+  ctx-count, ctx-locks, ctx-hold: the same through the public API (`dref.context.Context`:
+                             `ref(...).update`, `lock(...)`, `Lock.fencing_token`)
 Every mode prints "done" at the end, or exits non-zero.
 """
 
@@ -19,6 +21,7 @@ import time
 import redis
 
 from dref.backend import ChangeEvent, ChangeKind, Entry
+from dref.context import Context
 from dref.redis_backend import RedisBackend
 from dref.wire.lock_token import encode_lock_token, new_lock_token
 
@@ -80,6 +83,34 @@ def locks(backend: RedisBackend, raw: redis.Redis, name: str, rounds: int) -> No
         assert backend.compare_and_delete(name, held)
 
 
+def ctx_count(ctx: Context, name: str, threads: int, times: int) -> None:
+    counter = ctx.ref(name, 0)
+    failures: list[BaseException] = []
+
+    def add() -> None:
+        try:
+            for _ in range(times):
+                counter.update(lambda n: n + 1, timeout=60)
+        except BaseException as exc:
+            failures.append(exc)
+
+    workers = [threading.Thread(target=add) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    if failures:
+        raise failures[0]
+
+
+def ctx_locks(ctx: Context, raw: redis.Redis, name: str, rounds: int) -> None:
+    for _ in range(rounds):
+        with ctx.lock(name, ttl=10, timeout=30) as lock:
+            assert raw.incr(f"{name}:inside") == 1, "two holders"
+            raw.rpush(f"{name}:log", lock.fencing_token)
+            assert raw.decr(f"{name}:inside") == 0
+
+
 def main(argv: list[str]) -> None:
     mode, url, name = argv[:3]
     backend = RedisBackend(url, timeout=5.0, poll_interval=0.2)
@@ -92,6 +123,15 @@ def main(argv: list[str]) -> None:
         elif mode == "hold":
             held = acquire(backend, name, ttl=float(argv[3]))
             print(f"held {held.revision}", flush=True)
+            sys.stdin.read()  # until the test kills this process
+        elif mode == "ctx-count":
+            ctx_count(Context(backend), name, int(argv[3]), int(argv[4]))
+        elif mode == "ctx-locks":
+            ctx_locks(Context(backend), raw, name, int(argv[3]))
+        elif mode == "ctx-hold":
+            lock = Context(backend).lock(name, ttl=float(argv[3]))
+            assert lock.acquire(timeout=10)
+            print(f"held {lock.fencing_token}", flush=True)
             sys.stdin.read()  # until the test kills this process
         else:
             raise SystemExit(f"unknown mode {mode}")
