@@ -9,6 +9,9 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from google.protobuf.message import DecodeError
+
+from dref.errors import StorageError
 from dref.storage.durable_file import (
     check_header,
     ensure_directory,
@@ -16,9 +19,6 @@ from dref.storage.durable_file import (
     write_atomically,
 )
 from dref.wire.proto.dref_consensus_pb2 import ClusterSnapshot
-from google.protobuf.message import DecodeError
-
-from dref.errors import StorageError
 
 FILE_NAME = "state-snapshot"
 MAGIC = b"DRFS"
@@ -27,15 +27,18 @@ _HEADER = struct.Struct(">4sBi")
 
 def encode_state_snapshot(snapshot: ClusterSnapshot) -> bytes:
     """Encode `snapshot` as a DRFS byte image with a canonical (deterministic) payload."""
-    payload = snapshot.SerializeToString(deterministic=True)
+    return encode_raw_snapshot(snapshot.SerializeToString(deterministic=True))
+
+
+def encode_raw_snapshot(payload: bytes) -> bytes:
+    """Frame any payload as a DRFS image (a user's own state machine, not upstream-readable)."""
     if len(payload) >= 2**31:
         raise ValueError(f"snapshot payload is {len(payload)} bytes; the format allows < 2**31")
     return _HEADER.pack(MAGIC, 1, len(payload)) + payload
 
 
-def decode_state_snapshot(data: bytes, path: str) -> ClusterSnapshot:
-    """Decode a DRFS byte image; raise StorageError (naming `path` and the offset) if it is
-    malformed, truncated, or its payload is not a ClusterSnapshot."""
+def decode_raw_snapshot(data: bytes, path: str) -> bytes:
+    """The payload of a DRFS image, unparsed; StorageError if the frame is malformed."""
     check_header(data, path, MAGIC, _HEADER.size)
     _, _, length = _HEADER.unpack_from(data)
     if length < 0:
@@ -45,9 +48,16 @@ def decode_state_snapshot(data: bytes, path: str) -> ClusterSnapshot:
         raise StorageError(
             path, _HEADER.size, f"truncated payload: {len(data) - _HEADER.size} of {length} bytes"
         )
+    return data[_HEADER.size : end]
+
+
+def decode_state_snapshot(data: bytes, path: str) -> ClusterSnapshot:
+    """Decode a DRFS byte image; raise StorageError (naming `path` and the offset) if it is
+    malformed, truncated, or its payload is not a ClusterSnapshot."""
+    payload = decode_raw_snapshot(data, path)
     snapshot = ClusterSnapshot()
     try:
-        snapshot.ParseFromString(data[_HEADER.size : end])
+        snapshot.ParseFromString(payload)
     except DecodeError as exc:
         raise StorageError(path, _HEADER.size, f"payload is not a ClusterSnapshot: {exc}") from None
     return snapshot
@@ -70,3 +80,14 @@ class StateSnapshotFile:
     def save(self, snapshot: ClusterSnapshot) -> None:
         """Durably replace the persisted snapshot; returns only after it survives a crash."""
         write_atomically(self.path, encode_state_snapshot(snapshot))
+
+    def load_raw(self) -> bytes | None:
+        """The persisted payload without parsing it, or None when the file does not exist."""
+        data = read_if_exists(self.path)
+        if data is None:
+            return None
+        return decode_raw_snapshot(data, str(self.path))
+
+    def save_raw(self, payload: bytes) -> None:
+        """Durably replace the persisted snapshot with any payload (see encode_raw_snapshot)."""
+        write_atomically(self.path, encode_raw_snapshot(payload))

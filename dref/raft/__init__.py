@@ -10,9 +10,12 @@ from __future__ import annotations
 import sys
 import types
 
+from dref.raft.config import NodeConfig
+from dref.raft.node import Node
 from dref.raft.state_machine import BatchStateMachine, StateMachine
+from dref.raft.status import NodeMetrics, NodeStatus
 
-__all__ = ["BatchStateMachine", "StateMachine"]
+__all__ = ["BatchStateMachine", "Node", "NodeConfig", "NodeMetrics", "NodeStatus", "StateMachine"]
 
 
 class _CallableModule(types.ModuleType):

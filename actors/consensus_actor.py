@@ -1,0 +1,335 @@
+"""The consensus actor: owns the RaftCore and carries its events in and effects out.
+
+Effects run in the order the core returns them. Storage effects of one turn go to the
+storage writer as one numbered batch; a `Send` that must wait for durability is held
+until the writer reports that batch (and every earlier one) durable. A Send is either a
+request for a peer (handed to that peer's replicator) or the answer to a peer's request,
+which fills the reply slot the gRPC servicer is blocked on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from dref.actors.batch_inbox import BatchInbox
+from dref.actors.consensus.effects import (
+    AppendToLog,
+    Apply,
+    Effect,
+    NotLeader,
+    PersistHardState,
+    ProposalAccepted,
+    ReadReady,
+    Reject,
+    RestoreSnapshot,
+    Send,
+    TakeSnapshot,
+    TruncateLog,
+)
+from dref.actors.consensus.leader import LeaderRole
+from dref.actors.consensus.messages import (
+    AppendEntriesResponse,
+    HeartbeatResponse,
+    InstallSnapshotResponse,
+    Message,
+    PreVoteResponse,
+    ReadIndexRequest,
+    ReadIndexResponse,
+    RequestVoteResponse,
+)
+from dref.actors.consensus.node_state import Role
+from dref.actors.consensus.raft import RaftCore
+from dref.actors.node_messages import (
+    Applied,
+    ApplyEntries,
+    AwaitEntry,
+    CallersWaiting,
+    Deliver,
+    Durable,
+    Inbound,
+    PeerReply,
+    Proposal,
+    ReadRequest,
+    RestoreState,
+    ServeRead,
+    SnapshotSaved,
+    StatusQuery,
+    StorageBatch,
+    TakeSnapshotNow,
+    Tick,
+)
+from dref.actors.safe_tell import safe_tell
+from dref.actors.ticker import monotonic_ms
+from dref.errors import NotLeaderError, QuorumLostError
+from dref.wire.consensus_codec import rpc_of
+
+logger = logging.getLogger("dref.raft")
+
+_STORAGE_EFFECTS = (PersistHardState, AppendToLog, TruncateLog, RestoreSnapshot)
+_CAMPAIGNING = (Role.PRE_CANDIDATE, Role.CANDIDATE)
+_RESPONSES = (
+    AppendEntriesResponse,
+    HeartbeatResponse,
+    PreVoteResponse,
+    RequestVoteResponse,
+    InstallSnapshotResponse,
+    ReadIndexResponse,
+)
+
+
+@dataclass(frozen=True)
+class ConsensusStatus:
+    """The consensus actor's view, answered to a StatusQuery."""
+
+    role: str
+    term: int
+    leader_id: str | None
+    commit_index: int
+    last_index: int
+    snapshot_index: int
+    match_indexes: dict[str, int]
+    elections_started: int
+    proposals: int
+    entries_committed: int
+
+
+class _Route:
+    """Where a released Send goes: a reply slot, or a peer's replicator."""
+
+    __slots__ = ("slot", "peer")
+
+    def __init__(self, slot: Future[Message | None] | None, peer: str | None) -> None:
+        self.slot, self.peer = slot, peer
+
+
+class ConsensusActor(pykka.ThreadingActor):
+    """See the module doc. Only this actor calls the core."""
+
+    def __init__(
+        self,
+        core: RaftCore,
+        *,
+        storage: pykka.ActorRef[Any],
+        applier: pykka.ActorRef[Any],
+        replicators: dict[str, pykka.ActorRef[Any]],
+        addresses: dict[str, str],
+        proposals: BatchInbox[Proposal],
+        reads: BatchInbox[ReadRequest],
+    ) -> None:
+        super().__init__()
+        self._core = core
+        self._storage = storage
+        self._applier = applier
+        self._replicators = replicators
+        self._addresses = addresses
+        self._proposals = proposals
+        self._reads = reads
+        self._issued_seq = 0
+        self._durable_seq = 0
+        self._held: deque[tuple[int, _Route, Message]] = deque()
+        self._read_slots: dict[tuple[str, int], Future[Message | None]] = {}
+        self._requests: dict[int, Proposal | ReadRequest] = {}
+        self._request_ids = itertools.count(1)
+        self._elections_started = 0
+        self._proposal_count = 0
+        self._initial_commit = core.state.commit_index
+        self._thread_name = f"dref-consensus-{core.node_id}"
+
+    def on_start(self) -> None:
+        threading.current_thread().name = self._thread_name
+
+    def on_stop(self) -> None:
+        closed = QuorumLostError("node closed")
+        for request in self._requests.values():
+            _fail(request.outcome, closed)
+        for slot in self._read_slots.values():
+            _settle(slot, None)
+        for _, route, _ in self._held:
+            if route.slot is not None:
+                _settle(route.slot, None)
+
+    def on_failure(self, *args: Any) -> None:
+        logger.critical("consensus actor of %s failed; the node stops", self._core.node_id)
+        self.on_stop()
+
+    # ------------------------------------------------------------------- events in
+
+    def on_receive(self, message: Any) -> Any:
+        role_before = self._core.state.role
+        result = self._handle(message)
+        if self._core.state.role in _CAMPAIGNING and role_before not in _CAMPAIGNING:
+            self._elections_started += 1
+        return result
+
+    def _handle(self, message: Any) -> Any:
+        core = self._core
+        if isinstance(message, Tick):
+            self._run(core.tick(message.now_ms))
+        elif isinstance(message, Inbound):
+            self._on_inbound(message)
+        elif isinstance(message, PeerReply):
+            self._run(core.receive(message.message))
+        elif isinstance(message, CallersWaiting):
+            self._on_callers()
+        elif isinstance(message, Durable):
+            self._on_durable(message)
+        elif isinstance(message, Applied):
+            self._run(core.applied(message.index))
+        elif isinstance(message, SnapshotSaved):
+            self._run(core.snapshot_taken(message.index, message.term, message.data))
+        elif isinstance(message, StatusQuery):
+            return self._status()
+        return None
+
+    def _on_inbound(self, inbound: Inbound) -> None:
+        request = inbound.message
+        if isinstance(request, ReadIndexRequest):
+            self._read_slots[(request.sender, request.context)] = inbound.reply
+            self._run(self._core.receive(request))
+            if self._core.state.role is not Role.LEADER:
+                _settle(self._read_slots.pop((request.sender, request.context), None), None)
+            return
+        claimed = self._run(self._core.receive(request), inbound)
+        if not claimed:
+            _settle(inbound.reply, None)
+
+    def _on_callers(self) -> None:
+        core = self._core
+        effects: list[Effect] = []
+        for proposal in self._proposals.drain():
+            request_id = next(self._request_ids)
+            self._requests[request_id] = proposal
+            self._proposal_count += 1
+            effects.extend(core.propose(proposal.command, request_id))
+        for read in self._reads.drain():
+            request_id = next(self._request_ids)
+            self._requests[request_id] = read
+            effects.extend(core.read(request_id, read.policy, monotonic_ms()))
+        self._run(effects)
+
+    def _on_durable(self, durable: Durable) -> None:
+        self._durable_seq = max(self._durable_seq, durable.seq)
+        held = self._held
+        while held and held[0][0] <= self._durable_seq:
+            _, route, message = held.popleft()
+            self._deliver(route, message)
+        if durable.log_index is not None:
+            self._run(self._core.persisted(durable.log_index, durable.log_term))
+
+    # ----------------------------------------------------------------- effects out
+
+    def _run(self, effects: list[Effect], inbound: Inbound | None = None) -> bool:
+        """Execute effects in order; True when one of them answered `inbound`."""
+        storage: list[Any] = []
+        needed = self._issued_seq
+        claimed = False
+        applier = self._applier
+        for effect in effects:
+            if isinstance(effect, _STORAGE_EFFECTS):
+                storage.append(effect)
+                needed = self._issued_seq + 1
+                if isinstance(effect, RestoreSnapshot):
+                    safe_tell(applier, RestoreState(effect.data, effect.index, effect.term))
+            elif isinstance(effect, Send):
+                route = self._route(effect, inbound, claimed)
+                if route is None:
+                    continue
+                if inbound is not None and route.slot is inbound.reply:
+                    claimed = True
+                if effect.after_persist and needed > self._durable_seq:
+                    self._held.append((needed, route, effect.message))
+                else:
+                    self._deliver(route, effect.message)
+            elif isinstance(effect, Apply):
+                safe_tell(applier, ApplyEntries(effect.entries))
+            elif isinstance(effect, ProposalAccepted):
+                proposal = self._requests.pop(effect.request_id)
+                safe_tell(applier, AwaitEntry(effect.index, effect.term, proposal.outcome))
+            elif isinstance(effect, ReadReady):
+                read = self._requests.pop(effect.request_id)
+                assert isinstance(read, ReadRequest)
+                safe_tell(applier, ServeRead(effect.read_index, read.query, read.outcome))
+            elif isinstance(effect, Reject):
+                self._reject(effect)
+            elif isinstance(effect, TakeSnapshot):
+                safe_tell(applier, TakeSnapshotNow(effect.applied_index))
+        if storage:
+            self._issued_seq += 1
+            safe_tell(self._storage, StorageBatch(self._issued_seq, tuple(storage)))
+        return claimed
+
+    def _route(self, send: Send, inbound: Inbound | None, claimed: bool) -> _Route | None:
+        """Decide where a Send goes; None drops it (an answer nobody waits for)."""
+        message = send.message
+        if rpc_of(message) is not None:
+            return _Route(None, send.to) if send.to in self._replicators else None
+        if isinstance(message, ReadIndexResponse):
+            slot = self._read_slots.pop((send.to, message.context), None)
+            return _Route(slot, None) if slot is not None else None
+        if (
+            inbound is not None
+            and not claimed
+            and send.to == inbound.message.sender
+            and isinstance(message, _RESPONSES)
+        ):
+            rpc = rpc_of(inbound.message)
+            if rpc is not None and isinstance(message, rpc.value.replies):
+                return _Route(inbound.reply, None)
+        logger.debug("dropping %s to %s: no request waits for it", type(message).__name__, send.to)
+        return None
+
+    def _deliver(self, route: _Route, message: Message) -> None:
+        if route.slot is not None:
+            _settle(route.slot, message)
+        elif route.peer is not None:
+            safe_tell(self._replicators[route.peer], Deliver(message))
+
+    def _reject(self, effect: Reject) -> None:
+        request = self._requests.pop(effect.request_id)
+        reason = effect.reason
+        if isinstance(reason, NotLeader):
+            leader = reason.leader_id
+            error: Exception = NotLeaderError(leader, self._addresses.get(leader or ""))
+        else:
+            error = QuorumLostError()
+        _fail(request.outcome, error)
+
+    def _status(self) -> ConsensusStatus:
+        core = self._core
+        state = core.state
+        role = core.role
+        matches = (
+            {peer: p.match_index for peer, p in role.progress.items()}
+            if isinstance(role, LeaderRole)
+            else {}
+        )
+        return ConsensusStatus(
+            role=state.role.value,
+            term=state.term,
+            leader_id=state.leader_id,
+            commit_index=state.commit_index,
+            last_index=core.log.last_index,
+            snapshot_index=core.log.snapshot_index,
+            match_indexes=matches,
+            elections_started=self._elections_started,
+            proposals=self._proposal_count,
+            entries_committed=state.commit_index - self._initial_commit,
+        )
+
+
+def _settle(slot: Future[Message | None] | None, message: Message | None) -> None:
+    if slot is not None and not slot.done():
+        slot.set_result(message)
+
+
+def _fail(outcome: Future[bytes], error: Exception) -> None:
+    if not outcome.done():
+        outcome.set_exception(error)

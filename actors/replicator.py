@@ -1,0 +1,44 @@
+"""One replicator per peer: sends the core's requests to that peer and feeds answers back.
+
+Calls are non-blocking gRPC futures with a per-RPC deadline, so several AppendEntries
+can be in flight at once (pipelining); a call that fails is dropped and the core's
+flow control resends.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pykka
+
+from dref.actors.consensus.messages import Message
+from dref.actors.node_messages import Connect, Deliver, PeerReply
+from dref.actors.safe_tell import safe_tell
+from dref.wire.consensus_service import PeerClient
+
+
+class ReplicatorActor(pykka.ThreadingActor):
+    """Owns the PeerClient of one peer."""
+
+    def __init__(self, client: PeerClient, *, node_id: str) -> None:
+        super().__init__()
+        self._client = client
+        self._consensus: pykka.ActorRef[Any] | None = None
+        self._thread_name = f"dref-replicator-{node_id}-to-{client.peer_id}"
+
+    def on_start(self) -> None:
+        threading.current_thread().name = self._thread_name
+
+    def on_stop(self) -> None:
+        self._client.close()
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Deliver):
+            self._client.send(message.message, self._reply)
+        elif isinstance(message, Connect):
+            self._consensus = message.consensus
+        return None
+
+    def _reply(self, message: Message) -> None:
+        safe_tell(self._consensus, PeerReply(message))

@@ -1,0 +1,117 @@
+"""`NodeConfig`: everything one embedded Raft node needs, validated once with ConfigError."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dref.errors import ConfigError
+
+DEFAULT_PORT = 8082
+"""Upstream's gRPC port when `DREF_PORT` is not set (spec 1.7)."""
+
+
+def split_address(address: str, what: str) -> tuple[str, int]:
+    """Parse "host:port" (port 0 allowed); ConfigError naming `what` otherwise."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{what} must be 'host:port', got {address!r}")
+    return host, int(port)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """One node of a static cluster. Times are in seconds.
+
+    `peers` maps the id of every OTHER voter to its "host:port". `listen` may use port 0
+    (a free port is picked; `Node.address` tells which). With `upstream_files` the data
+    directory holds upstream's formats: commands must be StateCommands and snapshots
+    ClusterSnapshots; turn it off to replicate a state machine of your own.
+    """
+
+    node_id: str
+    listen: str
+    peers: Mapping[str, str]
+    data_dir: Path
+    heartbeat_interval: float = 0.1
+    election_timeout: float = 1.0
+    max_clock_drift: float = 0.1
+    snapshot_every: int = 10_000
+    rpc_timeout: float = 2.0
+    upstream_files: bool = True
+    tick_interval: float = field(default=0.02)
+
+    def __post_init__(self) -> None:
+        if not self.node_id or not isinstance(self.node_id, str):
+            raise ConfigError("node_id must be a non-empty string")
+        split_address(self.listen, "listen")
+        peers = dict(self.peers)
+        if self.node_id in peers:
+            raise ConfigError(f"peers must list the OTHER voters; it contains {self.node_id!r}")
+        for peer_id, address in peers.items():
+            if not peer_id:
+                raise ConfigError("peer ids must be non-empty")
+            _, port = split_address(address, f"address of peer {peer_id!r}")
+            if port == 0:
+                raise ConfigError(f"peer {peer_id!r} needs a real port, got {address!r}")
+        object.__setattr__(self, "peers", peers)
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if not 0 < self.tick_interval <= self.heartbeat_interval:
+            raise ConfigError("tick_interval must lie in (0, heartbeat_interval]")
+        if self.election_timeout <= self.heartbeat_interval:
+            raise ConfigError("election_timeout must exceed heartbeat_interval")
+        if not 0 <= self.max_clock_drift < self.election_timeout:
+            raise ConfigError("max_clock_drift must lie in [0, election_timeout)")
+        if self.snapshot_every < 0:
+            raise ConfigError("snapshot_every must be >= 0 (0 disables snapshots)")
+        if self.rpc_timeout <= 0:
+            raise ConfigError("rpc_timeout must be positive")
+
+    @classmethod
+    def from_env(
+        cls,
+        data_dir: Path,
+        *,
+        bind_host: str = "127.0.0.1",
+        node_id: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        **options: object,
+    ) -> NodeConfig:
+        """Build a config from upstream's variables (spec 1.7): `DREF_PORT`,
+        `DREF_NODE_ADDRESSES` (peer IPs) and `DREF_NODE_SERVICES` (DNS names).
+
+        As upstream does, a peer's id is its IP and our own address (`bind_host:port`)
+        is left out of the peers; our id defaults to `bind_host`, so every node agrees
+        on every id.
+        """
+        env = os.environ if environ is None else environ
+        port_text = env.get("DREF_PORT", "").strip() or str(DEFAULT_PORT)
+        if not port_text.isdigit():
+            raise ConfigError(f"DREF_PORT must be a port number, got {port_text!r}")
+        port = int(port_text)
+        ips = _split_list(env.get("DREF_NODE_ADDRESSES", ""))
+        for name in _split_list(env.get("DREF_NODE_SERVICES", "")):
+            ips.extend(_resolve(name))
+        peers = {ip: f"{ip}:{port}" for ip in dict.fromkeys(ips) if ip != bind_host}
+        return cls(
+            node_id=node_id or bind_host,
+            listen=f"{bind_host}:{port}",
+            peers=peers,
+            data_dir=data_dir,
+            **options,  # type: ignore[arg-type]
+        )
+
+
+def _split_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _resolve(name: str) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise ConfigError(f"cannot resolve DREF_NODE_SERVICES name {name!r}: {exc}") from None
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))

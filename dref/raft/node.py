@@ -1,0 +1,319 @@
+"""`Node`: one embedded Raft node — consensus, storage, transport and a state machine.
+
+A node hosts the DRefConsensus services on its gRPC port and runs the actors of
+`dref.actors`: the consensus actor (the pure RaftCore), the storage writer (group-commit
+fsync), one replicator per peer, the applier (the state machine) and a ticker. Every
+public call blocks only its caller, is thread-safe and takes a timeout.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from types import TracebackType
+from typing import Any, Literal
+
+import grpc
+import pykka
+
+from dref.actors.applier import ApplierActor
+from dref.actors.batch_inbox import BatchInbox
+from dref.actors.consensus.config import RaftConfig, ReadPolicy
+from dref.actors.consensus.messages import Message
+from dref.actors.consensus.raft import RaftCore
+from dref.actors.consensus_actor import ConsensusActor, ConsensusStatus
+from dref.actors.node_messages import (
+    ApplierStats,
+    CallersWaiting,
+    Connect,
+    FsyncStats,
+    Inbound,
+    Proposal,
+    ReadRequest,
+    ServeRead,
+    StatusQuery,
+)
+from dref.actors.recovery import recover
+from dref.actors.replicator import ReplicatorActor
+from dref.actors.safe_tell import safe_tell
+from dref.actors.storage_writer import StorageWriterActor
+from dref.actors.ticker import Ticker, monotonic_ms
+from dref.errors import ConfigError, ContextClosedError, DRefTimeoutError
+from dref.raft.config import NodeConfig, split_address
+from dref.raft.state_machine import StateMachine
+from dref.raft.status import NodeMetrics, NodeStatus
+from dref.wire.consensus_service import CHANNEL_OPTIONS, ConsensusServicer, PeerClient
+
+ReadPolicyName = Literal["linearizable", "lease", "stale"]
+ServiceRegistrar = Callable[[grpc.Server, "Node"], None]
+"""Adds a servicer (for example the DRefRaft client service) to the node's gRPC server."""
+
+_POLICIES = {"linearizable": ReadPolicy.READ_INDEX, "lease": ReadPolicy.LEASE}
+_ASK_TIMEOUT = 5.0
+_GRPC_WORKERS = 64
+
+
+class Node:
+    """A running Raft node; see the module doc. Use as a context manager or call close()."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        state_machine: StateMachine,
+        *,
+        services: Iterable[ServiceRegistrar] = (),
+    ) -> None:
+        self._config = config
+        self._closed = False
+        self._actors: list[pykka.ActorRef[Any]] = []
+        self._ticker: Ticker | None = None
+        self._proposals: BatchInbox[Proposal] = BatchInbox()
+        self._reads: BatchInbox[ReadRequest] = BatchInbox()
+        node_id = config.node_id
+        voters = frozenset(config.peers) | {node_id}
+        host, _ = split_address(config.listen, "listen")
+        self._server = grpc.server(
+            ThreadPoolExecutor(
+                max_workers=_GRPC_WORKERS, thread_name_prefix=f"dref-grpc-{node_id}"
+            ),
+            options=CHANNEL_OPTIONS,
+        )
+        try:
+            port = self._server.add_insecure_port(config.listen)
+        except RuntimeError as exc:
+            raise ConfigError(f"cannot listen on {config.listen}: {exc}") from None
+        if port == 0:
+            raise ConfigError(f"cannot listen on {config.listen}")
+        self._address = f"{host}:{port}"
+        self._addresses = {**config.peers, node_id: self._address}
+        recovered = recover(config.data_dir, voters, upstream_files=config.upstream_files)
+        try:
+            self._start_actors(recovered, voters, state_machine)
+            servicer = ConsensusServicer(node_id, voters, self._submit, config.rpc_timeout)
+            self._server.add_generic_rpc_handlers(servicer.handlers())
+            for register in services:
+                register(self._server, self)
+            self._server.start()
+            self._ticker = Ticker(self._consensus, config.tick_interval, node_id=node_id)
+            self._ticker.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_actors(self, recovered: Any, voters: frozenset[str], sm: StateMachine) -> None:
+        config = self._config
+        node_id = config.node_id
+        snapshot = recovered.durable.snapshot
+        if snapshot is not None:
+            sm.restore(snapshot.data)
+        storage = StorageWriterActor.start(
+            recovered.log,
+            recovered.voter_state,
+            recovered.snapshots,
+            base_index=recovered.base_index,
+            last_index=recovered.last_index,
+            node_id=node_id,
+        )
+        self._actors.append(storage)
+        applier = ApplierActor.start(
+            sm,
+            applied_index=recovered.base_index,
+            applied_term=recovered.base_term,
+            node_id=node_id,
+        )
+        self._actors.append(applier)
+        replicators = {
+            peer: ReplicatorActor.start(
+                PeerClient(peer, address, timeout=config.rpc_timeout), node_id=node_id
+            )
+            for peer, address in config.peers.items()
+        }
+        self._actors.extend(replicators.values())
+        core = RaftCore(
+            node_id,
+            sorted(voters),
+            config=RaftConfig(
+                heartbeat_interval_ms=round(config.heartbeat_interval * 1000),
+                election_timeout_ms=round(config.election_timeout * 1000),
+                max_clock_drift_ms=round(config.max_clock_drift * 1000),
+                snapshot_every=config.snapshot_every,
+            ),
+            rng=random.Random(),
+            now_ms=monotonic_ms(),
+            durable=recovered.durable,
+        )
+        core.commit_to(recovered.commit_index)  # re-applied by the first turn's Apply
+        self._consensus = ConsensusActor.start(
+            core,
+            storage=storage,
+            applier=applier,
+            replicators=replicators,
+            addresses=self._addresses,
+            proposals=self._proposals,
+            reads=self._reads,
+        )
+        self._actors.insert(0, self._consensus)
+        self._applier, self._storage = applier, storage
+        storage.tell(Connect(consensus=self._consensus))
+        applier.tell(Connect(consensus=self._consensus, storage=storage))
+        for replicator in replicators.values():
+            replicator.tell(Connect(consensus=self._consensus))
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def node_id(self) -> str:
+        """This node's id."""
+        return self._config.node_id
+
+    @property
+    def address(self) -> str:
+        """The "host:port" this node serves on (the real port when listen used port 0)."""
+        return self._address
+
+    @property
+    def leader_id(self) -> str | None:
+        """The leader this node knows, if any."""
+        return self._consensus_status().leader_id
+
+    @property
+    def leader_address(self) -> str | None:
+        """The known leader's "host:port", if any."""
+        return self._addresses.get(self.leader_id or "")
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this node is the leader right now."""
+        return self._consensus_status().role == "leader"
+
+    def propose(self, command: bytes, *, timeout: float = 10.0) -> bytes:
+        """Replicate `command`; return the state machine's result once it is committed and
+        applied here. Raises NotLeaderError on a follower, QuorumLostError, DRefTimeoutError."""
+        outcome: Future[bytes] = Future()
+        self._check_open()
+        if self._proposals.put(Proposal(command, outcome)):
+            safe_tell(self._consensus, CallersWaiting())
+        return _wait(outcome, timeout, "proposal")
+
+    def read(
+        self, request: bytes, *, policy: ReadPolicyName = "linearizable", timeout: float = 10.0
+    ) -> bytes:
+        """Answer `request` with the state machine's `query`.
+
+        "linearizable" confirms leadership with a quorum (ReadIndex; a follower asks the
+        leader), "lease" skips that round while the leader lease holds, "stale" reads the
+        local state now. NotLeaderError when no leader is known.
+        """
+        outcome: Future[bytes] = Future()
+        self._check_open()
+        if policy == "stale":
+            safe_tell(self._applier, ServeRead(0, request, outcome))
+        elif policy in _POLICIES:
+            if self._reads.put(ReadRequest(request, _POLICIES[policy], outcome)):
+                safe_tell(self._consensus, CallersWaiting())
+        else:
+            raise ValueError(f"policy must be linearizable, lease or stale, not {policy!r}")
+        return _wait(outcome, timeout, "read")
+
+    def status(self) -> NodeStatus:
+        """Role, term, leader, log positions and metrics of this node."""
+        consensus = self._consensus_status()
+        applied = self._ask(self._applier, ApplierStats())
+        p50, p99, flushes = self._ask(self._storage, FsyncStats())
+        leader = consensus.leader_id
+        return NodeStatus(
+            node_id=self.node_id,
+            address=self._address,
+            role=consensus.role,
+            term=consensus.term,
+            leader_id=leader,
+            leader_address=self._addresses.get(leader or ""),
+            commit_index=consensus.commit_index,
+            applied_index=applied,
+            last_index=consensus.last_index,
+            snapshot_index=consensus.snapshot_index,
+            match_indexes=consensus.match_indexes,
+            metrics=NodeMetrics(
+                elections_started=consensus.elections_started,
+                proposals=consensus.proposals,
+                entries_committed=consensus.entries_committed,
+                apply_lag=max(0, consensus.commit_index - applied),
+                fsync_p50_ms=p50,
+                fsync_p99_ms=p99,
+                group_commits=flushes,
+            ),
+        )
+
+    def wait_for_leader(self, timeout: float = 20.0) -> str:
+        """Block until this node knows a leader; return its id (DRefTimeoutError otherwise)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            leader = self.leader_id
+            if leader is not None:
+                return leader
+            if time.monotonic() >= deadline:
+                raise DRefTimeoutError(f"node {self.node_id}: no leader within {timeout:g} s")
+            time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+
+    def close(self) -> None:
+        """Stop the ticker, the server and every actor; queued storage work is flushed."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._ticker is not None:
+            self._ticker.stop()
+        self._server.stop(grace=0.2).wait(timeout=5)
+        for actor in self._actors:
+            try:
+                actor.stop(block=True, timeout=10)
+            except pykka.ActorDeadError:
+                pass
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------- internals
+
+    def _submit(self, message: Message) -> Future[Message | None]:
+        """Hand a peer's request to the consensus actor (used by the gRPC servicer)."""
+        reply: Future[Message | None] = Future()
+        if not safe_tell(self._consensus, Inbound(message, reply)):
+            reply.set_exception(ContextClosedError("node closed"))
+        return reply
+
+    def _consensus_status(self) -> ConsensusStatus:
+        status: ConsensusStatus = self._ask(self._consensus, StatusQuery())
+        return status
+
+    def _ask(self, actor: pykka.ActorRef[Any], message: object) -> Any:
+        self._check_open()
+        try:
+            return actor.ask(message, timeout=_ASK_TIMEOUT)
+        except pykka.ActorDeadError:
+            raise ContextClosedError(f"node {self.node_id} is stopped") from None
+        except pykka.Timeout:
+            raise DRefTimeoutError(f"node {self.node_id} did not answer in time") from None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ContextClosedError(f"node {self.node_id} is closed")
+
+
+def _wait(outcome: Future[bytes], timeout: float, what: str) -> bytes:
+    try:
+        return outcome.result(timeout=timeout)
+    except FutureTimeout:
+        if outcome.done():
+            raise
+        raise DRefTimeoutError(f"{what} not done within {timeout:g} s") from None

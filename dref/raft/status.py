@@ -1,0 +1,36 @@
+"""`NodeStatus`: a point-in-time view of one node, for operators, tests and benchmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class NodeMetrics:
+    """Counters since start, and recent group-commit fsync latency."""
+
+    elections_started: int
+    proposals: int
+    entries_committed: int
+    apply_lag: int
+    fsync_p50_ms: float
+    fsync_p99_ms: float
+    group_commits: int
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """Role, term, leader and log positions of one node; `match_indexes` only on a leader."""
+
+    node_id: str
+    address: str
+    role: str
+    term: int
+    leader_id: str | None
+    leader_address: str | None
+    commit_index: int
+    applied_index: int
+    last_index: int
+    snapshot_index: int
+    metrics: NodeMetrics
+    match_indexes: dict[str, int] = field(default_factory=dict)
