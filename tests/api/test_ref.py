@@ -134,7 +134,7 @@ def test_set_with_ttl_expires_and_emits_deleted(ctx: dref.Context, wait_until) -
         wait_until(lambda: ref.get_or(None) is None, timeout=10)
         event = stream.get(10)
     assert isinstance(event, Deleted)
-    assert event.revision > written
+    assert event.revision == 0 or event.revision > written  # 0: backend cannot know it
 
 
 def test_set_without_ttl_clears_an_earlier_ttl(ctx: dref.Context) -> None:
