@@ -1,0 +1,23 @@
+"""Fixtures for the node tests; makes `node_cluster` (the shared helpers) importable."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from node_cluster import Cluster  # noqa: E402
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A started 3-node cluster on loopback with real data dirs; closed after the test."""
+    started = Cluster(tmp_path).start_all()
+    try:
+        yield started
+    finally:
+        started.close()
