@@ -19,8 +19,17 @@ from dref.redis_backend import RedisBackend
 
 REDIS_SERVER = shutil.which("redis-server")
 
-if REDIS_SERVER is None:
-    pytest.skip("redis-server is not on PATH (apt install redis-server)", allow_module_level=True)
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark this folder's tests `redis`; skip them when there is no redis-server binary."""
+    missing = pytest.mark.skip(reason="redis-server is not on PATH (apt install redis-server)")
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.redis)
+            if REDIS_SERVER is None:
+                item.add_marker(missing)
 
 
 def free_port() -> int:
