@@ -1,10 +1,25 @@
-"""The `dref` command: one entry point whose subcommands live beside the parts they drive."""
+"""The `dref` command: one entry point whose subcommands live beside the parts they drive.
+
+* ``dref compat generate|check DIR`` - golden vectors.
+* ``dref node ...`` - run one key/value Raft node until SIGTERM/SIGINT.
+* ``dref cluster up --nodes N`` - run N local nodes as child processes until Ctrl-C.
+* ``dref status ADDRESS [--json]`` - one node's role, term, indexes and metrics.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
+import signal
 import sys
+import threading
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from dref.errors import ConfigError, DRefError
 
 
 def _package_version() -> str:
@@ -21,16 +36,247 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     compat = commands.add_parser("compat", help="golden vectors: generate DIR | check DIR")
     compat.add_argument("compat_args", nargs=argparse.REMAINDER)
+
+    node = commands.add_parser(
+        "node",
+        help="run one key/value Raft node",
+        description="Options override --config; with neither --listen nor --config the "
+        "node is configured from DREF_PORT / DREF_NODE_ADDRESSES / DREF_NODE_SERVICES.",
+    )
+    node.add_argument("--id", dest="node_id", help="this node's id")
+    node.add_argument("--listen", help="HOST:PORT to serve on (port 0: a free one)")
+    node.add_argument("--peer", action="append", default=[], metavar="ID=HOST:PORT")
+    node.add_argument("--data-dir", type=Path, help="where the node keeps its files")
+    node.add_argument("--config", type=Path, help="a TOML or JSON file with the same keys")
+    node.add_argument("--bind-host", default="127.0.0.1", help="own IP in DREF_* mode")
+    node.add_argument("--heartbeat-ms", type=int)
+    node.add_argument("--election-ms", type=int)
+    node.add_argument("--snapshot-every", type=int)
+    node.add_argument("--max-value-size", type=int)
+    node.add_argument("--log-level", default="INFO")
+    node.add_argument("--exit-on-stdin-close", action="store_true", help=argparse.SUPPRESS)
+
+    cluster = commands.add_parser("cluster", help="run a local cluster: cluster up --nodes N")
+    cluster.add_argument("action", choices=["up"])
+    cluster.add_argument("--nodes", type=int, default=3)
+    cluster.add_argument("--base-port", type=int, help="ports base, base+1, ... (default: free)")
+    cluster.add_argument("--data-dir", type=Path, default=Path("dref-cluster"))
+    cluster.add_argument("--heartbeat-ms", type=int)
+    cluster.add_argument("--election-ms", type=int)
+
+    status = commands.add_parser("status", help="show one node's status")
+    status.add_argument("address", help="HOST:PORT of the node")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    status.add_argument("--timeout", type=float, default=5.0)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the `dref` command; returns the exit code."""
     args = build_parser().parse_args(argv)
-    if args.command == "compat":
-        from dref.compat.__main__ import main as compat_main
+    try:
+        if args.command == "compat":
+            from dref.compat.__main__ import main as compat_main
 
-        return compat_main(args.compat_args)
+            return compat_main(args.compat_args)
+        if args.command == "node":
+            return _run_node(args)
+        if args.command == "cluster":
+            return _cluster_up(args)
+        if args.command == "status":
+            return _show_status(args)
+    except DRefError as exc:
+        print(f"dref {args.command}: {exc}", file=sys.stderr)
+        return 1
     return 2
+
+
+# -- dref node -------------------------------------------------------------------------
+
+
+def _node_config(args: argparse.Namespace) -> Any:
+    """The NodeConfig from --config, the options over it, or the DREF_* variables."""
+    from dref.raft.config import NodeConfig
+
+    settings: dict[str, Any] = _read_config_file(args.config) if args.config else {}
+    node_id = args.node_id or settings.get("node_id") or settings.get("id")
+    listen = args.listen or settings.get("listen")
+    peers = dict(settings.get("peers", {}))
+    for item in args.peer:
+        peer_id, sep, address = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--peer must be ID=HOST:PORT, got {item!r}")
+        peers[peer_id] = address
+    data_dir = args.data_dir or settings.get("data_dir")
+    if data_dir is None:
+        raise ConfigError("--data-dir (or data_dir in --config) is required")
+    timings: dict[str, Any] = {}
+    for key, option in (
+        ("heartbeat_ms", args.heartbeat_ms),
+        ("election_ms", args.election_ms),
+        ("snapshot_every", args.snapshot_every),
+    ):
+        value = option if option is not None else settings.get(key)
+        if value is not None:
+            timings[key] = int(value)
+    options: dict[str, Any] = {}
+    if "heartbeat_ms" in timings:
+        options["heartbeat_interval"] = timings["heartbeat_ms"] / 1000
+    if "election_ms" in timings:
+        options["election_timeout"] = timings["election_ms"] / 1000
+    if "snapshot_every" in timings:
+        options["snapshot_every"] = timings["snapshot_every"]
+    if listen is None:
+        return NodeConfig.from_env(
+            Path(data_dir), bind_host=args.bind_host, node_id=node_id, **options
+        )
+    if not node_id:
+        raise ConfigError("--id (or node_id in --config) is required with --listen")
+    return NodeConfig(
+        node_id=str(node_id), listen=str(listen), peers=peers, data_dir=Path(data_dir), **options
+    )
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import tomllib  # Python 3.11+
+
+            data = tomllib.loads(text)
+    except ImportError:
+        raise ConfigError("TOML config needs Python 3.11+; use a .json file") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a table/object")
+    return data
+
+
+def _run_node(args: argparse.Namespace) -> int:
+    from dref.raft.kv_node import KeyValueNode, NodeLogFilter
+    from dref.raft.node_process import READY_PREFIX
+
+    config = _node_config(args)
+    log_filter = NodeLogFilter(config.node_id)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(log_filter)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s %(levelname)s node=%(node_id)s term=%(term)s %(name)s: %(message)s"
+        )
+    )
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler], force=True)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    options = {} if args.max_value_size is None else {"max_value_size": args.max_value_size}
+    node = KeyValueNode(config, **options)
+    log_filter.node = node
+    log = logging.getLogger("dref.node")
+    try:
+        if args.exit_on_stdin_close:
+            threading.Thread(
+                target=_wait_for_eof, args=(stop,), name="dref-stdin-watch", daemon=True
+            ).start()
+        log.info("serving on %s with peers %s", node.address, dict(config.peers) or "none")
+        print(f"{READY_PREFIX} {node.node_id} {node.address}", flush=True)
+        while not stop.wait(1.0):  # wakes on a signal or stdin EOF; the timeout lets
+            pass  # the main thread run Python signal handlers promptly
+        log.info("shutting down")
+    finally:
+        node.close()
+    return 0
+
+
+def _wait_for_eof(stop: threading.Event) -> None:
+    """Set `stop` when stdin closes (the parent died or let us go)."""
+    try:  # os.read: no buffered-reader lock for interpreter shutdown to trip over
+        while os.read(0, 4096):
+            pass
+    except OSError:
+        pass
+    stop.set()
+
+
+# -- dref cluster up ---------------------------------------------------------------------
+
+
+def _cluster_up(args: argparse.Namespace) -> int:
+    from dref.raft.node_process import NodeProcess, free_ports, node_arguments
+
+    if args.nodes < 1:
+        raise ConfigError("--nodes must be at least 1")
+    if args.base_port is None:
+        ports = free_ports(args.nodes)
+    else:
+        ports = [args.base_port + i for i in range(args.nodes)]
+    addresses = {f"n{i + 1}": f"127.0.0.1:{port}" for i, port in enumerate(ports)}
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    children: list[NodeProcess] = []
+    try:
+        for node_id, address in addresses.items():
+            peers = {p: a for p, a in addresses.items() if p != node_id}
+            data_dir = args.data_dir / node_id
+            data_dir.mkdir(parents=True, exist_ok=True)
+            arguments = node_arguments(
+                node_id,
+                address,
+                peers,
+                data_dir,
+                heartbeat_ms=args.heartbeat_ms,
+                election_ms=args.election_ms,
+            )
+            children.append(NodeProcess(arguments, log=data_dir / "node.log"))
+            print(f"{node_id} {address} (log: {data_dir / 'node.log'})", flush=True)
+        print("cluster up; press Ctrl-C to stop", flush=True)
+        while not stop.wait(0.5):
+            if any(not child.alive for child in children):
+                print("a node exited; stopping the cluster", file=sys.stderr)
+                break
+    finally:
+        codes = [child.stop() for child in children]
+    print("cluster stopped", flush=True)
+    return 0 if stop.is_set() and not any(codes) else 1
+
+
+# -- dref status ---------------------------------------------------------------------------
+
+
+def _show_status(args: argparse.Namespace) -> int:
+    from dref.raft.client import Client
+
+    with Client([args.address], timeout=args.timeout) as client:
+        status = client.status(args.address)
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    print(_format_status(status))
+    return 0
+
+
+def _format_status(status: dict[str, Any]) -> str:
+    """A node status as a short human-readable report."""
+    lines = [
+        f"node      {status.get('node_id')} at {status.get('address')}",
+        f"role      {status.get('role')}   term {status.get('term')}",
+        f"leader    {status.get('leader_id')} at {status.get('leader_address')}",
+        f"log       commit {status.get('commit_index')}   applied {status.get('applied_index')}"
+        f"   last {status.get('last_index')}   snapshot {status.get('snapshot_index')}",
+    ]
+    for peer, match in sorted((status.get("match_indexes") or {}).items()):
+        lines.append(f"follower  {peer}: match index {match}")
+    metrics = status.get("metrics") or {}
+    if metrics:
+        lines.append("metrics   " + "   ".join(f"{k} {v}" for k, v in sorted(metrics.items())))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,172 @@
+"""`KeyValueNode`: a Raft node serving DRef's key/value store — what `dref node` runs.
+
+It assembles a `dref.raft.Node` with a `KeyValueStateMachine`, the client services
+(`DRefRaft`, `DRefNative`) on the node's own port, and the TTL reaper: on the leader only,
+the daemon thread ``dref-ttl-reaper-<id>`` sleeps until the earliest expiry (woken early
+when an earlier one is scheduled) and then proposes ONE batched delete-if-expired for every
+due name. Each name is deleted only if its expiry has not been re-armed meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from types import TracebackType
+
+from dref.errors import ContextClosedError, DRefError, NotLeaderError
+from dref.raft.config import NodeConfig
+from dref.raft.node import Node
+from dref.raft.status import NodeStatus
+from dref.storage.kv_state_machine import KeyValueStateMachine
+from dref.wire.client_service import DEFAULT_MAX_VALUE_SIZE, KeyValueServices, now_ms
+from dref.wire.proto import state_command_pb2 as sc
+from dref.wire.proto.dref_native_pb2 import CommandResult
+
+__all__ = ["KeyValueNode", "NodeLogFilter", "TtlReaper"]
+
+_log = logging.getLogger("dref.raft.kv")
+
+REAP_BATCH = 1000
+"""Most names one delete-if-expired entry carries (the rest follow at once)."""
+
+FOLLOWER_POLL = 0.5
+"""Seconds between leadership checks while this node is not the leader."""
+
+LEADER_IDLE = 5.0
+"""Longest sleep of a leader's reaper with nothing due (it also re-checks leadership)."""
+
+_FOREVER = 2**63
+
+
+class KeyValueNode:
+    """A running key/value node: Raft node + state machine + client services + TTL reaper."""
+
+    def __init__(self, config: NodeConfig, *, max_value_size: int = DEFAULT_MAX_VALUE_SIZE):
+        self.config = config
+        self.state_machine = KeyValueStateMachine()
+        self.services = KeyValueServices(
+            self.state_machine, peer_ids=list(config.peers), max_value_size=max_value_size
+        )
+        self.node = Node(config, self.state_machine, services=[self.services.register])
+        self.reaper = TtlReaper(self.node, self.state_machine, timeout=config.rpc_timeout * 5)
+        self.reaper.start()
+
+    @property
+    def node_id(self) -> str:
+        """This node's id."""
+        return self.node.node_id
+
+    @property
+    def address(self) -> str:
+        """The "host:port" the node (consensus and client services) listens on."""
+        return self.node.address
+
+    @property
+    def term(self) -> int:
+        """The term the reaper saw last (cheap; for log records)."""
+        return self.reaper.term
+
+    def status(self) -> NodeStatus:
+        """The node's status (role, term, indexes, metrics)."""
+        return self.node.status()
+
+    def close(self) -> None:
+        """Stop the reaper, end watch streams, stop the node. Idempotent."""
+        self.reaper.stop()
+        self.services.close()
+        self.node.close()
+        self.reaper.join(timeout=10)
+
+    def __enter__(self) -> KeyValueNode:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class TtlReaper(threading.Thread):
+    """Deletes expired entries on the leader with batched delete-if-expired proposals."""
+
+    def __init__(self, node: Node, state_machine: KeyValueStateMachine, *, timeout: float):
+        super().__init__(name=f"dref-ttl-reaper-{node.node_id}", daemon=True)
+        self._node = node
+        self._sm = state_machine
+        self._timeout = timeout
+        self._stopped = threading.Event()
+        self._wake = threading.Event()
+        self._wake_at_ms = 0  # when the current sleep ends (Unix ms)
+        self.term = 0
+        """The node's term at the reaper's last look."""
+        self.reaped = 0
+        """Names deleted by this reaper's proposals (for tests and metrics)."""
+        self._cancel = state_machine.add_expiry_listener(self._scheduled)
+
+    def stop(self) -> None:
+        """Ask the thread to end (join it to wait)."""
+        self._stopped.set()
+        self._wake.set()
+        self._cancel()
+
+    def _scheduled(self, expire_at: int) -> None:
+        if expire_at < self._wake_at_ms:
+            self._wake.set()
+
+    def run(self) -> None:
+        while not self._stopped.is_set():
+            self._wake_at_ms = _FOREVER  # any expiry scheduled from now on wakes the sleep
+            self._wake.clear()
+            try:
+                self._sleep(self._round())
+            except ContextClosedError:
+                return
+            except DRefError as exc:  # a slow or restarting node: look again shortly
+                _log.warning("TTL reaper: %s", exc)
+                self._sleep(FOLLOWER_POLL)
+
+    def _round(self) -> float:
+        """One look (and maybe one batch); the seconds to sleep afterwards."""
+        status = self._node.status()
+        self.term = status.term
+        if status.role != "leader":
+            return FOLLOWER_POLL
+        now = now_ms()
+        due = self._sm.due_names(now, REAP_BATCH)
+        if due:
+            command = sc.StateCommand(
+                delete_if_expired_batch=sc.DeleteIfExpiredBatchCommand(names=due, now=now)
+            )
+            try:
+                reply = self._node.propose(command.SerializeToString(), timeout=self._timeout)
+            except NotLeaderError:
+                return 0.0
+            self.reaped += CommandResult.FromString(reply).deleted
+            return 0.0  # more may be due already
+        upcoming = self._sm.next_expiry()
+        if upcoming is None:
+            return LEADER_IDLE
+        return min(LEADER_IDLE, max(0.001, (upcoming - now) / 1000))
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        self._wake_at_ms = now_ms() + round(seconds * 1000)
+        self._wake.wait(seconds)
+
+
+class NodeLogFilter(logging.Filter):
+    """Adds `node_id` and `term` (as the reaper last saw it) to every log record."""
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__()
+        self.node_id = node_id
+        self.node: KeyValueNode | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.node_id = self.node_id
+        record.term = self.node.term if self.node is not None else 0
+        return True

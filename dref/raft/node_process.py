@@ -1,0 +1,142 @@
+"""`NodeProcess`: a `dref node` child process, for `dref cluster up`, isolated embedded nodes
+(`dref.raft(...)`) and multi-process tests.
+
+The child runs with ``--exit-on-stdin-close``: it keeps a pipe from this process on its
+stdin and shuts down cleanly when that pipe closes, so it never outlives its parent (also
+when the parent is SIGKILLed). It prints ``dref-node-ready <id> <address>`` once serving.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+from dref.errors import BackendUnavailableError
+
+__all__ = ["READY_PREFIX", "NodeProcess", "free_ports", "node_arguments"]
+
+READY_PREFIX = "dref-node-ready"
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct TCP ports nothing listens on right now."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind((host, 0))
+            sockets.append(sock)
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def node_arguments(
+    node_id: str,
+    listen: str,
+    peers: Mapping[str, str],
+    data_dir: Path,
+    *,
+    heartbeat_ms: int | None = None,
+    election_ms: int | None = None,
+    snapshot_every: int | None = None,
+) -> list[str]:
+    """The `dref node` arguments for one node."""
+    args = ["node", "--id", node_id, "--listen", listen, "--data-dir", str(data_dir)]
+    for peer_id, address in peers.items():
+        args += ["--peer", f"{peer_id}={address}"]
+    for flag, value in (
+        ("--heartbeat-ms", heartbeat_ms),
+        ("--election-ms", election_ms),
+        ("--snapshot-every", snapshot_every),
+    ):
+        if value is not None:
+            args += [flag, str(value)]
+    return args
+
+
+class NodeProcess:
+    """One `dref node` child; see the module doc."""
+
+    def __init__(
+        self,
+        arguments: list[str],
+        *,
+        ready_timeout: float = 30.0,
+        log: IO[bytes] | Path | None = None,
+    ) -> None:
+        self.arguments = arguments
+        command = [sys.executable, "-m", "dref.cli", *arguments, "--exit-on-stdin-close"]
+        log_file = open(log, "ab") if isinstance(log, Path) else log  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        finally:
+            if isinstance(log, Path) and log_file is not None:
+                log_file.close()
+        self.node_id = ""
+        self.address = ""
+        ready = threading.Event()
+        self._reader = threading.Thread(
+            target=self._read_stdout, args=(ready,), name="dref-node-stdout", daemon=True
+        )
+        self._reader.start()
+        if not ready.wait(ready_timeout) or not self.address:
+            self.kill()
+            raise BackendUnavailableError(
+                f"dref node {' '.join(arguments)} did not become ready within {ready_timeout:g} s"
+            )
+
+    def _read_stdout(self, ready: threading.Event) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:  # drained to the end so the child never blocks
+            line = raw.decode(errors="replace").split()
+            if len(line) == 3 and line[0] == READY_PREFIX and not ready.is_set():
+                self.node_id, self.address = line[1], line[2]
+                ready.set()
+        ready.set()  # the child exited (address stays empty if it never got ready)
+
+    @property
+    def alive(self) -> bool:
+        """True while the child runs."""
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, wait up to `timeout` for a clean exit (then SIGKILL); the exit code."""
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait(timeout)
+        self._close_pipes()
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL the child and reap it."""
+        if self.alive:
+            self.process.kill()
+        self.process.wait(30)
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        if self.process.stdin is not None:
+            try:
+                self.process.stdin.close()
+            except OSError:
+                pass
+        self._reader.join(timeout=5)
