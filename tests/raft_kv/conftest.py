@@ -1,8 +1,10 @@
-"""Fixtures of the key/value Raft suite: command builders and real `dref node` clusters."""
+"""Fixtures of the key/value Raft suite: command builders, fake nodes for the service unit
+tests, and real clusters of `dref node` child processes on 127.0.0.1."""
 
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -39,3 +41,66 @@ def fake_cluster() -> Iterator[list[Any]]:
     yield nodes
     for node in nodes:
         node.close()
+
+
+class Cluster:
+    """`dref node` child processes n1..nN on free 127.0.0.1 ports."""
+
+    def __init__(self, root: Path, size: int, **timings: Any) -> None:
+        from dref.raft.node_process import free_ports
+
+        self.root = root
+        self.timings = timings
+        ports = free_ports(size)
+        self.addresses = {f"n{i + 1}": f"127.0.0.1:{port}" for i, port in enumerate(ports)}
+        self.processes: dict[str, Any] = {}
+
+    def start(self, node_id: str) -> None:
+        from dref.raft.node_process import NodeProcess, node_arguments
+
+        peers = {p: a for p, a in self.addresses.items() if p != node_id}
+        data = self.root / node_id
+        data.mkdir(parents=True, exist_ok=True)
+        args = node_arguments(node_id, self.addresses[node_id], peers, data, **self.timings)
+        self.processes[node_id] = NodeProcess(args, log=data / "node.log")
+
+    def start_all(self) -> Cluster:
+        for node_id in self.addresses:
+            self.start(node_id)
+        return self
+
+    def leader(self, timeout: float = 30.0) -> str:
+        """The id of the leader every running node agrees on (polls under a deadline)."""
+        from dref.raft.client import Client
+
+        deadline = time.monotonic() + timeout
+        with Client(list(self.addresses.values()), timeout=2) as client:
+            while time.monotonic() < deadline:
+                leaders = set()
+                for node_id, process in self.processes.items():
+                    try:
+                        leaders.add(client.status(self.addresses[node_id])["leader_id"])
+                    except Exception:
+                        leaders.add(None)
+                        if not process.alive:
+                            raise AssertionError(f"{node_id} died; see its node.log") from None
+                if len(leaders) == 1 and None not in leaders:
+                    return str(leaders.pop())
+                time.sleep(0.05)  # a poll under a deadline
+        raise AssertionError(f"no agreed leader within {timeout} s")
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A running 3-node cluster shared by a test module (tests must not stop its nodes)."""
+    running = Cluster(tmp_path_factory.mktemp("cluster"), 3, heartbeat_ms=50, election_ms=1000)
+    try:
+        running.start_all()
+        running.leader()
+        yield running
+    finally:
+        running.stop()

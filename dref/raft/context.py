@@ -1,0 +1,107 @@
+"""DRef contexts on Raft: `raft_context` embeds a key/value node, `raft_client_context` only
+talks to a running cluster. Both return a `dref.context.Context` over a `RaftBackend`.
+
+With ``isolate=True`` (the default) the embedded node runs in a child process
+(``python -m dref.cli node``), so the application's own CPU-bound threads cannot hold the
+GIL long enough to delay heartbeats and cause elections. The child exits when the parent
+does (it watches a pipe on its stdin) and when the context closes. ``isolate=False`` runs
+the node in this process (fewer moving parts, for tests and light applications).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dref.context import Context
+from dref.raft.client import Client
+from dref.raft_backend import DEFAULT_TTL, RaftBackend
+from dref.wire.client_service import DEFAULT_MAX_VALUE_SIZE
+
+__all__ = ["raft_client_context", "raft_context"]
+
+
+def raft_context(
+    *,
+    node_id: str,
+    listen: str,
+    peers: Mapping[str, str],
+    data_dir: str | Path,
+    isolate: bool = True,
+    heartbeat_interval: float | None = None,
+    election_timeout: float | None = None,
+    snapshot_every: int | None = None,
+    default_ttl: float = DEFAULT_TTL,
+    timeout: float = 10.0,
+    max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+    ready_timeout: float = 30.0,
+) -> Context:
+    """A context on a key/value node embedded here (`peers`: the OTHER voters' id -> address).
+
+    Times are in seconds; None keeps the node's defaults. Calls go through the local node
+    to the leader; `timeout` bounds each call. Closing the context stops the node.
+    """
+    data = Path(data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    if isolate:
+        from dref.raft.node_process import NodeProcess, node_arguments
+
+        arguments = node_arguments(
+            node_id,
+            listen,
+            peers,
+            data,
+            heartbeat_ms=_ms(heartbeat_interval),
+            election_ms=_ms(election_timeout),
+            snapshot_every=snapshot_every,
+        )
+        arguments += ["--max-value-size", str(max_value_size)]
+        child = NodeProcess(arguments, ready_timeout=ready_timeout, log=data / "node.log")
+        address, stop = child.address, child.stop
+    else:
+        from dref.raft.config import NodeConfig
+        from dref.raft.kv_node import KeyValueNode
+
+        options: dict[str, Any] = {}
+        if heartbeat_interval is not None:
+            options["heartbeat_interval"] = heartbeat_interval
+        if election_timeout is not None:
+            options["election_timeout"] = election_timeout
+        if snapshot_every is not None:
+            options["snapshot_every"] = snapshot_every
+        config = NodeConfig(node_id, listen, dict(peers), data, **options)
+        node = KeyValueNode(config, max_value_size=max_value_size)
+        address, stop = node.address, node.close
+    try:
+        client = Client([address, *peers.values()], timeout=timeout)
+    except BaseException:
+        stop()
+        raise
+    backend = RaftBackend(
+        client,
+        default_ttl=default_ttl,
+        max_value_size=max_value_size,
+        on_close=lambda: _discard(stop()),
+    )
+    return Context(backend)
+
+
+def raft_client_context(
+    addresses: list[str],
+    *,
+    default_ttl: float = DEFAULT_TTL,
+    timeout: float = 10.0,
+    max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+) -> Context:
+    """A context on the running cluster reachable at some of `addresses` ("host:port")."""
+    client = Client(list(addresses), timeout=timeout)
+    return Context(RaftBackend(client, default_ttl=default_ttl, max_value_size=max_value_size))
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1000)
+
+
+def _discard(_: object) -> None:
+    """Ignore a stop function's return value (a child's exit code)."""
