@@ -42,7 +42,7 @@ class RaftBackend(Backend):
         *,
         default_ttl: float = DEFAULT_TTL,
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
-        on_close: Callable[[], None] | None = None,
+        on_close: Callable[[], object] | None = None,
     ) -> None:
         if default_ttl <= 0 or max_value_size <= 0:
             raise ConfigError("default_ttl and max_value_size must be positive")

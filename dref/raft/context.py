@@ -10,7 +10,7 @@ the node in this process (fewer moving parts, for tests and light applications).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ def raft_context(
     """
     data = Path(data_dir)
     data.mkdir(parents=True, exist_ok=True)
+    stop: Callable[[], object]
     if isolate:
         from dref.raft.node_process import NodeProcess, node_arguments
 
@@ -82,7 +83,7 @@ def raft_context(
         client,
         default_ttl=default_ttl,
         max_value_size=max_value_size,
-        on_close=lambda: _discard(stop()),
+        on_close=stop,
     )
     return Context(backend)
 
@@ -101,7 +102,3 @@ def raft_client_context(
 
 def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else round(seconds * 1000)
-
-
-def _discard(_: object) -> None:
-    """Ignore a stop function's return value (a child's exit code)."""
