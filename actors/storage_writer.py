@@ -69,6 +69,8 @@ class StorageWriterActor(pykka.ThreadingActor):
         self._commit_written_at = 0.0
         self._latencies_ms: deque[float] = deque(maxlen=2000)
         self._flushes = 0
+        self._tail: StoredEntry | None = None
+        """The last entry appended by the flush in progress (what `Durable` reports)."""
         self._consensus: pykka.ActorRef[Any] | None = None
         self._thread_name = f"dref-storage-{node_id}"
 
@@ -115,6 +117,7 @@ class StorageWriterActor(pykka.ThreadingActor):
             last = hard_state[-1]
             self._voter_state.save(VoterState(last.term, last.voted_for))
         appends: list[StoredEntry] = []
+        self._tail = None
         for item in queued:
             if isinstance(item, SaveSnapshot):
                 self._append(appends)
@@ -125,15 +128,17 @@ class StorageWriterActor(pykka.ThreadingActor):
                     appends.extend(to_stored(e) for e in effect.entries)
                 elif isinstance(effect, TruncateLog):
                     self._append(appends)
+                    self._tail = None
                     self._log.truncate_from(effect.from_index)
                     self._last_index = max(
                         self._base_index, min(self._last_index, effect.from_index - 1)
                     )
                 elif isinstance(effect, RestoreSnapshot):
                     self._append(appends)
+                    self._tail = None
                     self._restore(effect)
-        tail = appends[-1] if appends else None
         self._append(appends)
+        tail = self._tail
         self._write_commit_index(force=False)
         self._latencies_ms.append((time.monotonic() - started) * 1000)
         self._flushes += 1
@@ -142,7 +147,7 @@ class StorageWriterActor(pykka.ThreadingActor):
             return
         last_seq = max((b.seq for b in queued if isinstance(b, StorageBatch)), default=None)
         if last_seq is not None:
-            if tail is not None and tail.index <= self._last_index:
+            if tail is not None:
                 safe_tell(consensus, Durable(last_seq, tail.index, tail.term))
             else:
                 safe_tell(consensus, Durable(last_seq))
@@ -154,7 +159,8 @@ class StorageWriterActor(pykka.ThreadingActor):
         """Group-commit the pending appends (and clear the list)."""
         if entries:
             self._log.append(entries)
-            self._last_index = entries[-1].index
+            self._tail = entries[-1]
+            self._last_index = self._tail.index
             entries.clear()
 
     def _restore(self, effect: RestoreSnapshot) -> None:
