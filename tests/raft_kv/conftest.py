@@ -104,3 +104,37 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Any]]:
+    """`dref.raft(...)` embedding n1 (isolated in a child process) with n2, n3 as `dref node`
+    processes; n2 and n3 have long election timeouts, so n1 becomes and stays the leader."""
+    import dref
+    from dref.raft.client import Client
+
+    root = tmp_path_factory.mktemp("embedded")
+    cluster = Cluster(root, 3, heartbeat_ms=50, election_ms=5000)
+    ctx = None
+    try:
+        cluster.start("n2")
+        cluster.start("n3")
+        peers = {p: a for p, a in cluster.addresses.items() if p != "n1"}
+        ctx = dref.raft(
+            node_id="n1",
+            listen=cluster.addresses["n1"],
+            peers=peers,
+            data_dir=root / "n1",
+            heartbeat_interval=0.05,
+            election_timeout=0.5,
+        )
+        deadline = time.monotonic() + 30
+        with Client([cluster.addresses["n1"]], timeout=2) as client:
+            while client.status(cluster.addresses["n1"])["role"] != "leader":
+                assert time.monotonic() < deadline, "n1 did not become the leader"
+                time.sleep(0.05)  # a poll under a deadline
+        yield cluster, ctx
+    finally:
+        if ctx is not None:
+            ctx.close()
+        cluster.stop()
