@@ -1,0 +1,104 @@
+"""Operating nodes: `dref node --config`, the DREF_* variables, `dref cluster up`, a child
+that exits with its parent's pipe, and an in-process (isolate=False) embedded node."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import dref
+from dref.raft.client import Client
+from dref.raft.context import raft_client_context
+from dref.raft.node_process import NodeProcess, free_ports
+
+
+def test_dref_node_reads_a_json_or_toml_config(tmp_path):
+    (port,) = free_ports(1)
+    config = {"node_id": "solo", "listen": f"127.0.0.1:{port}", "data_dir": str(tmp_path / "d")}
+    (tmp_path / "node.json").write_text(json.dumps(config))
+    toml = "\n".join(f'{key} = "{value}"' for key, value in config.items())
+    (tmp_path / "node.toml").write_text(toml + "\nheartbeat_ms = 50\nelection_ms = 400\n")
+    for name in ("node.json", "node.toml"):
+        child = NodeProcess(["node", "--config", str(tmp_path / name)], log=tmp_path / "log")
+        try:
+            assert (child.node_id, child.address) == ("solo", f"127.0.0.1:{port}")
+            with Client([child.address], timeout=20) as client:
+                client.set("k", b"v")
+                assert client.get("k").value == b"v"
+        finally:
+            assert child.stop() == 0
+
+
+def test_dref_node_from_upstream_variables(tmp_path, monkeypatch):
+    (port,) = free_ports(1)
+    monkeypatch.setenv("DREF_PORT", str(port))
+    monkeypatch.setenv("DREF_NODE_ADDRESSES", "127.0.0.1")
+    child = NodeProcess(["node", "--data-dir", str(tmp_path)], log=tmp_path / "log")
+    try:
+        assert (child.node_id, child.address) == ("127.0.0.1", f"127.0.0.1:{port}")
+        with Client([child.address], timeout=20) as client:
+            assert client.endpoints(child.address) == ["127.0.0.1"]
+    finally:
+        assert child.stop() == 0
+
+
+def test_a_node_exits_when_its_parents_pipe_closes(tmp_path):
+    (port,) = free_ports(1)
+    args = ["node", "--id", "x", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path)]
+    child = NodeProcess(args, log=tmp_path / "log")
+    assert child.process.stdin is not None
+    child.process.stdin.close()  # what the kernel does when the parent dies
+    assert child.process.wait(timeout=30) == 0
+
+
+def test_cluster_up_starts_serves_and_stops_on_ctrl_c(tmp_path):
+    command = [sys.executable, "-m", "dref.cli", "cluster", "up", "--nodes", "3"]
+    command += ["--data-dir", str(tmp_path), "--heartbeat-ms", "50", "--election-ms", "800"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(4)]
+        assert lines[-1].startswith("cluster up"), lines
+        addresses = [line.split()[1] for line in lines[:3]]
+        with Client(addresses[2:], timeout=30) as client:
+            client.set("k", b"v")
+            assert client.get("k").value == b"v"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+        assert "cluster stopped" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def test_an_embedded_node_in_this_process(tmp_path):
+    (port,) = free_ports(1)
+    ctx = dref.raft(
+        node_id="me",
+        listen=f"127.0.0.1:{port}",
+        peers={},
+        data_dir=tmp_path,
+        isolate=False,
+        heartbeat_interval=0.05,
+        election_timeout=0.4,
+    )
+    try:
+        ref = ctx.ref("greeting", "hello")
+        ref.update(lambda s: s + "!")
+        assert ref.get() == "hello!"
+    finally:
+        ctx.close()
+    started = time.monotonic()
+    client_ctx = raft_client_context([f"127.0.0.1:{port}"], timeout=0.5)
+    try:
+        with pytest.raises(dref.BackendUnavailableError):
+            client_ctx.backend.get("greeting")  # the node stopped with its context
+    finally:
+        client_ctx.close()
+    assert time.monotonic() - started < 10
