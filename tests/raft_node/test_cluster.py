@@ -75,7 +75,7 @@ def test_reads_see_the_latest_acknowledged_write(cluster: Cluster) -> None:
     for i in range(5):
         leader.propose(f"r{i}".encode())
         for policy in ("linearizable", "lease"):
-            assert leader.read(b"len", policy=policy) == str(i + 1).encode()  # type: ignore[arg-type]
+            assert leader.read(b"len", policy=policy) == str(i + 1).encode()
         assert follower.read(b"len") == str(i + 1).encode()  # ReadIndex via the leader
     wait_until(lambda: follower.read(b"len", policy="stale") == b"5", what="stale read")
 
