@@ -563,6 +563,8 @@ class _Watcher(threading.Thread):
             self._pending = (name, int(rev)) if rev.isdigit() else None
             return
         pending, self._pending = self._pending, None
+        if pending is not None and pending[0].decode(errors="replace") not in self._seen:
+            return  # our own script's payload for a name nobody here watches: skip decoding
         try:
             payload = decode_change_payload(data)
             name = payload.name.decode()
