@@ -138,3 +138,17 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster
         if ctx is not None:
             ctx.close()
         cluster.stop()
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[Any]:
+    """`make_cluster(size, **timings)`: a started Cluster of its own, stopped after the test."""
+    made: list[Cluster] = []
+
+    def make(size: int, **timings: Any) -> Cluster:
+        made.append(Cluster(tmp_path / f"c{len(made)}", size, **timings))
+        return made[-1].start_all()
+
+    yield make
+    for cluster in made:
+        cluster.stop()

@@ -12,6 +12,7 @@ import time
 import pytest
 
 import dref
+from dref.errors import NotLeaderError
 from dref.raft.client import Client
 from dref.raft.context import raft_client_context
 from dref.raft.node_process import NodeProcess, free_ports
@@ -102,3 +103,24 @@ def test_an_embedded_node_in_this_process(tmp_path):
     finally:
         client_ctx.close()
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.slow
+def test_calls_fail_within_their_deadline_when_the_quorum_is_gone(make_cluster):
+    cluster = make_cluster(3, heartbeat_ms=50, election_ms=800)
+    leader = cluster.leader()
+    for node_id, process in cluster.processes.items():
+        if node_id != leader:
+            process.stop()
+    with Client([cluster.addresses[leader]], timeout=2) as client:
+        for call in (
+            lambda: client.set("k", b"v"),
+            lambda: client.compare_and_set("k", None, b"v"),
+            lambda: client.get("k"),
+        ):
+            started = time.monotonic()
+            with pytest.raises(
+                (dref.DRefTimeoutError, dref.BackendUnavailableError, NotLeaderError)
+            ):
+                call()
+            assert time.monotonic() - started < 6
