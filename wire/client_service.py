@@ -63,6 +63,10 @@ DEFAULT_CALL_TIMEOUT = 10.0
 WATCH_BUFFER = 1024
 """Events a Watch stream holds for a slow reader before it sends RESYNC instead."""
 
+MAX_WATCHES = 24
+"""Open Watch streams per node. Each holds a gRPC server thread for its lifetime; the cap
+keeps the rest of the node's pool (64 threads) free for consensus and client calls."""
+
 _log = logging.getLogger("dref.service")
 _R = TypeVar("_R")
 
@@ -94,9 +98,11 @@ class KeyValueServices:
         *,
         peer_ids: Sequence[str],
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        max_watches: int = MAX_WATCHES,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self.state_machine = state_machine
+        self._watch_slots = threading.BoundedSemaphore(max_watches)
         self.peer_ids = list(peer_ids)
         self.max_value_size = max_value_size
         self.clock = clock
@@ -161,7 +167,18 @@ class KeyValueServices:
         return result.applied, result.revision
 
     def watch(self, name: str, context: Any) -> Iterator[native.WatchEvent]:
-        """READY, then every change of `name` this node applies; RESYNC when some may be lost."""
+        """READY, then every change of `name` this node applies; RESYNC when some may be lost.
+
+        RESOURCE_EXHAUSTED ``too-many-watches`` when `max_watches` streams are open.
+        """
+        if not self._watch_slots.acquire(blocking=False):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too-many-watches")
+        try:
+            yield from self._stream(name, context)
+        finally:
+            self._watch_slots.release()
+
+    def _stream(self, name: str, context: Any) -> Iterator[native.WatchEvent]:
         events: queue.Queue[native.WatchEvent | None] = queue.Queue(WATCH_BUFFER)
         overflowed = threading.Event()
 

@@ -176,3 +176,23 @@ def test_watch_streams_changes_and_resync(fake_cluster):
         watch.cancel()
         reader.join(10)
         assert not reader.is_alive()
+
+
+def test_open_watches_are_capped_so_they_cannot_take_every_server_thread(fake_cluster):
+    leader = fake_cluster[0]
+    leader.services._watch_slots = threading.BoundedSemaphore(2)
+    with Client([leader.address]) as client:
+        first, second = client.watch("a", timeout=5), client.watch("b", timeout=5)
+        with pytest.raises(DRefError, match="too-many-watches"):
+            client.watch("c", timeout=5)
+        first.cancel()
+        deadline = time.monotonic() + 10
+        while True:  # the slot frees once the server notices the cancellation
+            try:
+                third = client.watch("c", timeout=5)
+                break
+            except DRefError:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)  # a poll under a deadline
+        second.cancel()
+        third.cancel()
