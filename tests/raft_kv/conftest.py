@@ -108,10 +108,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Any]]:
-    """`dref.raft(...)` embedding n1 (isolated in a child process) with n2, n3 as `dref node`
-    processes; n2 and n3 have long election timeouts, so n1 becomes and stays the leader."""
-    import dref
+    """`raft_context` (what `dref.raft(...)` calls) embedding n1, isolated in a child process,
+    with n2, n3 as `dref node` processes; n2 and n3 have long election timeouts, so n1
+    becomes and stays the leader."""
     from dref.raft.client import Client
+    from dref.raft.context import raft_context
 
     root = tmp_path_factory.mktemp("embedded")
     cluster = Cluster(root, 3, heartbeat_ms=50, election_ms=5000)
@@ -120,7 +121,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster
         cluster.start("n2")
         cluster.start("n3")
         peers = {p: a for p, a in cluster.addresses.items() if p != "n1"}
-        ctx = dref.raft(
+        ctx = raft_context(
             node_id="n1",
             listen=cluster.addresses["n1"],
             peers=peers,
