@@ -67,6 +67,22 @@ class Backend(abc.ABC):
     max_value_size: int
     """Largest value in bytes that `set` accepts; larger raises ValueTooLargeError."""
 
+    interop_locking: bool = False
+    """Update values as upstream does (under the lock ``lock:<name>``) instead of by
+    compare-and-set, for names that upstream nodes also update. See
+    `modify_with_upstream_lock`."""
+
+    def effective_ttl(self, ttl: float) -> float:
+        """The lease the backend really grants for `ttl` (Redis: whole seconds, at least 1)."""
+        return ttl
+
+    def modify_with_upstream_lock(
+        self, name: str, fn: Callable[[bytes | None], bytes], *, timeout: float | None = None
+    ) -> int:
+        """Upstream's `modify`: hold ``lock:<name>``, read, write `fn(old)`, release; returns
+        the revision of the write. Only backends that offer `interop_locking` implement it."""
+        raise NotImplementedError(f"{type(self).__name__} does not offer interop_locking")
+
     @abc.abstractmethod
     def set(
         self, name: str, value: bytes, ttl: float | None = None, *, timeout: float | None = None

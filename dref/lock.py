@@ -71,6 +71,8 @@ class Lock:
         retry_interval: float | None = None,
     ) -> None:
         lease = context.backend.default_ttl if ttl is None else ttl
+        if lease > 0:
+            lease = context.backend.effective_ttl(lease)
         if not lease > 0 or not timeout >= 0:
             raise ConfigError("a lock needs ttl > 0 and timeout >= 0")
         if retry_interval is not None and not retry_interval > 0:
@@ -78,7 +80,7 @@ class Lock:
         self._context = context
         self.name = name
         self.ttl: float = lease
-        """Lease length in seconds; the keep-alive re-arms it every 0.8 x ttl."""
+        """Lease length in seconds as the backend grants it; re-armed every 0.8 x ttl."""
         self.timeout = timeout
         """Default acquisition timeout in seconds."""
         self.retry_interval: float = (

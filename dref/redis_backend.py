@@ -272,6 +272,10 @@ class RedisBackend(Backend):
 
     # -- upstream-compatible modify -----------------------------------------------------
 
+    def effective_ttl(self, ttl: float) -> float:
+        """Redis keeps TTLs in whole seconds (EX, as upstream writes them)."""
+        return float(ttl_seconds(ttl))
+
     def modify_with_upstream_lock(
         self,
         name: str,

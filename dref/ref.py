@@ -6,8 +6,8 @@ revision is unchanged, otherwise back off a little (randomised) and start again.
 no lock, global or distributed, so concurrent updates of different names never wait for
 each other; the price is that **`f` may run more than once** and must have no side
 effects. A plain `set` racing an update is not lost silently: the update then retries on
-the new value. Upstream instead holds the lock ``lock:<name>`` (spec 1.3, 7.26); see
-`Context.lock_name_for` to interoperate with upstream writers.
+the new value. Upstream instead holds the lock ``lock:<name>`` (spec 1.3, 7.26); a backend
+created with ``interop_locking=True`` does the same, for names upstream nodes also update.
 """
 
 from __future__ import annotations
@@ -98,6 +98,8 @@ class DRef(Generic[T]):
         `timeout` seconds (default 30).
         """
         limit = DEFAULT_MODIFY_TIMEOUT if timeout is None else timeout
+        if self._context._open_backend().interop_locking:
+            return self._modify_under_upstream_lock(f, limit)
         deadline = time.monotonic() + limit
         backoff = _BACKOFF_FIRST
         while True:
@@ -116,6 +118,20 @@ class DRef(Generic[T]):
                 raise DRefTimeoutError(f"update of {self.name} did not succeed within {limit:g} s")
             time.sleep(pause)  # randomised backoff between conflicting writers
             backoff = min(backoff * 2, _BACKOFF_MAX)
+
+    def _modify_under_upstream_lock(self, f: Callable[[T], tuple[B, T]], limit: float) -> B:
+        """`modify` as upstream does it, for backends configured with `interop_locking`."""
+        results: list[B] = []
+
+        def step(old: bytes | None) -> bytes:
+            if old is None:
+                raise NotFoundError(self.name)
+            result, new_value = f(self.codec.decode(old))
+            results.append(result)
+            return self.codec.encode(new_value)
+
+        self._context._open_backend().modify_with_upstream_lock(self.name, step, timeout=limit)
+        return results[-1]
 
     def update(self, f: Callable[[T], T], timeout: float | None = None) -> None:
         """Atomically replace the value `v` by `f(v)` (`f` may run more than once)."""
