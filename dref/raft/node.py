@@ -75,12 +75,10 @@ class Node:
         node_id = config.node_id
         voters = frozenset(config.peers) | {node_id}
         host, _ = split_address(config.listen, "listen")
-        self._server = grpc.server(
-            ThreadPoolExecutor(
-                max_workers=_GRPC_WORKERS, thread_name_prefix=f"dref-grpc-{node_id}"
-            ),
-            options=CHANNEL_OPTIONS,
+        self._executor = ThreadPoolExecutor(
+            max_workers=_GRPC_WORKERS, thread_name_prefix=f"dref-grpc-{node_id}"
         )
+        self._server = grpc.server(self._executor, options=CHANNEL_OPTIONS)
         try:
             port = self._server.add_insecure_port(config.listen)
         except RuntimeError as exc:
@@ -266,6 +264,7 @@ class Node:
         if self._ticker is not None:
             self._ticker.stop()
         self._server.stop(grace=0.2).wait(timeout=5)
+        self._executor.shutdown(wait=False, cancel_futures=True)
         for actor in self._actors:
             try:
                 actor.stop(block=True, timeout=10)
