@@ -79,6 +79,11 @@ def _bytes_from_array(obj: object, path: str) -> bytes:
     return bytes(out)
 
 
+def byte_array(data: bytes, style: Style) -> list[int]:
+    """`data` as the MsgPack array of ints that `style` writes (spec 2.4)."""
+    return cast(list[int], _FORMS[style].bytes_to_plain(data))
+
+
 _FORMS: dict[str, PlainForm] = {
     "rust": PlainForm("MsgPack", _unsigned_bytes, _bytes_from_array, str_keys_only=False),
     "scala": PlainForm("MsgPack", _signed_bytes, _bytes_from_array, str_keys_only=False),

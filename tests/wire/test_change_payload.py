@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dref.errors import CodecError
 from dref.wire.change_payload import ChangePayload, decode_change_payload, encode_change_payload
@@ -87,3 +89,14 @@ def test_encode_refuses_non_bytes_fields_and_unknown_styles():
         encode_change_payload(ChangePayload("my-key", b"", True))
     with pytest.raises(CodecError, match="style"):
         encode_change_payload(SET, style="java")
+
+
+@given(name=st.binary(max_size=40), value=st.binary(max_size=300), delete=st.booleans())
+def test_direct_encoding_matches_the_record_schema(name, value, delete):
+    from dref.wire.msgpack_codec import MsgPackCodec
+
+    payload = ChangePayload(name, value, delete)
+    for style in ("rust", "scala"):
+        assert encode_change_payload(payload, style=style) == MsgPackCodec(
+            ChangePayload, style=style
+        ).encode(payload)
