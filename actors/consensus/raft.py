@@ -104,10 +104,13 @@ class RaftCore:
         self.role.propose(command, request_id)
         return self._ready()
 
-    def read(
-        self, request_id: RequestId, policy: ReadPolicy = ReadPolicy.READ_INDEX
-    ) -> list[Effect]:
-        """Ask for a linearizable read point; answered by ReadReady or Reject."""
+    def read(self, request_id: RequestId, policy: ReadPolicy, now_ms: int) -> list[Effect]:
+        """Ask for a linearizable read point; answered by ReadReady or Reject.
+
+        `now_ms` is the caller's clock right now: a lease must be judged against the true
+        time, not the last tick (the process may have been paused since).
+        """
+        self.now_ms = max(self.now_ms, now_ms)
         self.role.read(request_id, policy)
         return self._ready()
 
@@ -204,14 +207,20 @@ class RaftCore:
     def become_follower(
         self, term: int, leader_id: str | None, reason: NotLeader | QuorumLost | None = None
     ) -> None:
-        """Follow `leader_id` (None when unknown) in `term`, adopting the term if newer."""
+        """Follow `leader_id` (None when unknown) in `term`, adopting the term if newer.
+
+        The election timer keeps running (as in the Raft paper: only leader contact and a
+        granted vote reset it), so a stale candidate's vote requests cannot keep everyone's
+        timers in lockstep. A deposed leader starts a fresh timeout.
+        """
         state = self.state
         if term > state.term:
             state.term, state.voted_for = term, None
         self.role.close(reason or NotLeader(leader_id))
+        if state.role is Role.LEADER:
+            self.reset_election_timer()
         state.role, state.leader_id = Role.FOLLOWER, leader_id
         self.role = FollowerRole(self)
-        self.reset_election_timer()
 
     def campaign(self, *, pre_vote: bool) -> None:
         """Start an election: PreVote first when configured, else a real vote at term + 1."""

@@ -21,23 +21,30 @@ class SafetyMonitor:
     def __init__(self) -> None:
         self.leaders: dict[int, str] = {}
         self.committed: dict[int, LogEntry] = {}
+        self.commit_term: dict[int, int] = {}
+        """Lowest term any node was in when applying the entry: it was committed by then."""
 
     def on_leader(self, core: RaftCore) -> None:
-        """Election safety and leader completeness, checked when a node starts leading."""
+        """Election safety, and leader completeness: a leader holds every entry committed in
+        an earlier term. (A leader of an older term may be elected late, off delayed votes.)"""
         term, node = core.state.term, core.node_id
         other = self.leaders.setdefault(term, node)
         if other != node:
             raise SafetyViolation(f"election safety: {other} and {node} both lead term {term}")
         log = core.log
         for index, entry in self.committed.items():
-            if index > log.snapshot_index and log.term_at(index) != entry.term:
+            if self.commit_term[index] >= term or index <= log.snapshot_index:
+                continue
+            if log.term_at(index) != entry.term:
                 raise SafetyViolation(
                     f"leader completeness: leader {node} of term {term} lacks committed "
                     f"entry {index} (term {entry.term}); it has term {log.term_at(index)}"
                 )
 
-    def on_apply(self, node: str, entry: LogEntry) -> None:
+    def on_apply(self, node: str, entry: LogEntry, node_term: int) -> None:
         """State-machine safety: every node applies the same entry at an index."""
+        previous = self.commit_term.get(entry.index, node_term)
+        self.commit_term[entry.index] = min(previous, node_term)
         known = self.committed.setdefault(entry.index, entry)
         if known != entry:
             raise SafetyViolation(

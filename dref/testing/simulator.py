@@ -47,7 +47,9 @@ REPLAY_HINT = "DREF_SIM_SEED={seed} pytest tests/consensus/test_simulation.py -k
 CoreFactory = Callable[..., RaftCore]
 """Builds a node's core; tests swap in a deliberately broken subclass."""
 
-_DELIVER, _TICK, _SYNC, _CLIENT, _TIMEOUT, _CRASH, _RESTART, _PARTITION, _HEAL = range(9)
+(_DELIVER, _TICK, _SYNC, _CLIENT, _TIMEOUT, _CRASH, _RESTART, _PARTITION, _HEAL, _PAUSE,
+ _SUBMIT) = range(11)
+_FAULTS = (_CRASH, _PARTITION, _HEAL, _PAUSE)
 
 
 class SimulationFailure(AssertionError):
@@ -72,6 +74,8 @@ class SimConfig:
     clock_drift: float = 0.01
     crashes: bool = False
     partitions: bool = False
+    pauses: bool = False
+    faults: int = 3
     lease_reads: bool = True
     raft: RaftConfig = field(
         default_factory=lambda: RaftConfig(
@@ -92,15 +96,20 @@ class SimConfig:
             max_entries_per_message=rng.choice((1, 3, 16)),
             snapshot_every=rng.choice((0, 0, 4, 15)),
             pre_vote=rng.random() < 0.85,
+            check_quorum=rng.random() < 0.85,
         )
         return replace(
             base,
             nodes=rng.choice((3, 3, 5)),
-            max_delay_ms=rng.choice((3, 8, 25)),
+            keys=rng.choice((1, 2, 3)),
+            max_delay_ms=rng.choice((2, 6, 15)),
+            max_sync_delay_ms=rng.choice((0, 3, 15)),
             drop_rate=rng.choice((0.0, 0.02, 0.1)),
             duplicate_rate=rng.choice((0.0, 0.03)),
             crashes=rng.random() < 0.6,
             partitions=rng.random() < 0.6,
+            pauses=rng.random() < 0.3,
+            faults=rng.randrange(1, 7),
             raft=raft,
         )
 
@@ -122,6 +131,7 @@ class SimNode:
     held: list[Send] = field(default_factory=list)
     sync_scheduled: bool = False
     seen_leader_term: int = -1
+    paused_until: int = 0
 
     def local_time(self, now_ms: int) -> int:
         """This node's clock reading: offset and a small rate error."""
@@ -155,9 +165,13 @@ class Simulation:
             for node_id in self.ids
         }
         self.blocked: set[tuple[str, str]] = set()
+        self.partition_number = 0
         self.ops: dict[int, ClientOp] = {}
         self.client_op: dict[int, ClientOp | None] = {}
         self.leader_hint: str | None = None
+        """The node most recently seen becoming leader (the nemesis aims at it)."""
+        self.believed_leader: dict[int, str] = {}
+        """Each client's own idea of the leader, updated only by what nodes tell it."""
         self.messages = 0
 
     # ------------------------------------------------------------------- running
@@ -182,12 +196,14 @@ class Simulation:
         for client in range(config.clients):
             self.client_op[client] = None
             self._schedule(self.rng.randrange(50), _CLIENT, client)
-        if config.crashes:
-            for _ in range(self.rng.randrange(1, 4)):
-                self._schedule(self.rng.randrange(config.chaos_ms), _CRASH, None)
-        if config.partitions:
-            for _ in range(self.rng.randrange(1, 4)):
-                self._schedule(self.rng.randrange(config.chaos_ms), _PARTITION, None)
+        kinds = [
+            kind
+            for kind, wanted in ((_CRASH, config.crashes), (_PARTITION, config.partitions),
+                                 (_PAUSE, config.pauses))
+            if wanted
+        ]
+        for _ in range(config.faults if kinds else 0):
+            self._schedule(self.rng.randrange(config.chaos_ms), self.rng.choice(kinds), None)
         self._loop(config.chaos_ms)
         self._heal_everything()
         self._loop(config.chaos_ms + config.quiet_ms)
@@ -214,8 +230,12 @@ class Simulation:
                 self._restart(a)
             elif kind == _PARTITION:
                 self._partition()
-            elif kind == _HEAL:
+            elif kind == _HEAL and a == self.partition_number:
                 self.blocked.clear()
+            elif kind == _PAUSE:
+                self._pause()
+            elif kind == _SUBMIT:
+                self._submit(a)
         self.now = until_ms
 
     def _schedule(self, delay: int, kind: int, a: Any, b: Any = None) -> None:
@@ -248,8 +268,17 @@ class Simulation:
         node.held.clear()
         node.seen_leader_term = -1
 
+    def _postponed(self, node: SimNode, kind: int, a: Any, b: Any = None) -> bool:
+        """A paused node handles nothing until it wakes; the event waits (its clock runs on)."""
+        if self.now >= node.paused_until:
+            return False
+        self._schedule(node.paused_until - self.now + self.rng.randrange(3), kind, a, b)
+        return True
+
     def _tick(self, node_id: str) -> None:
         node = self.nodes[node_id]
+        if self._postponed(node, _TICK, node_id):
+            return
         if node.core is not None:
             self._execute(node, node.core.tick(node.local_time(self.now)))
         self._schedule(self.config.tick_ms, _TICK, node_id)
@@ -258,17 +287,25 @@ class Simulation:
         node = self.nodes[to]
         if node.core is None or (message.sender, to) in self.blocked:
             return
+        if self._postponed(node, _DELIVER, to, message):
+            return
         self._execute(node, node.core.receive(message))
 
     def _sync(self, node_id: str) -> None:
         node = self.nodes[node_id]
-        node.sync_scheduled = False
-        if node.core is None:
+        if self._postponed(node, _SYNC, node_id):
             return
+        node.sync_scheduled = False
+        if node.core is not None:
+            self._flush(node)
+
+    def _flush(self, node: SimNode) -> None:
+        """fsync: queued writes become durable, held messages leave, the core hears of it."""
+        assert node.core is not None
         last = node.disk.sync()
         held, node.held = node.held, []
         for send in held:
-            self._send(node_id, send)
+            self._send(node.node_id, send)
         if last is not None:
             self._execute(node, node.core.persisted(*last))
 
@@ -295,7 +332,7 @@ class Simulation:
                 node.reads.append((effect.read_index, effect.request_id))
                 self._serve_reads(node)
             elif isinstance(effect, Reject):
-                self._finish(effect.request_id, "failed")
+                self._rejected(effect)
             elif isinstance(effect, TakeSnapshot):
                 self._take_snapshot(node)
         if core.state.role is Role.LEADER and node.seen_leader_term != core.state.term:
@@ -316,7 +353,8 @@ class Simulation:
                 raise AssertionError(
                     f"{node.node_id} applied {entry.index} after {node.applied_index}"
                 )
-            self.monitor.on_apply(node.node_id, entry)
+            assert node.core is not None
+            self.monitor.on_apply(node.node_id, entry, node.core.state.term)
             result: bool | None = None
             if entry.kind is EntryKind.NORMAL:
                 result = self._apply_command(node, self.ops[int(entry.command)])
@@ -360,6 +398,7 @@ class Simulation:
         assert node.core is not None
         if node.applied_index <= node.core.log.snapshot_index:
             return
+        self._flush(node)  # the snapshot is written behind every earlier write
         data = json.dumps(node.kv, sort_keys=True).encode()
         state = node.core.state
         node.disk.save_snapshot(
@@ -380,16 +419,40 @@ class Simulation:
             delay = rng.randint(config.min_delay_ms, config.max_delay_ms)
             self._schedule(delay, _DELIVER, send.to, send.message)
 
+    def _victim(self) -> str:
+        """Half the faults hit the node most recently seen leading, where bugs hide."""
+        hint = self.leader_hint
+        if hint is not None and self.rng.random() < 0.5:
+            return hint
+        return self.rng.choice(self.ids)
+
     def _partition(self) -> None:
-        ids = list(self.ids)
+        """Split the victim's side from the rest, or (a third of the time) cut single links,
+        which makes non-transitive reachability: A sees B, B sees C, A does not see C."""
+        victim = self._victim()
+        ids = [n for n in self.ids if n != victim]
         self.rng.shuffle(ids)
-        cut = self.rng.randrange(1, len(ids))
-        left, right = ids[:cut], ids[cut:]
-        self.blocked = {(a, b) for a in left for b in right} | {(b, a) for a in left for b in right}
-        self._schedule(self.rng.randrange(50, 300), _HEAL, None)
+        if self.rng.random() < 0.33:
+            cut_links = {(victim, peer) for peer in ids[: self.rng.randrange(1, len(ids))]}
+        else:
+            cut = self.rng.randrange(0, len(ids) // 2 + 1)
+            left, right = [victim, *ids[:cut]], ids[cut:]
+            cut_links = {(a, b) for a in left for b in right}
+        self.blocked = cut_links | {(b, a) for a, b in cut_links}
+        self.partition_number += 1
+        self._schedule(self.rng.randrange(50, 400), _HEAL, self.partition_number)
+
+    def _pause(self) -> None:
+        node = self.nodes[self._victim()]
+        node.paused_until = max(node.paused_until, self.now + self.rng.randrange(20, 300))
 
     def _crash(self) -> None:
-        node = self.nodes[self.rng.choice(self.ids)]
+        """Kill the victim, or (a fifth of the time) every node at once: a power loss."""
+        victims = self.ids if self.rng.random() < 0.2 else [self._victim()]
+        for victim in victims:
+            self._crash_node(self.nodes[victim])
+
+    def _crash_node(self, node: SimNode) -> None:
         if node.core is None:
             return
         node.core = None
@@ -406,9 +469,10 @@ class Simulation:
 
     def _heal_everything(self) -> None:
         self.blocked.clear()
-        self._queue = [e for e in self._queue if e[2] not in (_CRASH, _PARTITION, _HEAL)]
+        self._queue = [e for e in self._queue if e[2] not in _FAULTS]
         heapq.heapify(self._queue)
         for node_id, node in self.nodes.items():
+            node.paused_until = min(node.paused_until, self.now)
             if node.core is None:
                 self._start_node(node_id)
         self.config = replace(self.config, drop_rate=0.0, duplicate_rate=0.0)
@@ -422,26 +486,43 @@ class Simulation:
         if not live:
             self._schedule(10, _CLIENT, client)
             return
-        hint = self.leader_hint
-        target = hint if hint in live and self.rng.random() < 0.8 else self.rng.choice(live)
+        believed = self.believed_leader.get(client)
+        target = believed if believed in live else self.rng.choice(live)
         assert target is not None
+        self.believed_leader[client] = target
         op = self.workload.next_op(len(self.ops) + 1, client, self.now, target)
         self.ops[op.op_id] = op
         self.client_op[client] = op
-        core = self.nodes[target].core
-        assert core is not None
         self._schedule(4 * self.config.raft.election_timeout_ms, _TIMEOUT, client, op.op_id)
+        self._submit(op)
+
+    def _submit(self, op: ClientOp) -> None:
+        node = self.nodes[op.node]
+        if op.outcome != "pending" or node.core is None:
+            return
+        if self._postponed(node, _SUBMIT, op):
+            return
         if op.kind is OpKind.READ:
-            policy = ReadPolicy.LEASE if self.config.lease_reads and self.rng.random() < 0.5 else (
-                ReadPolicy.READ_INDEX
-            )
-            self._execute(self.nodes[target], core.read(op.op_id, policy))
+            lease = self.config.lease_reads and self.rng.random() < 0.5
+            policy = ReadPolicy.LEASE if lease else ReadPolicy.READ_INDEX
+            self._execute(node, node.core.read(op.op_id, policy, node.local_time(self.now)))
         else:
-            self._execute(self.nodes[target], core.propose(op.command(), op.op_id))
+            self._execute(node, node.core.propose(op.command(), op.op_id))
+
+    def _rejected(self, reject: Reject) -> None:
+        """A definite failure; a NotLeader answer redirects the client like a real one."""
+        op = self.ops[reject.request_id]
+        leader = getattr(reject.reason, "leader_id", None)
+        if leader is None or leader == op.node:
+            self.believed_leader.pop(op.client, None)
+        else:
+            self.believed_leader[op.client] = leader
+        self._finish(reject.request_id, "failed")
 
     def _client_timeout(self, client: int, op_id: int) -> None:
         op = self.ops[op_id]
         if op.outcome == "pending":
+            self.believed_leader.pop(client, None)
             self._finish(op_id, "unknown")
 
     def _finish(self, op_id: int, outcome: str, succeeded: bool | None = None) -> None:

@@ -1,0 +1,166 @@
+"""The leader: commit rule (Figure 8), durability of its own vote, CheckQuorum, batching,
+pipelining, snapshots for lagging followers, ReadIndex rounds and leases."""
+
+from __future__ import annotations
+
+from dref.actors.consensus.config import ReadPolicy
+from dref.actors.consensus.durable_state import DurableState
+from dref.actors.consensus.effects import (
+    Apply,
+    NotLeader,
+    ProposalAccepted,
+    QuorumLost,
+    ReadReady,
+    Reject,
+    TakeSnapshot,
+)
+from dref.actors.consensus.log_entry import EntryKind, LogEntry
+from dref.actors.consensus.messages import (
+    AppendEntries,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    ReadIndexRequest,
+    ReadIndexResponse,
+)
+from dref.actors.consensus.node_state import Role
+
+FIVE = ("a", "b", "c", "d", "e")
+
+
+def test_figure_8_old_term_entry_commits_only_with_a_current_term_entry(h):
+    old = (LogEntry(1, 1), LogEntry(2, 2))  # entry 2 from term 2 was never committed
+    leader = h.core("a", voters=FIVE, durable=DurableState(term=3, entries=old))
+    h.elect(leader)
+    assert leader.state.term == 4 and leader.log.entry(3).kind is EntryKind.NOOP
+    h.ack(leader, "b", 2)
+    h.ack(leader, "c", 2)  # a majority holds entry 2, but it is from an older term
+    assert leader.state.commit_index == 0
+    h.ack(leader, "b", 3)
+    effects = h.ack(leader, "c", 3)
+    assert leader.state.commit_index == 3
+    [applied] = h.of(effects, Apply)
+    assert [e.index for e in applied.entries] == [1, 2, 3]
+
+
+def test_leader_counts_itself_only_after_its_fsync(h):
+    leader = h.core("a")
+    h.elect(leader)
+    effects = leader.propose(b"x", request_id=7)
+    assert ProposalAccepted(7, 2, 1) in effects
+    h.ack(leader, "b", 2)
+    assert leader.state.commit_index == 1  # b holds 2, but a has not fsynced it yet
+    leader.persisted(2, 1)
+    assert leader.state.commit_index == 2
+
+
+def test_proposal_on_follower_names_the_leader(h):
+    follower = h.core("a")
+    follower.receive(Heartbeat(sender="b", term=1, commit=0, context=1))
+    assert follower.propose(b"x", 1) == [Reject(1, NotLeader("b"))]
+
+
+def test_check_quorum_steps_down_a_leader_cut_off_from_the_majority(h):
+    leader = h.core("a", voters=FIVE)
+    h.elect(leader, now_ms=1000)
+    h.ack(leader, "b", 1)
+    leader.tick(1090)
+    assert leader.state.role is Role.LEADER
+    leader.tick(1101)  # only b answered within the election timeout: no quorum of 5
+    assert leader.state.role is Role.FOLLOWER and leader.state.term == 1
+
+
+def test_batching_and_pipelining_respect_limits(h):
+    leader = h.core("a", max_entries_per_message=2, max_inflight=2)
+    h.elect(leader)
+    h.ack(leader, "b", 1)  # b matches: replicate state
+    effects = []
+    for n in range(7):
+        effects += leader.propose(b"%d" % n, n)
+    to_b = h.messages(effects, AppendEntries, to="b")
+    assert [len(m.entries) for m in to_b] == [1, 1]  # window of 2 filled by the first two
+    effects = h.ack(leader, "b", 3)  # frees the window
+    batches = [[e.index for e in m.entries] for m in h.messages(effects, AppendEntries, "b")]
+    assert batches == [[4, 5], [6, 7]]
+
+
+def test_lagging_follower_gets_a_snapshot(h):
+    leader = h.core("a", snapshot_every=2)
+    h.elect(leader)
+    effects = leader.propose(b"x", 1) + leader.persisted(2, 1)
+    effects += h.ack(leader, "c", 2)
+    effects += leader.applied(2)
+    assert TakeSnapshot(2) in effects
+    leader.snapshot_taken(2, 1, b"image")
+    assert leader.log.snapshot_index == 2
+    alive = HeartbeatResponse(sender="b", term=1, context=0)  # b answers; its probe is resent
+    [snapshot] = h.messages(leader.receive(alive), InstallSnapshot, to="b")
+    assert (snapshot.last_index, snapshot.data, snapshot.done) == (2, b"image", True)
+
+
+def read_ready_ids(effects):
+    return [e.request_id for e in effects if isinstance(e, ReadReady)]
+
+
+def established_leader(h, **overrides):
+    leader = h.core("a", **overrides)
+    h.elect(leader, now_ms=1000)
+    h.ack(leader, "b", 1)
+    assert leader.state.commit_index == 1
+    return leader
+
+
+def test_read_index_waits_for_a_quorum_round_and_batches_reads(h):
+    leader = established_leader(h)
+    effects = leader.read(1, ReadPolicy.READ_INDEX, 1001)
+    [beat] = h.messages(effects, Heartbeat, to="b")
+    assert not read_ready_ids(effects)
+    later = leader.read(2, ReadPolicy.READ_INDEX, 1002)
+    later += leader.read(3, ReadPolicy.READ_INDEX, 1002)
+    assert not h.messages(later, Heartbeat)  # they wait for the next round
+    effects = leader.receive(HeartbeatResponse(sender="b", term=1, context=beat.context))
+    assert read_ready_ids(effects) == [1]
+    [next_beat] = h.messages(effects, Heartbeat, to="c")
+    effects = leader.receive(HeartbeatResponse(sender="c", term=1, context=next_beat.context))
+    assert read_ready_ids(effects) == [2, 3]
+    assert all(e.read_index == 1 for e in effects if isinstance(e, ReadReady))
+
+
+def test_read_waits_until_the_leader_commits_in_its_term(h):
+    leader = h.core("a")
+    h.elect(leader)
+    effects = leader.read(1, ReadPolicy.READ_INDEX, 1000)
+    assert not h.messages(effects, Heartbeat) and not read_ready_ids(effects)
+    effects = h.ack(leader, "b", 1)  # the no-op commits; the read round starts
+    [beat] = h.messages(effects, Heartbeat, to="b")
+    effects = leader.receive(HeartbeatResponse(sender="b", term=1, context=beat.context))
+    assert read_ready_ids(effects) == [1]
+
+
+def test_lease_read_is_immediate_while_the_lease_holds_and_refused_after(h):
+    leader = established_leader(h)
+    [beat] = h.messages(leader.tick(1010), Heartbeat, to="b")
+    leader.receive(HeartbeatResponse(sender="b", term=1, context=beat.context))
+    assert read_ready_ids(leader.read(1, ReadPolicy.LEASE, 1099)) == [1]  # 1010 + 100 - 10
+    effects = leader.read(2, ReadPolicy.LEASE, 1100)
+    assert not read_ready_ids(effects)  # the lease lapsed: a quorum round is needed
+    assert h.messages(effects, Heartbeat)
+
+
+def test_pending_reads_fail_when_the_leader_loses_its_quorum(h):
+    leader = established_leader(h)
+    leader.read(1, ReadPolicy.READ_INDEX, 1001)
+    effects = leader.tick(1200)
+    assert Reject(1, QuorumLost()) in effects
+    assert leader.state.role is Role.FOLLOWER
+
+
+def test_follower_read_is_forwarded_to_the_leader(h):
+    follower = h.core("a")
+    follower.receive(Heartbeat(sender="b", term=1, commit=0, context=1))
+    [request] = h.messages(follower.read(9, ReadPolicy.READ_INDEX, 10), ReadIndexRequest, "b")
+    assert request.context == 9
+    effects = follower.receive(
+        ReadIndexResponse(sender="b", term=1, context=9, success=True, read_index=4)
+    )
+    assert effects == [ReadReady(9, 4)]
