@@ -54,7 +54,7 @@ def test_simulator_catches_replies_sent_before_the_fsync(monkeypatch) -> None:
     """Votes and acks that leave before their fsync are forgotten by a crash."""
     send = raft_module.RaftCore.send
 
-    def eager_send(self, to, message, *, after_persist=True):  # type: ignore[no-untyped-def]
+    def eager_send(self, to, message, *, after_persist=True):
         send(self, to, message, after_persist=False)
 
     monkeypatch.setattr(raft_module.RaftCore, "send", eager_send)
