@@ -111,8 +111,13 @@ class StorageWriterActor(pykka.ThreadingActor):
             self._write_commit_index(force=False)
             return
         started = time.monotonic()
-        hard_state = [e for b in queued if isinstance(b, StorageBatch) for e in b.effects]
-        hard_state = [e for e in hard_state if isinstance(e, PersistHardState)]
+        hard_state = [
+            e
+            for b in queued
+            if isinstance(b, StorageBatch)
+            for e in b.effects
+            if isinstance(e, PersistHardState)
+        ]
         if hard_state:
             last = hard_state[-1]
             self._voter_state.save(VoterState(last.term, last.voted_for))

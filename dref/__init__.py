@@ -1,8 +1,9 @@
 """dref-py: distributed references, locks and change streams for synchronous Python.
 
-Start with a context (`local()` in memory, `redis(url)` on a Redis server), then make
+Start with a context (`local()` in memory, `redis(url)` on a Redis server, `raft(...)`
+on an embedded Raft node, `raft_client(addresses)` on a running Raft cluster), then make
 refs (`ctx.ref`), locks (`ctx.lock`) and change streams (`ref.changes()`) from it.
-Backend packages (redis, grpc, lmdb) are imported only when their factory is called.
+Backend packages (redis, grpc, lmdb, pykka) are imported only when first used.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dref.errors import (
     LockStolenError,
     LockTimeoutError,
     NotFoundError,
+    NotLeaderError,
+    QuorumLostError,
     StorageError,
     ValueTooLargeError,
 )
@@ -52,11 +55,15 @@ __all__ = [
     "LockTimeoutError",
     "MsgPackCodec",
     "NotFoundError",
+    "NotLeaderError",
+    "QuorumLostError",
     "StorageError",
     "Subscription",
     "Undecodable",
     "ValueTooLargeError",
     "local",
+    "raft",
+    "raft_client",
     "redis",
 ]
 
@@ -72,3 +79,19 @@ def redis(url: str, **options: Any) -> Context:
     from dref.redis_backend import redis_context
 
     return redis_context(url, **options)
+
+
+def raft_client(addresses: list[str], **options: Any) -> Context:
+    """A context on a running Raft cluster reachable at some of `addresses` ("host:port")."""
+    from dref.raft.context import raft_client_context
+
+    return raft_client_context(addresses, **options)
+
+
+def __getattr__(name: str) -> Any:
+    """Import `dref.raft` (the engine, and the `dref.raft(...)` context factory) on first use."""
+    if name == "raft":
+        import dref.raft
+
+        return dref.raft
+    raise AttributeError(f"module 'dref' has no attribute {name!r}")

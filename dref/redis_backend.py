@@ -72,6 +72,7 @@ from dref.errors import (
 )
 from dref.wire.change_payload import ChangePayload, decode_change_payload, encode_change_payload
 from dref.wire.lock_token import decode_lock_token, encode_lock_token, new_lock_token
+from dref.wire.msgpack_codec import Style
 
 if TYPE_CHECKING:
     from dref.context import Context
@@ -132,7 +133,7 @@ class RedisBackend(Backend):
         *,
         default_ttl: float = 20.0,
         timeout: float = 5.0,
-        style: str = "rust",
+        style: Style = "rust",
         ca_file: str | None = None,
         interop_locking: bool = False,
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
@@ -563,8 +564,8 @@ class _Watcher(threading.Thread):
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
         if channel == REVISION_CHANNEL:
-            rev, _, name = data.partition(b":")
-            self._pending = (name, int(rev)) if rev.isdigit() else None
+            rev, _, written_name = data.partition(b":")
+            self._pending = (written_name, int(rev)) if rev.isdigit() else None
             return
         pending, self._pending = self._pending, None
         if pending is not None and pending[0].decode(errors="replace") not in self._seen:

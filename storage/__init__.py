@@ -1,1 +1,1 @@
-"""Persistence: the shared file formats (voter-state, state-snapshot, command-log) and LMDB indexes."""
+"""Persistence: the three shared file formats and the LMDB index beside them."""

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from google.protobuf.message import DecodeError
+
+from dref.errors import StorageError
 from dref.storage.durable_file import (
     check_header,
     ensure_directory,
@@ -24,9 +27,6 @@ from dref.storage.durable_file import (
     write_atomically,
 )
 from dref.wire.proto.state_command_pb2 import StateCommand
-from google.protobuf.message import DecodeError
-
-from dref.errors import StorageError
 
 FILE_NAME = "command-log"
 MAGIC = b"DRFL"

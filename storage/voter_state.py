@@ -10,14 +10,13 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from dref.errors import StorageError
 from dref.storage.durable_file import (
     check_header,
     ensure_directory,
     read_if_exists,
     write_atomically,
 )
-
-from dref.errors import StorageError
 
 FILE_NAME = "voter-state"
 MAGIC = b"DRFT"

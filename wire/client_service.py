@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar, cast, get_args
 
 import grpc
 
@@ -36,6 +36,7 @@ from dref.errors import (
     NotLeaderError,
     QuorumLostError,
 )
+from dref.raft.config import ReadPolicyName
 from dref.storage.kv_state_machine import KeyValueStateMachine
 from dref.wire.proto import dref_native_pb2 as native
 from dref.wire.proto import dref_native_pb2_grpc as native_grpc
@@ -79,7 +80,13 @@ class NodeHandle(Protocol):
 
     def propose(self, command: bytes, *, timeout: float) -> bytes: ...
 
-    def read(self, request: bytes, *, policy: str = "linearizable", timeout: float) -> bytes: ...
+    def read(
+        self,
+        request: bytes,
+        *,
+        policy: ReadPolicyName = "linearizable",
+        timeout: float,
+    ) -> bytes: ...
 
     def status(self) -> Any: ...
 
@@ -125,7 +132,7 @@ class KeyValueServices:
         reply = _call(context, node, lambda t: node.propose(data, timeout=t))
         return native.CommandResult.FromString(reply)
 
-    def get(self, node: NodeHandle, name: str, policy: str, context: Any) -> Any:
+    def get(self, node: NodeHandle, name: str, policy: ReadPolicyName, context: Any) -> Any:
         """Read `name` through `node` with the read `policy`; a KeyValueQueryResult."""
         query = native.KeyValueQuery(get=native.GetQuery(name=name, now=self.clock()))
         data = query.SerializeToString()
@@ -276,9 +283,9 @@ class _DRefNative(native_grpc.DRefNativeServicer):
     def Get(self, request: Any, context: Any) -> Any:
         self._s.check_name(request.name, context)
         policy = request.read_policy or "linearizable"
-        if policy not in ("linearizable", "lease", "stale"):
+        if policy not in get_args(ReadPolicyName):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown read policy {policy!r}")
-        result = self._s.get(self._node, request.name, policy, context)
+        result = self._s.get(self._node, request.name, cast(ReadPolicyName, policy), context)
         return native.NativeGetResponse(
             found=result.found, value=result.value, revision=result.revision
         )

@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import sys
 import types
+from typing import Any
 
+from dref.raft.client import Client
 from dref.raft.config import NodeConfig
 from dref.raft.node import Node
 from dref.raft.state_machine import BatchStateMachine, StateMachine
 from dref.raft.status import NodeMetrics, NodeStatus
 
-__all__ = ["BatchStateMachine", "Node", "NodeConfig", "NodeMetrics", "NodeStatus", "StateMachine"]
+__all__ = [
+    "BatchStateMachine",
+    "Client",
+    "Node",
+    "NodeConfig",
+    "NodeMetrics",
+    "NodeStatus",
+    "StateMachine",
+]
 
 
 class _CallableModule(types.ModuleType):
-    def __call__(self, *args: object, **kwargs: object) -> object:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         from dref.raft.context import raft_context
 
         return raft_context(*args, **kwargs)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import grpc
 import pykka
@@ -42,12 +42,11 @@ from dref.actors.safe_tell import safe_tell
 from dref.actors.storage_writer import StorageWriterActor
 from dref.actors.ticker import Ticker, monotonic_ms
 from dref.errors import ConfigError, ContextClosedError, DRefTimeoutError
-from dref.raft.config import NodeConfig, split_address
+from dref.raft.config import NodeConfig, ReadPolicyName, split_address
 from dref.raft.state_machine import StateMachine
 from dref.raft.status import NodeMetrics, NodeStatus
 from dref.wire.consensus_service import CHANNEL_OPTIONS, ConsensusServicer, PeerClient
 
-ReadPolicyName = Literal["linearizable", "lease", "stale"]
 ServiceRegistrar = Callable[[grpc.Server, "Node"], None]
 """Adds a servicer (for example the DRefRaft client service) to the node's gRPC server."""
 
