@@ -24,6 +24,7 @@ from dref.actors.node_messages import (
     AwaitEntry,
     CommitReached,
     Connect,
+    LeadershipLost,
     RestoreState,
     SaveSnapshot,
     ServeRead,
@@ -67,6 +68,8 @@ class ApplierActor(pykka.ThreadingActor):
             self._serve_reads()
         elif isinstance(message, RestoreState):
             self._restore(message)
+        elif isinstance(message, LeadershipLost):
+            self._fail_proposals("leadership lost before the entry committed; outcome unknown")
         elif isinstance(message, TakeSnapshotNow):
             data = self._sm.snapshot()
             safe_tell(self._storage, SaveSnapshot(self._applied_index, self._applied_term, data))
@@ -77,10 +80,15 @@ class ApplierActor(pykka.ThreadingActor):
         return None
 
     def on_stop(self) -> None:
-        for waiter in self._proposals.values():
-            _fail(waiter.outcome, QuorumLostError("node closed; outcome unknown"))
+        self._fail_proposals("node closed; outcome unknown")
         for _, _, read in self._reads:
             _fail(read.outcome, QuorumLostError("node closed"))
+
+    def _fail_proposals(self, why: str) -> None:
+        """Fail every proposal still waiting: it may or may not commit later."""
+        proposals, self._proposals = self._proposals, {}
+        for waiter in proposals.values():
+            _fail(waiter.outcome, QuorumLostError(why))
 
     def _apply(self, entries: tuple[LogEntry, ...]) -> None:
         fresh = [e for e in entries if e.index > self._applied_index]

@@ -55,6 +55,7 @@ from dref.actors.node_messages import (
     Deliver,
     Durable,
     Inbound,
+    LeadershipLost,
     PeerReply,
     Proposal,
     ReadRequest,
@@ -165,8 +166,11 @@ class ConsensusActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         role_before = self._core.state.role
         result = self._handle(message)
-        if self._core.state.role in _CAMPAIGNING and role_before not in _CAMPAIGNING:
+        role_after = self._core.state.role
+        if role_after in _CAMPAIGNING and role_before not in _CAMPAIGNING:
             self._elections_started += 1
+        if role_before is Role.LEADER and role_after is not Role.LEADER:
+            safe_tell(self._applier, LeadershipLost())  # after this event's Apply effects
         return result
 
     def _handle(self, message: Any) -> Any:

@@ -160,6 +160,12 @@ class RestoreState:
 
 
 @dataclass(frozen=True)
+class LeadershipLost:
+    """This node stopped leading: entries it appended may or may not commit under the next
+    leader, so callers still waiting learn that the outcome is unknown."""
+
+
+@dataclass(frozen=True)
 class AwaitEntry:
     """Resolve `outcome` when the entry at `index` applies: success iff it has `term`."""
 

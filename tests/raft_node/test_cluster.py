@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from node_cluster import Cluster, wait_until
 
-from dref.errors import NotLeaderError
+from dref.errors import NotLeaderError, QuorumLostError
 
 
 def test_elects_exactly_one_leader_that_every_node_follows(cluster: Cluster) -> None:
@@ -114,3 +114,15 @@ def test_whole_cluster_restarts_from_its_data_dirs(tmp_path: Path) -> None:
         assert leader.propose(b"more") == b"13"
     finally:
         cluster.close()
+
+
+def test_isolated_leader_fails_waiting_proposals_instead_of_hanging(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    for follower in cluster.followers():
+        cluster.stop(follower.node_id)
+    # CheckQuorum makes the leader step down within about an election timeout; whatever it
+    # accepted meanwhile may or may not commit later, so it must say so, not time out.
+    with pytest.raises((QuorumLostError, NotLeaderError)):
+        leader.propose(b"unreplicated", timeout=60)
+    with pytest.raises(NotLeaderError):
+        leader.propose(b"after stepping down", timeout=60)
