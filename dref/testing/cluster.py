@@ -1,0 +1,267 @@
+"""A cluster of real `dref node` processes on loopback with a fault proxy on every link.
+
+For every ordered pair of nodes (A, B) a `FaultProxy` P_AB forwards to B's real listen
+address, and A is started with ``--peer B=<P_AB>``; so every consensus RPC A sends to B,
+and B's reply on that connection, crosses P_AB. Cutting the link A-B partitions P_AB and
+P_BA. Clients talk to the nodes' real addresses, so client traffic never crosses a proxy.
+
+`FaultyCluster` starts, SIGKILLs, SIGSTOPs/SIGCONTs and restarts nodes from their data
+dirs, partitions the cluster into groups, delays or resets links, and finds the leader
+every reachable node agrees on. Every process it started is killed by `close()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import signal
+import time
+from collections.abc import Collection, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from dref.errors import DRefError
+from dref.raft.client import Client
+from dref.raft.node_process import NodeProcess, free_ports, node_arguments
+from dref.testing.fault_proxy import FaultProxy
+
+__all__ = ["ClusterClient", "FaultyCluster"]
+
+_POLL = 0.05
+
+
+class ClusterClient(Client):
+    """A `Client` that maps a proxy address in a leader hint to the node's real address.
+
+    A node hints the leader by the address it dials, which in this topology is a proxy;
+    following it would send client traffic through a faulty link.
+    """
+
+    def __init__(
+        self, addresses: list[str], real: Mapping[str, str], *, timeout: float = 10.0
+    ) -> None:
+        self._real = dict(real)
+        super().__init__(addresses, timeout=timeout)
+
+    def _node(self, address: str) -> Any:
+        return super()._node(self._real.get(address, address))
+
+    def _follow(self, address: str, error: grpc.RpcError, deadline: float) -> bool:
+        followed = super()._follow(address, error, deadline)
+        with self._lock:
+            if self._leader is not None:
+                self._leader = self._real.get(self._leader, self._leader)
+        return followed
+
+
+class FaultyCluster:
+    """`size` `dref node` processes n1..nN with data dirs under `root` and a proxy mesh."""
+
+    def __init__(
+        self,
+        root: Path,
+        size: int = 3,
+        *,
+        heartbeat_ms: int = 100,
+        election_ms: int = 1000,
+        snapshot_every: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.root = root
+        self.ids = [f"n{i}" for i in range(1, size + 1)]
+        ports = free_ports(size)
+        self.addresses = {n: f"127.0.0.1:{p}" for n, p in zip(self.ids, ports, strict=True)}
+        self.timings = {
+            "heartbeat_ms": heartbeat_ms,
+            "election_ms": election_ms,
+            "snapshot_every": snapshot_every,
+        }
+        self.proxies: dict[tuple[str, str], FaultProxy] = {}
+        for index, (a, b) in enumerate(itertools.permutations(self.ids, 2)):
+            self.proxies[(a, b)] = FaultProxy(
+                ("127.0.0.1", ports[self.ids.index(b)]), seed=seed + index
+            )
+        self.processes: dict[str, NodeProcess] = {}
+        self.paused: set[str] = set()
+        self._clients: list[Client] = []
+
+    # -- addresses ------------------------------------------------------------------------
+
+    def proxy_address(self, source: str, target: str) -> str:
+        """The address `source` dials to reach `target`."""
+        host, port = self.proxies[(source, target)].address
+        return f"{host}:{port}"
+
+    def real_addresses(self) -> dict[str, str]:
+        """Every proxy address mapped to the real address of the node behind it."""
+        return {self.proxy_address(a, b): self.addresses[b] for a, b in self.proxies}
+
+    def client(self, node_ids: Iterable[str] | None = None, *, timeout: float = 5.0) -> Client:
+        """A client knowing the real addresses of `node_ids` (default: all); closed by `close()`."""
+        ids = list(self.ids if node_ids is None else node_ids)
+        client = ClusterClient(
+            [self.addresses[n] for n in ids], self.real_addresses(), timeout=timeout
+        )
+        self._clients.append(client)
+        return client
+
+    # -- processes ------------------------------------------------------------------------
+
+    def start(self, node_id: str) -> None:
+        """Start (or restart, from its data dir) `node_id`; returns once it serves."""
+        peers = {p: self.proxy_address(node_id, p) for p in self.ids if p != node_id}
+        data = self.root / node_id
+        data.mkdir(parents=True, exist_ok=True)
+        args = node_arguments(node_id, self.addresses[node_id], peers, data, **self.timings)
+        self.processes[node_id] = NodeProcess(args, log=data / "node.log", ready_timeout=60.0)
+
+    def start_all(self) -> FaultyCluster:
+        """Start every node that is not running."""
+        for node_id in self.ids:
+            if not self.alive(node_id):
+                self.start(node_id)
+        return self
+
+    def alive(self, node_id: str) -> bool:
+        """Whether `node_id` has a live process (paused counts as alive)."""
+        process = self.processes.get(node_id)
+        return process is not None and process.alive
+
+    def running(self) -> list[str]:
+        """Nodes alive and not paused."""
+        return [n for n in self.ids if self.alive(n) and n not in self.paused]
+
+    def kill(self, node_id: str) -> None:
+        """SIGKILL `node_id` (no clean shutdown: whatever is not fsynced is lost)."""
+        process = self.processes.get(node_id)
+        if process is None:
+            return
+        self.paused.discard(node_id)
+        process.kill()
+
+    def kill_all(self) -> None:
+        """SIGKILL every node at once, then reap them."""
+        for process in self.processes.values():
+            if process.alive:
+                process.process.send_signal(signal.SIGKILL)
+        for node_id in list(self.processes):
+            self.kill(node_id)
+
+    def restart(self, node_id: str) -> None:
+        """SIGKILL `node_id` if it runs, then start it again from its data dir."""
+        self.kill(node_id)
+        self.start(node_id)
+
+    def pause(self, node_id: str) -> None:
+        """SIGSTOP `node_id`: it keeps its sockets but does nothing until `resume`."""
+        if self.alive(node_id):
+            self.processes[node_id].process.send_signal(signal.SIGSTOP)
+            self.paused.add(node_id)
+
+    def resume(self, node_id: str) -> None:
+        """SIGCONT `node_id`."""
+        if self.alive(node_id):
+            self.processes[node_id].process.send_signal(signal.SIGCONT)
+        self.paused.discard(node_id)
+
+    # -- network --------------------------------------------------------------------------
+
+    def cut(self, a: str, b: str) -> None:
+        """Black-hole both directions of the link a-b."""
+        self.proxies[(a, b)].partition()
+        self.proxies[(b, a)].partition()
+
+    def partition(self, *groups: Collection[str]) -> None:
+        """Heal, then cut every link between nodes of different groups (nodes in no group
+        form one more group)."""
+        self.heal()
+        rest = set(self.ids) - set().union(*map(set, groups))
+        named = [set(g) for g in groups] + ([rest] if rest else [])
+        side = {n: i for i, group in enumerate(named) for n in group}
+        for a, b in self.proxies:
+            if side[a] != side[b]:
+                self.proxies[(a, b)].partition()
+
+    def isolate(self, node_id: str) -> None:
+        """Cut `node_id` from every other node."""
+        self.partition({node_id})
+
+    def heal(self) -> None:
+        """Remove every network fault (partitions, delays, drops)."""
+        for proxy in self.proxies.values():
+            proxy.heal()
+
+    def delay_all(self, seconds: float) -> None:
+        """Delay every chunk on every link by `seconds`."""
+        for proxy in self.proxies.values():
+            proxy.delay(seconds)
+
+    def drop_all(self, probability: float) -> None:
+        """Reset connections on every link at random chunks with `probability`."""
+        for proxy in self.proxies.values():
+            proxy.drop(probability)
+
+    def reset_links(self) -> None:
+        """Close every connection on every link now."""
+        for proxy in self.proxies.values():
+            proxy.reset()
+
+    # -- observation ----------------------------------------------------------------------
+
+    def status(self, node_id: str, timeout: float = 2.0) -> dict[str, Any] | None:
+        """`node_id`'s status, or None if it does not answer within `timeout`."""
+        if node_id in self.paused or not self.alive(node_id):
+            return None
+        with contextlib.closing(Client([self.addresses[node_id]], timeout=timeout)) as client:
+            try:
+                return client.status(self.addresses[node_id], timeout=timeout)
+            except DRefError:
+                return None
+
+    def leader(self, timeout: float = 60.0, among: Collection[str] | None = None) -> str:
+        """The leader that every running node of `among` (default: all running) names, itself
+        a leader; polls until `timeout`."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            nodes = [n for n in self.running() if among is None or n in among]
+            last = {n: self.status(n) for n in nodes}
+            leaders = {s["leader_id"] if s else None for s in last.values()}
+            if len(leaders) == 1 and None not in leaders:
+                leader = str(leaders.pop())
+                if leader in last and (last[leader] or {}).get("role") == "leader":
+                    return leader
+            time.sleep(_POLL)  # a poll under a deadline
+        summary = {n: (s or {}).get("role") for n, s in last.items()}
+        raise AssertionError(f"no agreed leader within {timeout:g} s: {summary}")
+
+    def logs(self, tail: int = 40) -> str:
+        """The last `tail` lines of every node's log, for failure reports."""
+        parts = []
+        for node_id in self.ids:
+            path = self.root / node_id / "node.log"
+            if path.exists():
+                lines = path.read_text(errors="replace").splitlines()[-tail:]
+                parts.append(f"--- {node_id} ---\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+    # -- teardown -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close clients, SIGCONT and SIGKILL every node, close every proxy. Idempotent."""
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+        for node_id in list(self.paused):
+            self.resume(node_id)
+        self.kill_all()
+        for proxy in self.proxies.values():
+            proxy.close()
+
+    def __enter__(self) -> FaultyCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

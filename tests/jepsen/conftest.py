@@ -1,0 +1,174 @@
+"""The Jepsen-style runner: a faulty `dref node` cluster, recording client workers, a nemesis,
+then heal, final reads and the linearizability check with zero anomalies allowed.
+
+`DREF_JEPSEN_SECONDS` sets how long each scenario's workload and nemesis run (default 12 s);
+`DREF_JEPSEN_SEED` replays one seed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from dref.raft.client import Client
+from dref.testing.cluster import FaultyCluster
+from dref.testing.history import History, Mix, final_reads, run_workers
+
+SECONDS = float(os.environ.get("DREF_JEPSEN_SECONDS", "12"))
+"""How long each scenario's workload and nemesis run."""
+
+WORKER_JOIN_TIMEOUT = 30.0
+CHECK_TIME_LIMIT = 120.0
+
+
+@dataclass
+class Run:
+    """What one scenario did: the history, the nemesis log and the cluster it ran on."""
+
+    name: str
+    seed: int
+    cluster: FaultyCluster
+    history: History
+    deadline: float
+    rng: random.Random
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, action: str) -> None:
+        """Log a nemesis action at the history's current time."""
+        self.notes.append(f"{self.history.now_ms():9.0f} ms  {action}")
+
+    def left(self) -> float:
+        """Seconds until the nemesis must stop."""
+        return self.deadline - time.monotonic()
+
+    def hold(self, seconds: float) -> None:
+        """Keep the current fault (or calm) for `seconds`, not past the deadline: the
+        experiment's own timing, not synchronisation."""
+        time.sleep(max(0.0, min(seconds, self.left())))
+
+
+Nemesis = Callable[[FaultyCluster, Run], None]
+"""nemesis(cluster, run): inject faults until `run.deadline`, drawing from `run.rng`."""
+
+
+class Jepsen:
+    """Builds clusters under a temporary root and runs scenarios on them; closes them all."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.clusters: list[FaultyCluster] = []
+
+    def cluster(self, size: int = 3, *, seed: int = 0, **timings: int | None) -> FaultyCluster:
+        """A started cluster with an agreed leader (closed at teardown)."""
+        options: dict[str, int | None] = {"heartbeat_ms": 100, "election_ms": 1000, **timings}
+        cluster = FaultyCluster(
+            self.root / f"cluster{len(self.clusters)}", size, seed=seed, **options
+        )
+        self.clusters.append(cluster)
+        cluster.start_all()
+        cluster.leader()
+        return cluster
+
+    def run(
+        self,
+        name: str,
+        nemesis: Nemesis,
+        *,
+        size: int = 3,
+        seed: int | None = None,
+        seconds: float = SECONDS,
+        keys: int = 4,
+        workers: int = 6,
+        op_timeout: float = 3.0,
+        read_policy: str = "linearizable",
+        mix: Mix | None = None,
+        cluster: FaultyCluster | None = None,
+    ) -> Run:
+        """Run workers and `nemesis` for `seconds`, heal, read every key, check the history;
+        fails with the seed, the anomaly and the nemesis log unless it is linearizable."""
+        seed = _seed(seed)
+        print(f"\n[jepsen] {name}: seed {seed} (replay with DREF_JEPSEN_SEED={seed})")
+        cluster = cluster or self.cluster(size, seed=seed)
+        history = History()
+        deadline = time.monotonic() + seconds
+        run = Run(name, seed, cluster, history, deadline, random.Random(seed))
+        names = [f"{name}-k{i}" for i in range(keys)]
+        stop = threading.Event()
+        node_ids = cluster.ids
+
+        def client(i: int) -> Client:
+            order = node_ids[i % len(node_ids) :] + node_ids[: i % len(node_ids)]
+            return cluster.client(order, timeout=op_timeout)
+
+        threads = run_workers(
+            history,
+            client,
+            names,
+            workers,
+            stop,
+            seed=seed * 1000,
+            deadline=deadline + 60.0,
+            op_timeout=op_timeout,
+            read_policy=read_policy,
+            mix=mix,
+        )
+        try:
+            nemesis(cluster, run)
+            run.note("heal everything, resume and restart every node")
+            cluster.heal()
+            for node_id in cluster.ids:
+                cluster.resume(node_id)
+            cluster.start_all()
+            leader = cluster.leader()
+            run.note(f"leader {leader}; workers run on the healed cluster")
+            time.sleep(2.0)  # part of the experiment: ops on the healed cluster
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(WORKER_JOIN_TIMEOUT)
+        assert not any(t.is_alive() for t in threads), "a worker did not stop"
+        values = final_reads(history, cluster.client(timeout=10.0), names)
+        run.note(f"final reads {values}")
+        result = history.check(CHECK_TIME_LIMIT)
+        print(f"[jepsen] {name}: {history.summary()}; verdict {result.verdict.value}")
+        print("\n".join(f"[jepsen]   {note}" for note in run.notes))
+        if not result.ok:
+            report = "\n".join(
+                [
+                    f"{name} (seed {seed}): {result.verdict.value}",
+                    result.description,
+                    "nemesis:",
+                    *run.notes,
+                    history.summary(),
+                    cluster.logs(),
+                ]
+            )
+            raise AssertionError(report)
+        assert history.tally["ok"] > 0, "no operation succeeded"
+        return run
+
+
+def _seed(seed: int | None) -> int:
+    replay = os.environ.get("DREF_JEPSEN_SEED")
+    if replay:
+        return int(replay)
+    return seed if seed is not None else random.SystemRandom().randrange(1, 10**6)
+
+
+@pytest.fixture
+def jepsen(tmp_path: Path) -> Iterator[Jepsen]:
+    """A `Jepsen` runner whose clusters are killed at teardown, pass or fail."""
+    runner = Jepsen(tmp_path)
+    try:
+        yield runner
+    finally:
+        for cluster in runner.clusters:
+            cluster.close()
+
