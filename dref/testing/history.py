@@ -38,6 +38,7 @@ class History:
         self._start = time.monotonic()
         self._lock = threading.Lock()
         self._ops: list[Operation] = []
+        self._where: dict[int, str] = {}
         self.tally: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
 
@@ -45,11 +46,20 @@ class History:
         """Milliseconds since this history began (monotonic clock)."""
         return (time.monotonic() - self._start) * 1000.0
 
-    def record(self, op: Operation | None, outcome: str, error: Exception | None = None) -> None:
-        """Add `op` (None: a failed read, only counted); `outcome` is ok/failed/indeterminate."""
+    def record(
+        self,
+        op: Operation | None,
+        outcome: str,
+        error: Exception | None = None,
+        where: str | None = None,
+    ) -> None:
+        """Add `op` (None: a failed read, only counted); `outcome` is ok/failed/indeterminate;
+        `where` names the node that answered, if known."""
         with self._lock:
             if op is not None:
                 self._ops.append(op)
+                if where is not None:
+                    self._where[id(op)] = where
             self.tally[outcome] += 1
             if error is not None:
                 self.errors[type(error).__name__] += 1
@@ -58,6 +68,11 @@ class History:
         """A copy of the recorded operations."""
         with self._lock:
             return list(self._ops)
+
+    def where(self, op: Operation) -> str | None:
+        """The node that answered `op` (the client's leader after the call), if known."""
+        with self._lock:
+            return self._where.get(id(op))
 
     def check(self, time_limit_s: float = 120.0) -> CheckResult:
         """Run the linearizability checker on everything recorded."""
@@ -150,7 +165,7 @@ class Worker(threading.Thread):
         end = self.history.now_ms()
         self.seen[key] = entry
         op = Operation(OpKind.READ, key, start, end, value=_text(entry), client=self.number)
-        self.history.record(op, "ok")
+        self.history.record(op, "ok", where=self.client.leader_address)
 
     def write(self, key: str) -> None:
         """An unconditional write of a fresh value."""
@@ -164,9 +179,8 @@ class Worker(threading.Thread):
             return
         end = self.history.now_ms()
         self.seen[key] = Entry(value.encode(), revision)
-        self.history.record(
-            Operation(OpKind.WRITE, key, start, end, value=value, client=self.number), "ok"
-        )
+        op = Operation(OpKind.WRITE, key, start, end, value=value, client=self.number)
+        self.history.record(op, "ok", where=self.client.leader_address)
 
     def cas(self, key: str) -> None:
         """A compare-and-set from the entry this worker last read or wrote (a read first
@@ -188,7 +202,7 @@ class Worker(threading.Thread):
         end = self.history.now_ms()
         applied = revision is not None
         op = Operation(OpKind.CAS, key, start, end, value, _text(expected), applied, self.number)
-        self.history.record(op, "ok" if applied else "failed")
+        self.history.record(op, "ok" if applied else "failed", where=self.client.leader_address)
         if revision is not None:
             self.seen[key] = Entry(value.encode(), revision)
         else:

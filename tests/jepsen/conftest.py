@@ -7,6 +7,7 @@ then heal, final reads and the linearizability check with zero anomalies allowed
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import threading
@@ -20,6 +21,7 @@ import pytest
 from dref.raft.client import Client
 from dref.testing.cluster import FaultyCluster
 from dref.testing.history import History, Mix, final_reads, run_workers
+from dref.testing.linearizability import Operation, OpKind
 
 SECONDS = float(os.environ.get("DREF_JEPSEN_SECONDS", "12"))
 """How long each scenario's workload and nemesis run."""
@@ -90,6 +92,7 @@ class Jepsen:
         read_policy: str = "linearizable",
         mix: Mix | None = None,
         cluster: FaultyCluster | None = None,
+        strict_writes: bool = True,
     ) -> Run:
         """Run workers and `nemesis` for `seconds`, heal, read every key, check the history;
         fails with the seed, the anomaly and the nemesis log unless it is linearizable."""
@@ -105,7 +108,7 @@ class Jepsen:
 
         def client(i: int) -> Client:
             order = node_ids[i % len(node_ids) :] + node_ids[: i % len(node_ids)]
-            return cluster.client(order, timeout=op_timeout)
+            return cluster.client(order, timeout=op_timeout, strict_writes=strict_writes)
 
         threads = run_workers(
             history,
@@ -121,6 +124,7 @@ class Jepsen:
         )
         try:
             nemesis(cluster, run)
+            run.note("nemesis done")
             run.note("heal everything, resume and restart every node")
             cluster.heal()
             for node_id in cluster.ids:
@@ -129,6 +133,9 @@ class Jepsen:
             leader = cluster.leader()
             run.note(f"leader {leader}; workers run on the healed cluster")
             time.sleep(2.0)  # part of the experiment: ops on the healed cluster
+        except AssertionError as failure:
+            notes = "\n".join(run.notes)
+            raise AssertionError(f"{failure}\nnemesis:\n{notes}\n{cluster.logs()}") from None
         finally:
             stop.set()
             for thread in threads:
@@ -140,19 +147,60 @@ class Jepsen:
         print(f"[jepsen] {name}: {history.summary()}; verdict {result.verdict.value}")
         print("\n".join(f"[jepsen]   {note}" for note in run.notes))
         if not result.ok:
+            dump = cluster.root / "history.jsonl"
+            _dump(run, dump)
             report = "\n".join(
                 [
                     f"{name} (seed {seed}): {result.verdict.value}",
                     result.description,
+                    _around(run, result.operations),
                     "nemesis:",
                     *run.notes,
                     history.summary(),
+                    f"history: {dump}",
                     cluster.logs(),
                 ]
             )
             raise AssertionError(report)
         assert history.tally["ok"] > 0, "no operation succeeded"
         return run
+
+
+def _around(run: Run, shown: tuple[Operation, ...], window_ms: float = 400.0) -> str:
+    """Every op on the anomaly's key that overlaps the stuck op's neighbourhood, and the
+    writes of the values those ops saw, with the node that answered (as the client saw it)."""
+    if not shown:
+        return ""
+    stuck = shown[-1]
+    low, high = stuck.invoke_ms - window_ms, stuck.invoke_ms + window_ms
+    names = {address: node_id for node_id, address in run.cluster.addresses.items()}
+    ops = [op for op in run.history.operations() if op.key == stuck.key]
+    near = [op for op in ops if op.invoke_ms <= high and (op.complete_ms or float("inf")) >= low]
+    seen = {op.value for op in near} | {op.expected for op in near}
+    writers = [op for op in ops if op.kind is not OpKind.READ and op.value in seen]
+    lines = [f"ops on {stuck.key!r} overlapping [{low:g}, {high:g}] ms, and their writers:"]
+    for op in sorted(set(near) | set(writers), key=lambda o: o.invoke_ms):
+        where = run.history.where(op)
+        lines.append(f"  {op.describe()} via {names.get(where or '', where)}")
+    return "\n".join(lines)
+
+
+def _dump(run: Run, path: Path) -> None:
+    """Write the whole history as JSON lines, for replaying the checker offline."""
+    with path.open("w") as out:
+        for op in run.history.operations():
+            record = {
+                "kind": op.kind.value,
+                "key": op.key,
+                "invoke_ms": op.invoke_ms,
+                "complete_ms": op.complete_ms,
+                "value": op.value,
+                "expected": op.expected,
+                "succeeded": op.succeeded,
+                "client": op.client,
+                "where": run.history.where(op),
+            }
+            out.write(json.dumps(record) + "\n")
 
 
 def _seed(seed: int | None) -> int:
