@@ -9,8 +9,8 @@ address as trailing metadata ``dref-leader-address`` so a client that knows one 
 follow the hint; upstream clients ignore it.
 
 `DRefNative` (dref_native.proto) adds what upstream lacks: revisions, compare-and-set,
-compare-and-delete, conditional expiry, a per-name Watch stream of the changes THIS node's
-state machine applies (spec 1.5), and the node's status as JSON.
+compare-and-delete, conditional expiry, a Watch stream of the changes to a set of names that
+THIS node's state machine applies (spec 1.5), and the node's status as JSON.
 
 Times (`expire_at`, `now`) are Unix epoch milliseconds; `now` is this server's wall clock.
 """
@@ -22,6 +22,7 @@ import enum
 import json
 import logging
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +33,7 @@ import grpc
 from dref.backend import ChangeEvent, ChangeKind
 from dref.errors import (
     BackendUnavailableError,
+    ContextClosedError,
     DRefTimeoutError,
     NotLeaderError,
     QuorumLostError,
@@ -66,7 +68,11 @@ WATCH_BUFFER = 1024
 
 MAX_WATCHES = 24
 """Open Watch streams per node. Each holds a gRPC server thread for its lifetime; the cap
-keeps the rest of the node's pool (64 threads) free for consensus and client calls."""
+keeps the rest of the node's pool (64 threads) free for consensus and client calls. A
+client watches any number of names on one stream (`RaftBackend` keeps one per backend)."""
+
+HANDOVER_TIMEOUT = 5.0
+"""Seconds a replacing Watch waits for the stream it replaces to end."""
 
 _log = logging.getLogger("dref.service")
 _R = TypeVar("_R")
@@ -106,10 +112,15 @@ class KeyValueServices:
         peer_ids: Sequence[str],
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
         max_watches: int = MAX_WATCHES,
+        leader_address_hint: bool = True,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self.state_machine = state_machine
+        self.leader_address_hint = leader_address_hint
+        """Send ``dref-leader-address`` with not-leader errors (False: exactly as upstream)."""
         self._watch_slots = threading.BoundedSemaphore(max_watches)
+        self._watch_lock = threading.Lock()
+        self._watches: dict[int, _Subscription] = {}  # open streams by watch_id
         self.peer_ids = list(peer_ids)
         self.max_value_size = max_value_size
         self.clock = clock
@@ -129,14 +140,21 @@ class KeyValueServices:
     def propose(self, node: NodeHandle, command: sc.StateCommand, context: Any) -> Any:
         """Propose `command` to `node` within the call's deadline; the decoded result."""
         data = command.SerializeToString(deterministic=True)
-        reply = _call(context, node, lambda t: node.propose(data, timeout=t))
+        reply = _call(
+            context, node, lambda t: node.propose(data, timeout=t), self.leader_address_hint
+        )
         return native.CommandResult.FromString(reply)
 
     def get(self, node: NodeHandle, name: str, policy: ReadPolicyName, context: Any) -> Any:
         """Read `name` through `node` with the read `policy`; a KeyValueQueryResult."""
         query = native.KeyValueQuery(get=native.GetQuery(name=name, now=self.clock()))
         data = query.SerializeToString()
-        reply = _call(context, node, lambda t: node.read(data, policy=policy, timeout=t))
+        reply = _call(
+            context,
+            node,
+            lambda t: node.read(data, policy=policy, timeout=t),
+            self.leader_address_hint,
+        )
         return native.KeyValueQueryResult.FromString(reply)
 
     def check_name(self, name: str, context: Any) -> None:
@@ -173,56 +191,129 @@ class KeyValueServices:
             result = self.propose(node, command, context)
         return result.applied, result.revision
 
-    def watch(self, name: str, context: Any) -> Iterator[native.WatchEvent]:
-        """READY, then every change of `name` this node applies; RESYNC when some may be lost.
+    def watch(self, names: set[str], replaces: int, context: Any) -> Iterator[native.WatchEvent]:
+        """READY, then every change of `names` this node applies; RESYNC when some may be lost.
 
-        RESOURCE_EXHAUSTED ``too-many-watches`` when `max_watches` streams are open.
+        With `replaces` (a stream open here) the new stream takes over that stream's
+        subscription once it has ended, so nothing is lost or repeated (READY says so).
+        RESOURCE_EXHAUSTED ``too-many-watches`` when `max_watches` subscriptions are open.
         """
-        if not self._watch_slots.acquire(blocking=False):
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too-many-watches")
+        sub = self._take_over(replaces) if replaces else None
+        replaced = sub is not None
+        if sub is None:
+            if not self._watch_slots.acquire(blocking=False):
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too-many-watches")
+            sub = _Subscription(self.state_machine, self._watch_slots.release)
+        sub.watch(names)
+        watch_id = random.getrandbits(63) + 1
+        with self._watch_lock:
+            self._watches[watch_id] = sub
+        context.add_callback(sub.wake)
         try:
-            yield from self._stream(name, context)
+            yield native.WatchEvent(
+                kind=native.WatchEvent.READY, watch_id=watch_id, replaced=replaced
+            )
+            while context.is_active() and not self._closed.is_set() and not sub.ending.is_set():
+                item = sub.next_item()
+                if item is not None:
+                    yield item
         finally:
-            self._watch_slots.release()
+            with self._watch_lock:
+                self._watches.pop(watch_id, None)
+            sub.release()
 
-    def _stream(self, name: str, context: Any) -> Iterator[native.WatchEvent]:
-        events: queue.Queue[native.WatchEvent | None] = queue.Queue(WATCH_BUFFER)
-        overflowed = threading.Event()
+    def _take_over(self, watch_id: int) -> _Subscription | None:
+        """End the stream `watch_id` and take its subscription, if it is open here."""
+        with self._watch_lock:
+            sub = self._watches.pop(watch_id, None)
+        if sub is None:
+            return None
+        return sub if sub.hand_over(HANDOVER_TIMEOUT) else None
 
-        def push(item: native.WatchEvent | None) -> None:
-            try:
-                events.put_nowait(item)
-            except queue.Full:
-                overflowed.set()
 
-        def on_change(event: ChangeEvent) -> None:
-            set_ = event.kind is ChangeKind.SET
-            kind = native.WatchEvent.SET if set_ else native.WatchEvent.DELETE
-            push(native.WatchEvent(kind=kind, value=event.value or b"", revision=event.revision))
+class _Subscription:
+    """The listeners and event queue of one watcher; a replacing stream takes it over."""
 
-        cancel_change = self.state_machine.listeners.add(name, on_change)
-        cancel_resync = self.state_machine.add_resync_listener(
-            lambda: push(native.WatchEvent(kind=native.WatchEvent.RESYNC))
+    def __init__(self, state_machine: KeyValueStateMachine, on_close: Callable[[], None]) -> None:
+        self._sm = state_machine
+        self._on_close = on_close
+        self._events: queue.Queue[native.WatchEvent | None] = queue.Queue(WATCH_BUFFER)
+        self._overflowed = threading.Event()
+        self._cancels: dict[str, Callable[[], None]] = {}
+        self._cancel_resync = state_machine.add_resync_listener(
+            lambda: self._push(native.WatchEvent(kind=native.WatchEvent.RESYNC))
         )
-        context.add_callback(lambda: push(None))
+        self._lock = threading.Lock()
+        self._taken = False  # a replacing stream waits to take over
+        self._released = threading.Event()  # the serving stream has ended
+        self.ending = threading.Event()
+        """Set when a replacing stream asks the serving one to end."""
+
+    def watch(self, names: set[str]) -> None:
+        """Listen to exactly `names` from now on."""
+        for name in set(self._cancels) - names:
+            self._cancels.pop(name)()
+        for name in names - set(self._cancels):
+            self._cancels[name] = self._sm.listeners.add(name, self._on_change)
+
+    def next_item(self) -> native.WatchEvent | None:
+        """The next event to send (RESYNC after an overflow); None after half a second idle
+        or a wake-up, so the caller can re-check whether to go on."""
+        if self._overflowed.is_set():
+            _drain(self._events)
+            self._overflowed.clear()
+            return native.WatchEvent(kind=native.WatchEvent.RESYNC)
         try:
-            yield native.WatchEvent(kind=native.WatchEvent.READY)
-            while context.is_active() and not self._closed.is_set():
-                if overflowed.is_set():
-                    _drain(events)
-                    overflowed.clear()
-                    yield native.WatchEvent(kind=native.WatchEvent.RESYNC)
-                    continue
-                try:
-                    item = events.get(timeout=0.5)  # re-check closing twice a second
-                except queue.Empty:
-                    continue
-                if item is None:
-                    return
-                yield item
-        finally:
-            cancel_change()
-            cancel_resync()
+            return self._events.get(timeout=0.5)
+        except queue.Empty:
+            return None
+
+    def wake(self) -> None:
+        """Make a waiting `next_item` return now."""
+        self._push(None)
+
+    def hand_over(self, timeout: float) -> bool:
+        """Ask the serving stream to end and wait for it; True if the caller now owns this
+        subscription (False: it did not end in time and will close it)."""
+        with self._lock:
+            self._taken = True
+        self.ending.set()
+        self.wake()
+        ended = self._released.wait(timeout)
+        with self._lock:
+            if not ended and not self._released.is_set():
+                self._taken = False
+                return False
+            self._taken = False
+            self._released.clear()
+            self.ending.clear()
+            return True
+
+    def release(self) -> None:
+        """The serving stream ended: close, unless a replacing stream takes over."""
+        with self._lock:
+            if not self._taken:
+                for cancel in self._cancels.values():
+                    cancel()
+                self._cancels.clear()
+                self._cancel_resync()
+                self._on_close()
+            self._released.set()
+
+    def _on_change(self, event: ChangeEvent) -> None:
+        kind = native.WatchEvent.SET if event.kind is ChangeKind.SET else native.WatchEvent.DELETE
+        self._push(
+            native.WatchEvent(
+                kind=kind, value=event.value or b"", revision=event.revision, name=event.name
+            )
+        )
+
+    def _push(self, item: native.WatchEvent | None) -> None:
+        try:
+            self._events.put_nowait(item)
+        except queue.Full:
+            if item is not None:
+                self._overflowed.set()
 
 
 class _DRefRaft(up_grpc.DRefRaftServicer):
@@ -321,8 +412,10 @@ class _DRefNative(native_grpc.DRefNativeServicer):
         return self._write(sc.StateCommand(expire_if=request), context)
 
     def Watch(self, request: Any, context: Any) -> Iterator[Any]:
-        self._s.check_name(request.name, context)
-        yield from self._s.watch(request.name, context)
+        names = {*request.names, request.name} - {""}
+        if not names:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give at least one name to watch")
+        yield from self._s.watch(names, request.replaces, context)
 
     def Status(self, request: Any, context: Any) -> Any:
         status = _call(context, self._node, lambda _t: self._node.status())
@@ -333,19 +426,21 @@ class _DRefNative(native_grpc.DRefNativeServicer):
         return native.WriteResponse(applied=result.applied, revision=result.revision)
 
 
-def _call(context: Any, node: NodeHandle, run: Callable[[float], _R]) -> _R:
+def _call(
+    context: Any, node: NodeHandle, run: Callable[[float], _R], leader_address_hint: bool = True
+) -> _R:
     """Run a node call within the RPC's deadline, turning engine errors into statuses."""
     remaining = context.time_remaining()
     timeout = DEFAULT_CALL_TIMEOUT if remaining is None else max(0.001, remaining)
     try:
         return run(min(timeout, DEFAULT_CALL_TIMEOUT * 6))
     except NotLeaderError as exc:
-        _abort_not_leader(context, exc)
+        _abort_not_leader(context, exc, leader_address_hint)
     except QuorumLostError:
         context.abort(grpc.StatusCode.UNAVAILABLE, "quorum-lost")
     except DRefTimeoutError as exc:
         context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"timeout: {exc}")
-    except BackendUnavailableError as exc:
+    except (BackendUnavailableError, ContextClosedError) as exc:  # closed: the node stopped
         context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
     except Exception as exc:  # a state-machine failure (spec 3.4: INTERNAL + message)
         _log.exception("node %s failed a client call", node.node_id)
@@ -353,8 +448,8 @@ def _call(context: Any, node: NodeHandle, run: Callable[[float], _R]) -> _R:
     raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
 
 
-def _abort_not_leader(context: Any, exc: NotLeaderError) -> NoReturn:
-    if exc.leader_address:
+def _abort_not_leader(context: Any, exc: NotLeaderError, leader_address_hint: bool) -> NoReturn:
+    if exc.leader_address and leader_address_hint:
         context.set_trailing_metadata(((LEADER_ADDRESS_KEY, exc.leader_address),))
     context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"not-leader:{exc.leader_id or 'unknown'}")
     raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises

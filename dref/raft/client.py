@@ -202,17 +202,22 @@ class Client:
         )
         return bool(reply.applied)
 
-    def watch(self, name: str, *, timeout: float | None = None) -> Watch:
-        """Subscribe to the changes of `name` that one node (the leader, if known) applies.
+    def watch(self, *names: str, replaces: int = 0, timeout: float | None = None) -> Watch:
+        """Subscribe to the changes of `names` that one node (the leader, if known) applies.
 
-        Returns once the subscription is live; iterate the `Watch` for its items.
+        Returns once the subscription is live; iterate the `Watch` for its items. With
+        `replaces` (the `watch_id` of an open Watch) the node ends that Watch and passes
+        on what it did not send; `Watch.replaced` says whether that worked (on another
+        node it cannot: then re-read the names).
         """
+        if not names:
+            raise ValueError("give at least one name to watch")
 
         def open_stream(node: _Node, limit: float) -> Watch:
-            stream = node.native.Watch(native.WatchRequest(name=name))
-            return Watch(node.address, name, stream, limit)
+            request = native.WatchRequest(names=sorted(set(names)), replaces=replaces)
+            return Watch(node.address, frozenset(names), node.native.Watch(request), limit)
 
-        return self._call(open_stream, timeout, name)
+        return self._call(open_stream, timeout, names[0])
 
     # -- cluster calls ------------------------------------------------------------------
 
@@ -394,12 +399,14 @@ class Client:
 
 
 class Watch:
-    """A live subscription to one name on one node: iterate for `ChangeEvent`s and `Resync`s;
-    iteration ends (BackendUnavailableError) when the node or connection goes away."""
+    """A live subscription to some names on one node: iterate for `ChangeEvent`s and
+    `Resync`s; iteration ends when the node replaces it with a newer Watch (see
+    `Client.watch`) or the Watch is cancelled, and raises BackendUnavailableError when the
+    node or connection goes away."""
 
-    def __init__(self, address: str, name: str, stream: Any, timeout: float) -> None:
+    def __init__(self, address: str, names: frozenset[str], stream: Any, timeout: float) -> None:
         self.address = address
-        self.name = name
+        self.names = names
         self._stream = stream
         self._ready = threading.Event()
         first: list[Any] = []
@@ -419,14 +426,19 @@ class Watch:
             raise first[0]
         if isinstance(first[0], Exception):
             raise BackendUnavailableError(f"watch on {address} failed: {first[0]}")
+        self.watch_id: int = first[0].watch_id
+        """The node's id of this Watch (for `Client.watch(replaces=...)`)."""
+        self.replaced: bool = first[0].replaced
+        """Whether this Watch took over the one it was asked to replace, losing nothing."""
 
     def __iter__(self) -> Iterator[WatchItem]:
+        (only,) = self.names if len(self.names) == 1 else ("",)
         try:
             for event in self._stream:
                 if event.kind == native.WatchEvent.RESYNC:
                     yield Resync()
                 elif event.kind in (native.WatchEvent.SET, native.WatchEvent.DELETE):
-                    yield _change(self.name, event)
+                    yield _change(event.name or only, event)  # older nodes send no name
         except grpc.RpcError as error:
             if error.code() == grpc.StatusCode.CANCELLED:
                 return

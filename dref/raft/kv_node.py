@@ -18,7 +18,12 @@ from dref.raft.config import NodeConfig
 from dref.raft.node import Node
 from dref.raft.status import NodeStatus
 from dref.storage.kv_state_machine import KeyValueStateMachine
-from dref.wire.client_service import DEFAULT_MAX_VALUE_SIZE, KeyValueServices, now_ms
+from dref.wire.client_service import (
+    DEFAULT_MAX_VALUE_SIZE,
+    MAX_WATCHES,
+    KeyValueServices,
+    now_ms,
+)
 from dref.wire.proto import state_command_pb2 as sc
 from dref.wire.proto.dref_native_pb2 import CommandResult
 
@@ -41,11 +46,22 @@ _FOREVER = 2**63
 class KeyValueNode:
     """A running key/value node: Raft node + state machine + client services + TTL reaper."""
 
-    def __init__(self, config: NodeConfig, *, max_value_size: int = DEFAULT_MAX_VALUE_SIZE):
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        max_watches: int = MAX_WATCHES,
+        leader_address_hint: bool = True,
+    ):
         self.config = config
         self.state_machine = KeyValueStateMachine()
         self.services = KeyValueServices(
-            self.state_machine, peer_ids=list(config.peers), max_value_size=max_value_size
+            self.state_machine,
+            peer_ids=list(config.peers),
+            max_value_size=max_value_size,
+            max_watches=max_watches,
+            leader_address_hint=leader_address_hint,
         )
         self.node = Node(config, self.state_machine, services=[self.services.register])
         self.reaper = TtlReaper(self.node, self.state_machine, timeout=config.rpc_timeout * 5)

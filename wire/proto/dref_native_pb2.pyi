@@ -87,13 +87,17 @@ class WriteResponse(_message.Message):
     def __init__(self, applied: _Optional[bool] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "names", "replaces")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    REPLACES_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    names: _containers.RepeatedScalarFieldContainer[str]
+    replaces: int
+    def __init__(self, name: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., replaces: _Optional[int] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("kind", "value", "revision")
+    __slots__ = ("kind", "value", "revision", "name", "watch_id", "replaced")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         READY: _ClassVar[WatchEvent.Kind]
@@ -107,10 +111,16 @@ class WatchEvent(_message.Message):
     KIND_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FIELD_NUMBER: _ClassVar[int]
     kind: WatchEvent.Kind
     value: bytes
     revision: int
-    def __init__(self, kind: _Optional[_Union[WatchEvent.Kind, str]] = ..., value: _Optional[bytes] = ..., revision: _Optional[int] = ...) -> None: ...
+    name: str
+    watch_id: int
+    replaced: bool
+    def __init__(self, kind: _Optional[_Union[WatchEvent.Kind, str]] = ..., value: _Optional[bytes] = ..., revision: _Optional[int] = ..., name: _Optional[str] = ..., watch_id: _Optional[int] = ..., replaced: _Optional[bool] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ()
