@@ -6,18 +6,23 @@ An expired value is invisible at once (reads hide it; conditional writes treat i
 absent), and the leader's TTL reaper deletes it soon after, which reaches listeners as a
 DELETE event.
 
-Subscriptions: one Watch stream per subscribed name, read by a daemon thread
-``dref-raft-watch:<name>``, on one node (the leader when known), which publishes the
-changes it applies (spec 1.5). When the stream breaks or says RESYNC (the node installed a
-snapshot or the reader lagged), the thread reconnects, re-reads the name and delivers a
-synthetic event (revision of the stored entry; DELETE with revision 0 when absent) if it
-differs from the last one delivered, so listeners never stay behind silently.
+Subscriptions: ONE Watch stream per backend carries every subscribed name; the daemon
+thread ``dref-raft-watch`` reads it from one node (the leader when known), which publishes
+the changes it applies (spec 1.5). Subscribing a name the stream lacks opens a new stream
+with the current names that replaces the old one on the node without losing or repeating
+a change (events at or below the last revision delivered for a name are dropped, in case).
+When the stream breaks or says RESYNC (the node installed a snapshot or the reader lagged),
+or a replacement lands on another node, the thread reconnects, re-reads every name and
+delivers a synthetic event (revision of the stored entry; DELETE with revision 0 when
+absent) where it differs from the last one delivered, so listeners never stay behind
+silently.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 
 from dref.backend import Backend, ChangeEvent, ChangeKind, Entry, Listener, ListenerRegistry
@@ -52,7 +57,7 @@ class RaftBackend(Backend):
         self._on_close = on_close
         self._registry = ListenerRegistry()
         self._lock = threading.Lock()
-        self._watchers: dict[str, _Watcher] = {}
+        self._watcher: _Watcher | None = None
         self._closed = False
 
     # -- Backend -----------------------------------------------------------------------
@@ -114,18 +119,19 @@ class RaftBackend(Backend):
         return self.client.expire_if(name, ttl, expected, timeout=timeout)
 
     def subscribe(self, name: str, listener: Listener) -> Callable[[], None]:
-        """Deliver later changes of `name`; returns once the node's stream is live (or,
+        """Deliver later changes of `name`; returns once the node's stream carries it (or,
         if the cluster is unreachable, at once: the watcher then resyncs on connecting)."""
         self._check(name)
         with self._lock:
             if self._closed:
                 raise ContextClosedError("the Raft backend is closed")
             remove = self._registry.add(name, listener)
-            watcher = self._watchers.get(name)
+            watcher = self._watcher
             if watcher is None:
-                watcher = self._watchers[name] = _Watcher(self, name)
+                watcher = self._watcher = _Watcher(self)
                 watcher.start()
         watcher.wait_started(self.client.timeout)
+        watcher.cover(name)
         cancelled = threading.Event()
 
         def cancel() -> None:
@@ -134,24 +140,25 @@ class RaftBackend(Backend):
             cancelled.set()
             remove()
             with self._lock:
-                if name not in self._registry.names() and self._watchers.get(name) is watcher:
-                    del self._watchers[name]
-                    watcher.stop()
+                idle = not self._registry.names() and self._watcher is watcher
+                if idle:
+                    self._watcher = None
+            if idle:
+                watcher.stop()
 
         return cancel
 
     def close(self) -> None:
-        """Stop every watcher, close the client, then run `on_close`. Idempotent."""
+        """Stop the watcher, close the client, then run `on_close`. Idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            watchers = list(self._watchers.values())
-            self._watchers.clear()
-        for watcher in watchers:
+            watcher, self._watcher = self._watcher, None
+        if watcher is not None:
             watcher.stop()
         self.client.close()
-        for watcher in watchers:
+        if watcher is not None:
             watcher.join(timeout=5.0)
         if self._on_close is not None:
             self._on_close()
@@ -169,73 +176,148 @@ class RaftBackend(Backend):
     def _publish(self, event: ChangeEvent) -> None:
         self._registry.publish(event)
 
+    def _names(self) -> list[str]:
+        return self._registry.names()
+
+
+_State = tuple[ChangeKind, bytes | None, int]
+
 
 class _Watcher(threading.Thread):
-    """Reads one name's Watch stream, reconnecting and resyncing (see the module doc)."""
+    """Reads the backend's Watch stream, replacing it and resyncing (see the module doc)."""
 
-    def __init__(self, backend: RaftBackend, name: str) -> None:
-        super().__init__(name=f"dref-raft-watch:{name}", daemon=True)
+    def __init__(self, backend: RaftBackend) -> None:
+        super().__init__(name="dref-raft-watch", daemon=True)
         self._backend = backend
-        self._name = name
         self._stopped = threading.Event()
         self._started = threading.Event()
-        self._watch: Watch | None = None
-        self._last: tuple[ChangeKind, bytes | None, int] | None = None
+        self._open_lock = threading.Lock()  # one stream opens at a time
+        self._latest: Watch | None = None  # the newest stream (the next one replaces it)
+        self._queued: deque[Watch] = deque()  # replacements the reader has yet to reach
+        self._state_lock = threading.Lock()
+        self._last: dict[str, _State] = {}  # per name: the last event delivered (or read)
 
     def wait_started(self, timeout: float) -> None:
         self._started.wait(timeout)
 
+    def cover(self, name: str) -> None:
+        """Make the stream carry `name`: replace it by one with every subscribed name."""
+        with self._open_lock:
+            latest = self._latest
+            if latest is None or name in latest.names or self._stopped.is_set():
+                return  # not connected (connecting covers every name) or already carried
+            names = {*self._backend._names(), name}
+            try:
+                watch = self._backend.client.watch(*names, replaces=latest.watch_id)
+            except DRefError as exc:  # reconnect from scratch, with a resync
+                _log.debug("re-opening the watch failed: %s", exc)
+                self._latest = None
+                latest.cancel()
+                return
+            if not watch.replaced:
+                latest.cancel()  # on another node: the reader resyncs when it switches
+            self._latest = watch
+            self._queued.append(watch)
+        try:
+            self._note(name, self._read(name))
+        except DRefError as exc:  # without a baseline, the next resync only records one
+            _log.debug("reading %s failed: %s", name, exc)
+
     def stop(self) -> None:
         self._stopped.set()
-        watch = self._watch
-        if watch is not None:
+        with self._open_lock:
+            watches = [*self._queued, *([self._latest] if self._latest else [])]
+        for watch in watches:
             watch.cancel()
 
     def run(self) -> None:
-        client = self._backend.client
-        first = True
         failures = 0
+        watch: Watch | None = None
         while not self._stopped.is_set():
             try:
-                self._watch = client.watch(self._name)
-                if self._stopped.is_set():
-                    self._watch.cancel()
-                    return
-                if first:
-                    self._last = self._baseline()
-                else:
-                    self._resync()
-                self._started.set()
-                first = False
-                failures = 0
-                for item in self._watch:
+                if watch is None:
+                    watch = self._connect()
+                    self._started.set()
+                    failures = 0
+                for item in watch:
                     if isinstance(item, Resync):
-                        self._resync()
+                        self._resync(watch.names)
                     else:
-                        self._deliver(item)
+                        self._deliver(item, dedupe=True)
+                watch = self._switch()
+                if watch is not None and not watch.replaced:
+                    self._resync(watch.names)
             except ContextClosedError:
                 return
             except DRefError as exc:
-                _log.debug("watch of %s broke: %s", self._name, exc)
-            self._started.set()  # do not hold subscribe() up while the cluster is away
-            first = False
-            failures += 1
-            self._stopped.wait(min(2.0, 0.05 * 2 ** min(failures, 6)))  # reconnect backoff
+                _log.debug("the watch broke: %s", exc)
+                watch = None
+            if watch is None:
+                self._drop()
+                self._started.set()  # do not hold subscribe() up while the cluster is away
+                failures += 1
+                self._stopped.wait(min(2.0, 0.05 * 2 ** min(failures, 6)))  # reconnect backoff
 
-    def _baseline(self) -> tuple[ChangeKind, bytes | None, int]:
-        entry = self._backend.client.get(self._name)
+    def _connect(self) -> Watch:
+        """Open a stream with every subscribed name, then resync them all."""
+        with self._open_lock:
+            names = self._backend._names()
+            if self._stopped.is_set() or not names:
+                raise ContextClosedError("the watcher is stopped")
+            watch = self._backend.client.watch(*names)
+            self._latest = watch
+        self._resync(watch.names)
+        return watch
+
+    def _switch(self) -> Watch | None:
+        """The stream that replaced the one that just ended, if any."""
+        with self._open_lock:
+            if not self._queued:
+                self._latest = None
+                return None
+            watch = self._queued.popleft()
+        with self._state_lock:
+            self._last = {n: s for n, s in self._last.items() if n in watch.names}
+        return watch
+
+    def _drop(self) -> None:
+        with self._open_lock:
+            for watch in [*self._queued, *([self._latest] if self._latest else [])]:
+                watch.cancel()
+            self._queued.clear()
+            self._latest = None
+
+    def _read(self, name: str) -> _State:
+        entry = self._backend.client.get(name)
         if entry is None:
             return (ChangeKind.DELETE, None, 0)
         return (ChangeKind.SET, entry.value, entry.revision)
 
-    def _resync(self) -> None:
-        """Re-read the name; deliver a synthetic event if it differs from the last one."""
-        current = self._baseline()
-        last = self._last
-        if last is not None and (current == last or current[0] is last[0] is ChangeKind.DELETE):
-            return
-        self._deliver(ChangeEvent(self._name, current[0], current[1], current[2]))
+    def _note(self, name: str, state: _State) -> None:
+        """Remember a freshly read state of a newly carried name (unless newer is known)."""
+        with self._state_lock:
+            last = self._last.get(name)
+            if last is None or state[2] > last[2]:
+                self._last[name] = state
 
-    def _deliver(self, event: ChangeEvent) -> None:
-        self._last = (event.kind, event.value, event.revision)
+    def _resync(self, names: frozenset[str]) -> None:
+        """Re-read `names`; deliver a synthetic event where one differs from the last
+        delivered (a name read for the first time only sets the baseline)."""
+        for name in names:
+            current = self._read(name)
+            with self._state_lock:
+                last = self._last.get(name)
+                if last is None:
+                    self._last[name] = current
+                    continue
+            if current == last or current[0] is last[0] is ChangeKind.DELETE:
+                continue
+            self._deliver(ChangeEvent(name, current[0], current[1], current[2]), dedupe=False)
+
+    def _deliver(self, event: ChangeEvent, *, dedupe: bool) -> None:
+        with self._state_lock:
+            last = self._last.get(event.name)
+            if dedupe and last is not None and event.revision <= last[2]:
+                return  # delivered already (or older than what a resync read)
+            self._last[event.name] = (event.kind, event.value, event.revision)
         self._backend._publish(event)

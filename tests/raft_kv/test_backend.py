@@ -101,3 +101,30 @@ def test_a_value_expires_and_listeners_get_the_delete(embedded):
         assert backend.set_if_absent("lock:x", b"b", 10) is not None
     finally:
         cancel()
+
+
+def test_100_subscriptions_share_one_watch_stream_and_all_get_their_events(kv_cluster):
+    names = [f"many-{i}" for i in range(100)]
+    with dref.raft_client(list(kv_cluster.addresses.values()), timeout=20) as ctx:
+        backend = ctx.backend
+        got: dict[str, list[ChangeEvent]] = {name: [] for name in names}
+        all_in = threading.Event()
+
+        def listener(event: ChangeEvent) -> None:
+            got[event.name].append(event)
+            if all(got.values()):
+                all_in.set()
+
+        cancels = [backend.subscribe(name, listener) for name in names]
+        watchers = [t for t in threading.enumerate() if t.name.startswith("dref-raft-watch")]
+        assert len(watchers) == 1
+        revisions = {name: backend.set(name, name.encode()) for name in names}
+        assert all_in.wait(30), [name for name, events in got.items() if not events]
+        for name in names:
+            assert got[name] == [ChangeEvent(name, ChangeKind.SET, name.encode(), revisions[name])]
+        for cancel in cancels:
+            cancel()
+        deadline = time.monotonic() + 10
+        while any(t.name.startswith("dref-raft-watch") for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "the watcher outlived its last subscription"
+            time.sleep(0.02)  # a poll under a deadline
