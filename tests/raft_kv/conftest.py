@@ -1,5 +1,5 @@
-"""Fixtures of the key/value Raft suite: command builders, fake nodes for the service unit
-tests, and real clusters of `dref node` child processes on 127.0.0.1."""
+"""Fixtures of the key/value Raft suite: command builders, in-process clusters of
+`KeyValueNode`s, and clusters of `dref node` child processes, all on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -30,17 +30,81 @@ def cmd() -> ModuleType:
     return _load("commands")
 
 
+class KvCluster:
+    """`KeyValueNode`s n1..nN in this process (real gRPC, real data dirs); stop and restart
+    any of them on the same port and data."""
+
+    def __init__(
+        self, root: Path, size: int, config: dict[str, Any] | None = None, **node_options: Any
+    ) -> None:
+        from dref.raft.node_process import free_ports
+
+        self.root = root
+        self.config = {"heartbeat_interval": 0.05, "election_timeout": 1.0, **(config or {})}
+        self.node_options = node_options
+        ports = free_ports(size)
+        self.addresses = {f"n{i + 1}": f"127.0.0.1:{port}" for i, port in enumerate(ports)}
+        self.nodes: dict[str, Any] = {}
+        for node_id in self.addresses:
+            self.start(node_id)
+
+    def start(self, node_id: str) -> Any:
+        from dref.raft.config import NodeConfig
+        from dref.raft.kv_node import KeyValueNode
+
+        peers = {p: a for p, a in self.addresses.items() if p != node_id}
+        address, data = self.addresses[node_id], self.root / node_id
+        node_config = NodeConfig(node_id, address, peers, data, **self.config)
+        self.nodes[node_id] = KeyValueNode(node_config, **self.node_options)
+        return self.nodes[node_id]
+
+    def stop(self, node_id: str) -> None:
+        self.nodes.pop(node_id).close()
+
+    def leader(self, timeout: float = 30.0) -> Any:
+        """The node every running node agrees leads (polls under a deadline)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leaders = {node.status().leader_id for node in self.nodes.values()}
+            if len(leaders) == 1 and None not in leaders:
+                return self.nodes[leaders.pop()]
+            time.sleep(0.02)  # a poll under a deadline
+        raise AssertionError(f"no agreed leader within {timeout} s")
+
+    def followers(self) -> list[Any]:
+        leader = self.leader()
+        return [node for node in self.nodes.values() if node is not leader]
+
+    def close(self) -> None:
+        for node_id in list(self.nodes):
+            self.stop(node_id)
+
+
+@pytest.fixture(scope="module")
+def kv_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KvCluster]:
+    """Three in-process `KeyValueNode`s with an elected leader, shared by a test module
+    (tests must not stop its nodes); values above 1000 bytes are refused."""
+    cluster = KvCluster(tmp_path_factory.mktemp("kv"), 3, max_value_size=1000)
+    try:
+        cluster.leader()
+        yield cluster
+    finally:
+        cluster.close()
+
+
 @pytest.fixture
-def fake_cluster() -> Iterator[list[Any]]:
-    """Three FakeNodes (fake_node.py) on real gRPC servers; n1 leads."""
-    fake = _load("fake_node")
-    ids = ["n1", "n2", "n3"]
-    nodes = [fake.FakeNode(i, [p for p in ids if p != i]) for i in ids]
-    for node in nodes:
-        node.leader = nodes[0]
-    yield nodes
-    for node in nodes:
-        node.close()
+def make_kv_cluster(tmp_path: Path) -> Iterator[Any]:
+    """`make_kv_cluster(size, config=None, **node_options)`: a KvCluster of this test's own
+    (`config`: NodeConfig fields, `node_options`: KeyValueNode's)."""
+    made: list[KvCluster] = []
+
+    def make(size: int, config: dict[str, Any] | None = None, **node_options: Any) -> KvCluster:
+        made.append(KvCluster(tmp_path / f"kv{len(made)}", size, config, **node_options))
+        return made[-1]
+
+    yield make
+    for cluster in made:
+        cluster.close()
 
 
 class Cluster:

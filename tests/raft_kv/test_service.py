@@ -1,17 +1,25 @@
-"""DRefRaft / DRefNative servicers and the Client, over real gRPC on 127.0.0.1, with fake
-node objects standing in for the Raft runtime (the cluster tests use real nodes)."""
+"""DRefRaft / DRefNative servicers and the Client against real in-process `KeyValueNode`s
+(real gRPC on 127.0.0.1, real data directories); the leader is discovered, never forced."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 import pytest
 
 from dref.backend import ChangeEvent, ChangeKind, Entry
-from dref.errors import DRefError, NotLeaderError, QuorumLostError, ValueTooLargeError
-from dref.raft.client import Client, Resync
+from dref.errors import (
+    BackendUnavailableError,
+    DRefError,
+    NotLeaderError,
+    QuorumLostError,
+    ValueTooLargeError,
+)
+from dref.raft.client import Client, Resync, Watch
 from dref.wire.client_service import LEADER_ADDRESS_KEY, now_ms
 from dref.wire.proto import dref_pb2 as up
 from dref.wire.proto import dref_pb2_grpc as up_grpc
@@ -21,14 +29,47 @@ def raft_stub(address: str) -> up_grpc.DRefRaftStub:
     return up_grpc.DRefRaftStub(grpc.insecure_channel(address))
 
 
-def rpc_error(call) -> grpc.RpcError:
+def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as info:
         call()
     return info.value
 
 
-def test_upstream_service_semantics(fake_cluster):
-    leader = raft_stub(fake_cluster[0].address)
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.02)  # a poll under a deadline
+
+
+def read_in_background(watch: Watch, count: int) -> tuple[list[object], threading.Event]:
+    """Collect `watch`'s items in a thread; the event is set once `count` arrived or it ended."""
+    items: list[object] = []
+    done = threading.Event()
+
+    def read() -> None:
+        for item in watch:
+            items.append(item)
+            if len(items) == count:
+                break
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return items, done
+
+
+def lose_the_leader(cluster: Any) -> Any:
+    """Stop two of three nodes; the survivor, once it knows no leader."""
+    leader = cluster.leader()
+    survivor = next(n for n in cluster.nodes.values() if n is not leader)
+    for node_id in [i for i in cluster.nodes if i != survivor.node_id]:
+        cluster.stop(node_id)
+    wait_for(lambda: survivor.status().leader_id is None, 30, "the survivor forgets its leader")
+    return survivor
+
+
+def test_upstream_service_semantics(kv_cluster):
+    leader = raft_stub(kv_cluster.leader().address)
     leader.SetElement(up.SetElementRequest(name="k", value=b"v"), timeout=5)
     assert leader.GetElement(up.GetElementRequest(name="k"), timeout=5).value == b"v"
     leader.SetElement(up.SetElementRequest(name="empty", value=b""), timeout=5)
@@ -49,67 +90,109 @@ def test_upstream_service_semantics(fake_cluster):
     leader.ExpireElement(up.ExpireElementRequest(name="old", expireAt=past), timeout=5)
     assert not leader.GetElement(up.GetElementRequest(name="old"), timeout=5).HasField("value")
     leader.SendCommand(up.SendCommandRequest(id="x", payload=b"junk"), timeout=5)
-    assert list(leader.GetEndpoints(up.GetEndpointsRequest(), timeout=5).ids) == ["n2", "n3", "n1"]
-    follower = raft_stub(fake_cluster[2].address)
-    ids = follower.GetEndpoints(up.GetEndpointsRequest(), timeout=5).ids
-    assert list(ids) == ["n1", "n2", "n3"]
+    for node_id, address in kv_cluster.addresses.items():  # the peers, then the node's own id
+        ids = raft_stub(address).GetEndpoints(up.GetEndpointsRequest(), timeout=5).ids
+        assert list(ids) == [*(i for i in kv_cluster.addresses if i != node_id), node_id]
 
 
-def test_error_mapping_is_upstreams_plus_the_leader_address(fake_cluster):
-    n1, n2, _ = fake_cluster
-    follower = raft_stub(n2.address)
-    error = rpc_error(lambda: follower.SetElement(up.SetElementRequest(name="k"), timeout=5))
-    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert error.details() == "not-leader:n1"
-    assert (LEADER_ADDRESS_KEY, n1.address) in tuple(error.trailing_metadata())
-    error = rpc_error(lambda: follower.GetElement(up.GetElementRequest(name="k"), timeout=5))
-    assert error.details() == "not-leader:n1"
-    n2.leader = None
-    error = rpc_error(lambda: follower.DeleteElement(up.DeleteElementRequest(name="k"), timeout=5))
+def test_error_mapping_is_upstreams_plus_the_leader_address(kv_cluster):
+    leader = kv_cluster.leader()
+    follower = raft_stub(kv_cluster.followers()[0].address)
+    for call in (
+        lambda: follower.SetElement(up.SetElementRequest(name="k"), timeout=5),
+        lambda: follower.DeleteElement(up.DeleteElementRequest(name="k"), timeout=5),
+        lambda: follower.ExpireElement(up.ExpireElementRequest(name="k"), timeout=5),
+    ):
+        error = rpc_error(call)
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error.details() == f"not-leader:{leader.node_id}"
+        assert (LEADER_ADDRESS_KEY, leader.address) in tuple(error.trailing_metadata())
+    stub = raft_stub(leader.address)
+    error = rpc_error(lambda: stub.SetElement(up.SetElementRequest(name=""), timeout=5))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_client_follows_the_address_hint_from_a_follower(kv_cluster):
+    leader = kv_cluster.leader()
+    follower = kv_cluster.followers()[-1]
+    with Client([follower.address], timeout=10) as client:
+        revision = client.set("a", b"1")
+        assert client.leader_address == leader.address
+        assert client.get("a") == Entry(b"1", revision)
+        assert client.endpoints(follower.address)[-1] == follower.node_id
+        assert client.status()["role"] == "leader"
+        assert client.status(follower.address)["role"] == "follower"
+
+
+def test_client_finds_the_leader_by_id_when_there_is_no_address_hint(make_kv_cluster):
+    cluster = make_kv_cluster(3, leader_address_hint=False)
+    leader = cluster.leader()
+    followers = cluster.followers()
+    error = rpc_error(
+        lambda: raft_stub(followers[0].address).SetElement(
+            up.SetElementRequest(name="k"), timeout=5
+        )
+    )
+    assert error.details() == f"not-leader:{leader.node_id}"
+    assert LEADER_ADDRESS_KEY not in dict(error.trailing_metadata() or ())
+    with Client([*(f.address for f in followers), leader.address], timeout=10) as client:
+        client.set("a", b"1")
+        assert client.leader_address == leader.address
+
+
+def test_client_gives_up_at_its_deadline_when_no_leader_is_known(make_kv_cluster):
+    cluster = make_kv_cluster(3)
+    addresses = list(cluster.addresses.values())
+    survivor = lose_the_leader(cluster)
+    stub = raft_stub(survivor.address)
+    error = rpc_error(lambda: stub.DeleteElement(up.DeleteElementRequest(name="k"), timeout=5))
     assert (error.code(), error.details()) == (
         grpc.StatusCode.FAILED_PRECONDITION,
         "not-leader:unknown",
     )
-    n1.quorum_lost = True
-    leader = raft_stub(n1.address)
-    error = rpc_error(lambda: leader.SetElement(up.SetElementRequest(name="k"), timeout=5))
-    assert (error.code(), error.details()) == (grpc.StatusCode.UNAVAILABLE, "quorum-lost")
-    error = rpc_error(lambda: leader.SetElement(up.SetElementRequest(name=""), timeout=5))
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-
-
-def test_client_follows_the_address_hint_from_a_follower(fake_cluster):
-    n1, _, n3 = fake_cluster
-    with Client([n3.address], timeout=10) as client:
-        revision = client.set("a", b"1")
-        assert client.leader_address == n1.address
-        assert client.get("a") == Entry(b"1", revision)
-        assert client.endpoints(n3.address)[-1] == "n3"
-        assert client.status()["role"] == "leader"
-        assert client.status(n3.address)["role"] == "follower"
-
-
-def test_client_finds_the_leader_by_id_when_there_is_no_address_hint(fake_cluster):
-    n1, n2, n3 = fake_cluster
-    for node in fake_cluster:
-        node.send_address_hint = False
-    with Client([n2.address, n3.address, n1.address], timeout=10) as client:
-        client.set("a", b"1")
-        assert client.leader_address == n1.address
-
-
-def test_client_gives_up_at_its_deadline_when_no_leader_is_known(fake_cluster):
-    for node in fake_cluster:
-        node.leader = None
-    with Client([n.address for n in fake_cluster], timeout=10) as client:
+    assert LEADER_ADDRESS_KEY not in dict(error.trailing_metadata() or ())
+    with Client([survivor.address], timeout=10) as client:
         started = time.monotonic()
         with pytest.raises(NotLeaderError):
             client.set("a", b"1", timeout=1.0)
         assert time.monotonic() - started < 5
+    with Client(addresses, timeout=10) as client:  # two of them refuse connections
+        started = time.monotonic()
+        with pytest.raises((NotLeaderError, BackendUnavailableError)):
+            client.get("a", timeout=1.0)
+        assert time.monotonic() - started < 5
 
 
-def test_client_conditional_writes_and_revisions(fake_cluster):
-    with Client([fake_cluster[0].address]) as client:
+def test_a_leader_that_loses_its_followers_answers_quorum_lost(make_kv_cluster):
+    cluster = make_kv_cluster(3)
+    leader = cluster.leader()
+    stub = raft_stub(leader.address)
+    stub.SetElement(up.SetElementRequest(name="k", value=b"before"), timeout=10)
+    for follower in cluster.followers():
+        cluster.stop(follower.node_id)
+    started = time.monotonic()
+    error = rpc_error(
+        lambda: stub.SetElement(up.SetElementRequest(name="k", value=b"after"), timeout=20)
+    )
+    # quorum-lost while the proposal waits for the step-down; not-leader once it happened
+    assert (error.code(), error.details()) in {
+        (grpc.StatusCode.UNAVAILABLE, "quorum-lost"),
+        (grpc.StatusCode.FAILED_PRECONDITION, "not-leader:unknown"),
+    }
+    assert time.monotonic() - started < 15  # never a deadline-exceeded hang
+    with Client([leader.address], timeout=10) as client:
+        for write in (
+            lambda: client.compare_and_set("k", None, b"v", timeout=3),
+            lambda: client.set("k", b"v", timeout=3),
+        ):
+            started = time.monotonic()
+            with pytest.raises((QuorumLostError, NotLeaderError)):
+                write()
+            assert time.monotonic() - started < 6
+
+
+def test_client_conditional_writes_and_revisions(kv_cluster):
+    with Client([kv_cluster.leader().address]) as client:
         first = client.set_if_absent("lock", b"me", ttl=30)
         assert first is not None and client.set_if_absent("lock", b"you") is None
         entry = client.get("lock")
@@ -132,59 +215,90 @@ def test_client_conditional_writes_and_revisions(fake_cluster):
         assert client.compare_and_set("stale", None, b"again") is not None
 
 
-def test_client_errors(fake_cluster):
-    small = fake_cluster[0]
-    small.services.max_value_size = 10
-    with Client([small.address]) as client:
+def test_client_errors(kv_cluster):
+    with Client([kv_cluster.leader().address]) as client:
         with pytest.raises(ValueTooLargeError) as info:
-            client.set("big", b"x" * 11)
-        assert info.value.limit == 10
+            client.set("big", b"x" * 1001)
+        assert info.value.limit == 1000
+        client.set("big", b"x" * 1000)
         with pytest.raises(DRefError):
             client.get("")
-        small.quorum_lost = True
-        with pytest.raises(QuorumLostError):
-            client.compare_and_set("k", None, b"v")
-        with pytest.raises(QuorumLostError):
-            client.set("k", b"v", timeout=0.5)
+        with pytest.raises(ValueError):
+            client.watch()
 
 
-def test_watch_streams_changes_and_resync(fake_cluster):
-    leader = fake_cluster[0]
-    with Client([leader.address]) as client:
-        watch = client.watch("w", timeout=5)
-        items: list[object] = []
-        done = threading.Event()
-
-        def read() -> None:
-            for item in watch:
-                items.append(item)
-                if len(items) == 3:
-                    done.set()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
+def test_watch_streams_the_changes_of_its_names(kv_cluster):
+    with Client([kv_cluster.leader().address]) as client:
+        watch = client.watch("w", "v", timeout=5)
+        items, done = read_in_background(watch, 3)
         rev = client.set("w", b"1")
         client.set("other", b"x")
         deleted = client.delete("w")
-        leader.state_machine.restore(leader.state_machine.snapshot())
-        assert done.wait(10)
+        later = client.set("v", b"2")
+        assert done.wait(10), items
         assert items == [
             ChangeEvent("w", ChangeKind.SET, b"1", rev),
             ChangeEvent("w", ChangeKind.DELETE, None, deleted),
-            Resync(),
+            ChangeEvent("v", ChangeKind.SET, b"2", later),
         ]
         watch.cancel()
-        reader.join(10)
-        assert not reader.is_alive()
 
 
-def test_open_watches_are_capped_so_they_cannot_take_every_server_thread(fake_cluster):
-    leader = fake_cluster[0]
-    leader.services._watch_slots = threading.BoundedSemaphore(2)
-    with Client([leader.address]) as client:
-        first, second = client.watch("a", timeout=5), client.watch("b", timeout=5)
+def test_a_replacing_watch_takes_over_without_losing_or_repeating_a_change(kv_cluster):
+    with Client([kv_cluster.leader().address]) as client:
+        old = client.watch("x", timeout=5)
+        old_items, old_ended = read_in_background(old, 1_000)
+        writes = [client.set("x", str(i).encode()) for i in range(20)]
+        new = client.watch("x", "y", replaces=old.watch_id, timeout=5)
+        assert new.replaced and new.watch_id != old.watch_id
+        assert old_ended.wait(10)  # the node ended the old stream
+        new_items, new_done = read_in_background(new, 20 - len(old_items) + 21)
+        writes += [client.set("x", str(i).encode()) for i in range(20, 40)]
+        y = client.set("y", b"y")
+        assert new_done.wait(10)
+        x_revisions = [e.revision for e in [*old_items, *new_items] if e.name == "x"]
+        assert x_revisions == writes
+        assert new_items[-1] == ChangeEvent("y", ChangeKind.SET, b"y", y)
+        # a Watch id this node does not know is no replacement
+        other = client.watch("x", replaces=old.watch_id, timeout=5)
+        assert not other.replaced
+        other.cancel()
+        new.cancel()
+
+
+def test_a_snapshot_install_tells_the_watchers_to_resync(make_kv_cluster):
+    cluster = make_kv_cluster(3, config={"snapshot_every": 20})
+    lagging = cluster.followers()[0].node_id
+    cluster.stop(lagging)
+    with Client(list(cluster.addresses.values()), timeout=20) as client:
+        for i in range(100):  # the others compact their logs past the lagging node's
+            client.set(f"n{i}", b"x")
+        others = list(cluster.nodes)
+        for node_id in others:
+            cluster.stop(node_id)
+        node = cluster.start(lagging)
+        with Client([node.address], timeout=20) as local:
+            watch = local.watch("r", timeout=5)  # served with no leader around
+            items, done = read_in_background(watch, 2)
+            for node_id in others:
+                cluster.start(node_id)
+            wait_for(lambda: items, 30, "RESYNC from the snapshot install")
+            assert items == [Resync()]
+            revision = client.set("r", b"1")
+            assert done.wait(20), items
+            assert items == [Resync(), ChangeEvent("r", ChangeKind.SET, b"1", revision)]
+            watch.cancel()
+
+
+def test_open_watches_are_capped_so_they_cannot_take_every_server_thread(make_kv_cluster):
+    (node,) = make_kv_cluster(1, max_watches=2).nodes.values()
+    with Client([node.address]) as client:
+        first, second = client.watch("a", timeout=5), client.watch("b", "c", timeout=5)
         with pytest.raises(DRefError, match="too-many-watches"):
             client.watch("c", timeout=5)
+        # a replacement takes the place of the stream it replaces: no extra slot
+        second = client.watch("b", "c", "d", replaces=second.watch_id, timeout=5)
+        assert second.replaced
         first.cancel()
         deadline = time.monotonic() + 10
         while True:  # the slot frees once the server notices the cancellation
