@@ -25,10 +25,14 @@ from dref.errors import DRefError
 from dref.raft.client import Client
 from dref.testing.linearizability import CheckResult, Operation, OpKind, check_history
 
-__all__ = ["History", "Mix", "Worker", "final_reads", "run_workers"]
+__all__ = ["History", "LinearizabilityViolation", "Mix", "Worker", "final_reads", "run_workers"]
 
 MAX_OPS_PER_WORKER = 100_000
 """Upper bound on one worker's calls, whatever its deadline."""
+
+
+class LinearizabilityViolation(AssertionError):
+    """A recorded history is not linearizable (or could not be proven so in time)."""
 
 
 class History:

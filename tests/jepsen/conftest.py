@@ -20,7 +20,13 @@ import pytest
 
 from dref.raft.client import Client
 from dref.testing.cluster import FaultyCluster
-from dref.testing.history import History, Mix, final_reads, run_workers
+from dref.testing.history import (
+    History,
+    LinearizabilityViolation,
+    Mix,
+    final_reads,
+    run_workers,
+)
 from dref.testing.linearizability import Operation, OpKind
 
 SECONDS = float(os.environ.get("DREF_JEPSEN_SECONDS", "12"))
@@ -85,7 +91,7 @@ class Jepsen:
         *,
         size: int = 3,
         seed: int | None = None,
-        seconds: float = SECONDS,
+        scale: float = 1.0,
         keys: int = 4,
         workers: int = 6,
         op_timeout: float = 3.0,
@@ -94,13 +100,13 @@ class Jepsen:
         cluster: FaultyCluster | None = None,
         strict_writes: bool = True,
     ) -> Run:
-        """Run workers and `nemesis` for `seconds`, heal, read every key, check the history;
+        """Run workers and `nemesis` for `scale` x SECONDS, heal, read every key, check the history;
         fails with the seed, the anomaly and the nemesis log unless it is linearizable."""
         seed = _seed(seed)
         print(f"\n[jepsen] {name}: seed {seed} (replay with DREF_JEPSEN_SEED={seed})")
         cluster = cluster or self.cluster(size, seed=seed)
         history = History()
-        deadline = time.monotonic() + seconds
+        deadline = time.monotonic() + SECONDS * scale
         run = Run(name, seed, cluster, history, deadline, random.Random(seed))
         names = [f"{name}-k{i}" for i in range(keys)]
         stop = threading.Event()
@@ -161,7 +167,7 @@ class Jepsen:
                     cluster.logs(),
                 ]
             )
-            raise AssertionError(report)
+            raise LinearizabilityViolation(report)
         assert history.tally["ok"] > 0, "no operation succeeded"
         return run
 

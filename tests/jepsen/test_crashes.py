@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from dref.testing.history import LinearizabilityViolation
+
 pytestmark = pytest.mark.slow
 
 
@@ -65,3 +67,39 @@ def test_whole_cluster_sigkill_and_restart_keeps_every_acknowledged_write(jepsen
             run.note(f"leader {cluster.leader(timeout=60)}")
 
     jepsen.run("whole-cluster-restart", nemesis)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=LinearizabilityViolation,
+    reason=(
+        "dref.raft.client.Client retries set() after UNAVAILABLE (the leader died mid-call)"
+        " or quorum-lost, and compare_and_set() after UNAVAILABLE, although the first attempt"
+        " may already be in a surviving log: the new leader commits it AND the retry, so one"
+        " set() applies twice and resurrects its value over newer acknowledged writes (a CAS"
+        " retry reports 'not applied' for a CAS that did apply). Fix in client.py: retry a"
+        " write only after a not-leader answer or a failed connect, never after a call that"
+        " may have reached a leader (or deduplicate with client request ids)."
+    ),
+)
+def test_stock_client_never_applies_one_write_twice_across_leader_sigkill(jepsen):
+    """The same workload through the stock `Client` (its own retries): SIGKILL the leader
+    every few seconds, restart it; stop at the first anomaly (the history is checked after
+    every round) or after 8 rounds."""
+
+    def nemesis(cluster, run):
+        for _ in range(8):
+            if run.left() < 1.0:
+                return
+            leader = cluster.leader(timeout=30)
+            run.note(f"SIGKILL leader {leader}")
+            cluster.kill(leader)
+            run.hold(2.0)
+            run.note(f"restart {leader}")
+            cluster.start(leader)
+            run.hold(1.0)
+            if not run.history.check(30).ok:
+                run.note("anomaly found; stop")
+                return
+
+    jepsen.run("stock-client", nemesis, strict_writes=False, scale=3.0, keys=3)
