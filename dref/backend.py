@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dref.errors import ValueTooLargeError
+
 
 class ChangeKind(enum.Enum):
     """What happened to a name."""
@@ -71,6 +73,11 @@ class Backend(abc.ABC):
     """Update values as upstream does (under the lock ``lock:<name>``) instead of by
     compare-and-set, for names that upstream nodes also update. See
     `modify_with_upstream_lock`."""
+
+    def check_value_size(self, name: str, value: bytes) -> None:
+        """Raise ValueTooLargeError if `value` exceeds `max_value_size`."""
+        if len(value) > self.max_value_size:
+            raise ValueTooLargeError(name, len(value), self.max_value_size)
 
     def effective_ttl(self, ttl: float) -> float:
         """The lease the backend really grants for `ttl` (Redis: whole seconds, at least 1)."""

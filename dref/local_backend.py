@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from dref.backend import Backend, ChangeEvent, ChangeKind, Entry, Listener, ListenerRegistry
-from dref.errors import ConfigError, ContextClosedError, ValueTooLargeError
+from dref.errors import ConfigError, ContextClosedError
 
 __all__ = ["DEFAULT_MAX_VALUE_SIZE", "LocalBackend"]
 
@@ -210,8 +210,7 @@ class LocalBackend(Backend):
     def _check_write(self, name: str, value: bytes, ttl: float | None) -> None:
         if ttl is not None:
             _check_ttl(ttl)
-        if len(value) > self.max_value_size:
-            raise ValueTooLargeError(name, len(value), self.max_value_size)
+        self.check_value_size(name, value)
 
     def _next_revision(self) -> int:
         self._revision += 1

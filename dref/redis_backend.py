@@ -68,7 +68,6 @@ from dref.errors import (
     DRefError,
     LockStolenError,
     LockTimeoutError,
-    ValueTooLargeError,
 )
 from dref.wire.change_payload import ChangePayload, decode_change_payload, encode_change_payload
 from dref.wire.lock_token import decode_lock_token, encode_lock_token, new_lock_token
@@ -166,7 +165,7 @@ class RedisBackend(Backend):
         self, name: str, value: bytes, ttl: float | None = None, *, timeout: float | None = None
     ) -> int:
         """Write unconditionally (``SET [EX]`` + PUBLISH, atomically); returns the revision."""
-        self._check_size(name, value)
+        self.check_value_size(name, value)
         rev = self._write(redis_scripts.SET, name, value, False, [value, _ttl_arg(ttl)], timeout)
         assert rev is not None
         return rev
@@ -175,7 +174,7 @@ class RedisBackend(Backend):
         self, name: str, value: bytes, ttl: float | None = None, *, timeout: float | None = None
     ) -> int | None:
         """``SET NX [EX]``; publishes and returns the revision only if it wrote."""
-        self._check_size(name, value)
+        self.check_value_size(name, value)
         script = redis_scripts.SET_IF_ABSENT
         return self._write(script, name, value, False, [value, _ttl_arg(ttl)], timeout)
 
@@ -200,7 +199,7 @@ class RedisBackend(Backend):
         timeout: float | None = None,
     ) -> int | None:
         """Write if value bytes and revision still equal `expected` (None: if absent)."""
-        self._check_size(name, value)
+        self.check_value_size(name, value)
         args = [*_expected_args(expected), value, _ttl_arg(ttl)]
         return self._write(redis_scripts.COMPARE_AND_SET, name, value, False, args, timeout)
 
@@ -308,7 +307,7 @@ class RedisBackend(Backend):
         try:
             current = self.get(name, timeout=max(0.001, deadline - time.monotonic()))
             value = fn(None if current is None else current.value)
-            self._check_size(name, value)
+            self.check_value_size(name, value)
             keys = [self._key(name), revision_key(name), self._key(lock_name)]
             payload = self._payload(name, value, False)
             args = [payload, value, token]
@@ -329,10 +328,6 @@ class RedisBackend(Backend):
         if name.startswith(REVISION_KEY_PREFIX):
             raise ConfigError(f"names starting with {REVISION_KEY_PREFIX!r} are reserved")
         return name.encode()
-
-    def _check_size(self, name: str, value: bytes) -> None:
-        if len(value) > self.max_value_size:
-            raise ValueTooLargeError(name, len(value), self.max_value_size)
 
     def _payload(self, name: str, value: bytes, delete: bool) -> bytes:
         change = ChangePayload(name=name.encode(), value=value, delete=delete)
