@@ -22,9 +22,10 @@ if TYPE_CHECKING:
 class CandidateRole:
     """Collects votes (or pre-votes) from the voters; wins on a quorum of grants."""
 
-    def __init__(self, core: RaftCore, *, pre_vote: bool) -> None:
+    def __init__(self, core: RaftCore, *, pre_vote: bool, force: bool = False) -> None:
         self.core = core
         self.pre_vote = pre_vote
+        self.force = force
         self.votes: dict[str, bool] = {core.node_id: True}
 
     def start(self) -> None:
@@ -51,6 +52,7 @@ class CandidateRole:
                         term=state.term,
                         last_log_index=core.log.last_index,
                         last_log_term=core.log.last_term,
+                        force=self.force,
                     ),
                 )
         self._count()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dref.actors.consensus.log_entry import LogEntry
+from dref.actors.consensus.membership import Addresses, Membership
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +17,12 @@ class Snapshot:
     data: bytes
     voters: frozenset[str]
     learners: frozenset[str] = frozenset()
+    addresses: Addresses = ()
+
+    @property
+    def membership(self) -> Membership:
+        """The configuration in force at the snapshot's index."""
+        return Membership.of(self.voters, self.learners, self.addresses)
 
 
 @dataclass(frozen=True, slots=True)

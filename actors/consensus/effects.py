@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dref.actors.consensus.log_entry import LogEntry
+from dref.actors.consensus.membership import Addresses
 from dref.actors.consensus.messages import Message, RequestId
 
 
@@ -46,6 +47,7 @@ class RestoreSnapshot:
     term: int
     voters: frozenset[str]
     learners: frozenset[str]
+    addresses: Addresses = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +96,26 @@ class QuorumLost:
 
 
 @dataclass(frozen=True, slots=True)
+class Refused:
+    """The leader declined an admin request (transfer, membership change); `why` says why."""
+
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
 class Reject:
     """Request `request_id` definitely did not and will not take effect."""
 
     request_id: RequestId
-    reason: NotLeader | QuorumLost
+    reason: NotLeader | QuorumLost | Refused
+
+
+@dataclass(frozen=True, slots=True)
+class TransferCompleted:
+    """The leadership transfer `request_id` is over: `leader_id` now leads a newer term."""
+
+    request_id: RequestId
+    leader_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,4 +126,13 @@ class TakeSnapshot:
 
 
 StorageEffect = PersistHardState | AppendToLog | TruncateLog | RestoreSnapshot
-Effect = StorageEffect | Send | Apply | ProposalAccepted | ReadReady | Reject | TakeSnapshot
+Effect = (
+    StorageEffect
+    | Send
+    | Apply
+    | ProposalAccepted
+    | ReadReady
+    | Reject
+    | TakeSnapshot
+    | TransferCompleted
+)

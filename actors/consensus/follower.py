@@ -19,6 +19,7 @@ from dref.actors.consensus.messages import (
     ReadIndexRequest,
     ReadIndexResponse,
     RequestId,
+    TimeoutNow,
 )
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class FollowerRole:
             if now >= deadline:
                 del self.forwarded_reads[request_id]
                 core.emit(Reject(request_id, QuorumLost()))
-        if core.state.is_voter and now >= core.election_deadline_ms:
+        if now >= core.election_deadline_ms and core.may_campaign():
             core.campaign(pre_vote=True)
 
     def step(self, message: Message) -> None:
@@ -56,6 +57,8 @@ class FollowerRole:
             self._on_snapshot_chunk(message)
         elif isinstance(message, ReadIndexResponse):
             self._on_read_index(message)
+        elif isinstance(message, TimeoutNow) and self.core.state.is_voter:
+            self.core.campaign(pre_vote=False, force=True)  # the leader hands over to us
 
     def propose(self, command: bytes, request_id: RequestId) -> None:
         """Followers take no writes; name the leader so the caller can go there."""
@@ -153,7 +156,14 @@ class FollowerRole:
             match = chunk.last_index
         else:
             core.restore_snapshot(
-                Snapshot(chunk.last_index, chunk.last_term, data, chunk.voters, chunk.learners)
+                Snapshot(
+                    chunk.last_index,
+                    chunk.last_term,
+                    data,
+                    chunk.voters,
+                    chunk.learners,
+                    chunk.addresses,
+                )
             )
             match = chunk.last_index
         self._reply(

@@ -1,5 +1,6 @@
 """The leader role: replicate with batching and pipelining, commit by quorum of current-term
-entries, serve linearizable reads, and step down when a quorum stops answering."""
+entries, serve linearizable reads, step down when a quorum stops answering, hand leadership
+over (TimeoutNow) and append one-server membership changes."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from dref.actors.consensus.effects import (
     ProposalAccepted,
     QuorumLost,
     ReadReady,
+    Refused,
     Reject,
+    TransferCompleted,
 )
 from dref.actors.consensus.log_entry import EntryKind, LogEntry
+from dref.actors.consensus.membership import ChangeAction, MembershipChange
 from dref.actors.consensus.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -25,9 +29,11 @@ from dref.actors.consensus.messages import (
     ReadIndexRequest,
     ReadIndexResponse,
     RequestId,
+    TimeoutNow,
 )
 from dref.actors.consensus.progress import Progress, ReplicationState
 from dref.actors.consensus.read_only import PendingRead, ReadTracker
+from dref.actors.consensus.transfer import PendingTransfer
 
 if TYPE_CHECKING:
     from dref.actors.consensus.raft import RaftCore
@@ -47,6 +53,8 @@ class LeaderRole:
         self.beat = 0
         self.beat_sent_ms: dict[int, int] = {}
         self.next_heartbeat_ms = now + core.config.heartbeat_interval_ms
+        self.lease_disabled = False
+        """Set once a TimeoutNow left: its forced election ignores leases for good."""
 
     def start(self) -> None:
         """Append this term's no-op (it lets earlier entries commit) and replicate it."""
@@ -82,12 +90,16 @@ class LeaderRole:
                 progress.become_probe()
             self.maybe_commit()
             self._send_more(message.sender)
+            self._maybe_send_timeout_now()
         elif isinstance(message, ReadIndexRequest):
             self._read(PendingRead(message.context, message.sender), ReadPolicy.READ_INDEX)
 
     def propose(self, command: bytes, request_id: RequestId) -> None:
-        """Append a client command and start replicating it."""
+        """Append a client command and start replicating it (not while handing over)."""
         core = self.core
+        if core.transfer is not None:
+            core.emit(Reject(request_id, NotLeader(None)))
+            return
         entry = LogEntry(core.log.last_index + 1, core.state.term, command, EntryKind.NORMAL)
         core.append_local([entry])
         core.emit(ProposalAccepted(request_id, entry.index, entry.term))
@@ -103,13 +115,107 @@ class LeaderRole:
         for read in self.reads.drain():
             self._answer_read(read, None, reason)
 
+    # ------------------------------------------------------- transfer, membership
+
+    def transfer(self, request_id: RequestId, target: str | None) -> None:
+        """Start handing leadership to `target` (None: the most up-to-date other voter)."""
+        core = self.core
+        state = core.state
+        if core.transfer is not None:
+            core.emit(Reject(request_id, Refused("a leadership transfer is already running")))
+            return
+        if target is None:
+            others = sorted(state.voters - {state.node_id})
+            if not others:
+                core.emit(Reject(request_id, Refused("there is no other voter to lead")))
+                return
+            target = max(others, key=lambda voter: self.progress[voter].match_index)
+        elif target == state.node_id:
+            core.emit(TransferCompleted(request_id, target))
+            return
+        elif target not in state.voters:
+            core.emit(Reject(request_id, Refused(f"{target} is not a voter")))
+            return
+        deadline = core.now_ms + 2 * core.config.election_timeout_ms
+        core.transfer = PendingTransfer(request_id, target, deadline)
+        self._send_more(target)
+        self._maybe_send_timeout_now()
+
+    def _maybe_send_timeout_now(self) -> None:
+        """Once the transfer target holds our whole log, tell it to campaign at once."""
+        core = self.core
+        transfer = core.transfer
+        if transfer is None or transfer.target not in self.progress:
+            return
+        if self.progress[transfer.target].match_index < core.log.last_index:
+            return
+        self.lease_disabled = True
+        core.send(
+            transfer.target,
+            TimeoutNow(sender=core.node_id, term=core.state.term),
+            after_persist=False,
+        )
+
+    def change_membership(self, request_id: RequestId, change: MembershipChange) -> None:
+        """Append a one-server configuration change, if it is safe to start one now."""
+        core = self.core
+        why = self._membership_refusal(change)
+        if why is None:
+            try:
+                membership = change.applied_to(core.membership)
+            except ValueError as exc:
+                why = str(exc)
+        if why is not None:
+            core.emit(Reject(request_id, Refused(why)))
+            return
+        entry = LogEntry(
+            core.log.last_index + 1, core.state.term, membership.encode(), EntryKind.CONFIG
+        )
+        core.append_local([entry])  # in force from now on (this updates our progress map)
+        core.emit(ProposalAccepted(request_id, entry.index, entry.term))
+        for peer in self.progress:
+            self._send_more(peer)
+
+    def _membership_refusal(self, change: MembershipChange) -> str | None:
+        """Why a change may not start now, or None. One uncommitted change at a time, and
+        only after this term's no-op committed (else an older leader's change may be lost)."""
+        core = self.core
+        state = core.state
+        if core.transfer is not None:
+            return "a leadership transfer is running"
+        if not self.committed_in_term():
+            return "the leader has not committed an entry of its term yet"
+        if core.config_index > state.commit_index:
+            return "the previous membership change is not committed yet"
+        if change.action is ChangeAction.PROMOTE:
+            progress = self.progress.get(change.node_id)
+            lag_allowed = core.config.max_entries_per_message
+            if progress is not None and state.commit_index - progress.match_index > lag_allowed:
+                return (
+                    f"{change.node_id} is still catching up (has {progress.match_index}, "
+                    f"commit is {state.commit_index})"
+                )
+        return None
+
+    def membership_changed(self) -> None:
+        """The configuration changed: track progress of new members, forget removed ones."""
+        core = self.core
+        peers = set(core.state.peers)
+        for peer in list(self.progress):
+            if peer not in peers:
+                del self.progress[peer]
+        for peer in sorted(peers - self.progress.keys()):
+            self.progress[peer] = Progress(
+                next_index=core.log.last_index + 1, last_heard_ms=core.now_ms
+            )
+
     # -------------------------------------------------------------- commitment
 
     def maybe_commit(self) -> None:
         """Commit the highest index a quorum holds durably, if it is from this term."""
         core = self.core
         state = core.state
-        matches = [core.log.durable_index] + [
+        matches = self._own(core.log.durable_index) + [
             self.progress[voter].match_index for voter in state.voters if voter != state.node_id
         ]
         matches.sort(reverse=True)
@@ -177,6 +283,7 @@ class LeaderRole:
                 last_term=snapshot.term,
                 voters=snapshot.voters,
                 learners=snapshot.learners,
+                addresses=snapshot.addresses,
                 offset=0,
                 data=snapshot.data,
                 done=True,
@@ -189,6 +296,7 @@ class LeaderRole:
         if response.success:
             if progress.acknowledged(response.match_index):
                 self.maybe_commit()
+                self._maybe_send_timeout_now()
         else:
             if not progress.rejected(response.rejected_prev_index, self._retry_index(response)):
                 return
@@ -210,6 +318,9 @@ class LeaderRole:
                 if sent is not None:
                     progress.acked_beat_sent_ms = sent
             self._confirm_reads()
+        transfer = core.transfer
+        if transfer is not None and transfer.target == response.sender:
+            self._maybe_send_timeout_now()  # the first TimeoutNow may have been lost
         self._resume_stalled(response.sender, progress)
 
     def _resume_stalled(self, peer: str, progress: Progress) -> None:
@@ -256,6 +367,10 @@ class LeaderRole:
             )
         return self.beat
 
+    def _own(self, value: int) -> list[int]:
+        """This leader's own contribution to a quorum count: none once it is not a voter."""
+        return [value] if self.core.state.is_voter else []
+
     def _voter_progress(self) -> list[Progress]:
         state = self.core.state
         return [self.progress[v] for v in state.voters if v != state.node_id]
@@ -263,14 +378,16 @@ class LeaderRole:
     def _quorum_heard_recently(self) -> bool:
         core = self.core
         now = core.now_ms
-        heard = sorted([now] + [p.last_heard_ms for p in self._voter_progress()], reverse=True)
+        heard = sorted(
+            self._own(now) + [p.last_heard_ms for p in self._voter_progress()], reverse=True
+        )
         return heard[core.state.quorum - 1] > now - core.config.election_timeout_ms
 
     def _lease_valid(self) -> bool:
         """True while a quorum acked a heartbeat sent less than `lease_ms` ago."""
         core = self.core
         now = core.now_ms
-        sent = [now] + [
+        sent = self._own(now) + [
             p.acked_beat_sent_ms for p in self._voter_progress() if p.acked_beat_sent_ms is not None
         ]
         quorum = core.state.quorum
@@ -285,6 +402,7 @@ class LeaderRole:
         core = self.core
         if (
             policy is ReadPolicy.LEASE
+            and not self.lease_disabled
             and core.config.check_quorum
             and self.committed_in_term()
             and self._lease_valid()
@@ -301,7 +419,9 @@ class LeaderRole:
 
     def _confirm_reads(self) -> None:
         """Release the in-flight round once a quorum acked its heartbeat; start the next."""
-        beats = sorted([self.beat] + [p.acked_beat for p in self._voter_progress()], reverse=True)
+        beats = sorted(
+            self._own(self.beat) + [p.acked_beat for p in self._voter_progress()], reverse=True
+        )
         round_ = self.reads.take_confirmed(beats[self.core.state.quorum - 1])
         if round_ is None:
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dref.actors.consensus.log_entry import LogEntry
+from dref.actors.consensus.membership import Addresses
 
 RequestId = int
 """A caller-chosen id that ties a proposal or read to its outcome effect."""
@@ -80,10 +81,14 @@ class PreVoteResponse(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RequestVote(Message):
-    """Candidate -> voter: vote for me in `term`; my log ends at (last_log_index, last_log_term)."""
+    """Candidate -> voter: vote for me in `term`; my log ends at (last_log_index, last_log_term).
+
+    `force` marks the election a leader transfer started: voters ignore their leader lease.
+    """
 
     last_log_index: int
     last_log_term: int
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,6 +113,7 @@ class InstallSnapshot(Message):
     offset: int
     data: bytes
     done: bool
+    addresses: Addresses = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,3 +137,8 @@ class ReadIndexResponse(Message):
     context: RequestId
     success: bool
     read_index: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimeoutNow(Message):
+    """Leader -> caught-up voter during a leadership transfer: campaign right now."""

@@ -8,7 +8,7 @@ through `tick(now_ms)` and every side effect goes out as an `Effect` (see `effec
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from dref.actors.consensus.candidate import CandidateRole
 from dref.actors.consensus.config import RaftConfig, ReadPolicy
@@ -20,15 +20,19 @@ from dref.actors.consensus.effects import (
     NotLeader,
     PersistHardState,
     QuorumLost,
+    Refused,
+    Reject,
     RestoreSnapshot,
     Send,
     TakeSnapshot,
+    TransferCompleted,
     TruncateLog,
 )
 from dref.actors.consensus.follower import FollowerRole
 from dref.actors.consensus.leader import LeaderRole
 from dref.actors.consensus.log import RaftLog
-from dref.actors.consensus.log_entry import LogEntry
+from dref.actors.consensus.log_entry import EntryKind, LogEntry
+from dref.actors.consensus.membership import Membership, MembershipChange
 from dref.actors.consensus.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -39,12 +43,16 @@ from dref.actors.consensus.messages import (
     PreVoteResponse,
     RequestId,
     RequestVote,
+    TimeoutNow,
 )
 from dref.actors.consensus.node_state import NodeState, Role
 from dref.actors.consensus.role import RoleLogic
+from dref.actors.consensus.transfer import PendingTransfer
 from dref.actors.consensus.voting import handle_vote_request
 
-LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
+LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
+"""Messages only a leader sends; accepted even from a leader outside our configuration
+(a node joining the cluster knows no members yet)."""
 
 
 class RaftCore:
@@ -60,21 +68,26 @@ class RaftCore:
         now_ms: int = 0,
         learners: Sequence[str] = (),
         durable: DurableState | None = None,
+        addresses: Mapping[str, str] | None = None,
     ) -> None:
         durable = durable or DurableState()
         snapshot = durable.snapshot
         self.config = config
         self.rng = rng
         self.now_ms = now_ms
-        self.state = NodeState(
-            node_id=node_id,
-            voters=snapshot.voters if snapshot else frozenset(voters),
-            learners=snapshot.learners if snapshot else frozenset(learners),
-            term=durable.term,
-            voted_for=durable.voted_for,
+        self.base_membership = (
+            snapshot.membership if snapshot else Membership.of(voters, learners, addresses or {})
         )
+        """The configuration at the log's base (the snapshot, or the one we started with)."""
+        self.config_entries: list[tuple[int, Membership]] = []
+        """(index, configuration) of every CONFIG entry in the log, oldest first."""
+        self.state = NodeState(
+            node_id=node_id, voters=frozenset(), term=durable.term, voted_for=durable.voted_for
+        )
+        self.transfer: PendingTransfer | None = None
         base_index = snapshot.index if snapshot else 0
         self.log = RaftLog(base_index, snapshot.term if snapshot else 0, durable.entries)
+        self._track_config_entries(durable.entries)
         self.snapshot: Snapshot | None = snapshot
         self.state.commit_index = self.state.applied_index = base_index
         self.apply_emitted_index = base_index
@@ -84,6 +97,7 @@ class RaftCore:
         self._effects: list[Effect] = []
         self._emitted_hard_state = (durable.term, durable.voted_for)
         self.role: RoleLogic = FollowerRole(self)
+        self._refresh_membership()
         self.reset_election_timer()
 
     # ----------------------------------------------------------------- events in
@@ -114,6 +128,24 @@ class RaftCore:
         self.role.read(request_id, policy)
         return self._ready()
 
+    def transfer_leadership(self, request_id: RequestId, target: str | None) -> list[Effect]:
+        """Hand leadership to `target` (None: the most up-to-date voter); answered by
+        TransferCompleted, or a Reject when this node is not the leader or it fails."""
+        if isinstance(self.role, LeaderRole):
+            self.role.transfer(request_id, target)
+        else:
+            self.emit(Reject(request_id, NotLeader(self.state.leader_id)))
+        return self._ready()
+
+    def change_membership(self, request_id: RequestId, change: MembershipChange) -> list[Effect]:
+        """Append a one-server configuration change; answered like a proposal (the change is
+        done when an Apply carries the accepted entry) or by a Reject."""
+        if isinstance(self.role, LeaderRole):
+            self.role.change_membership(request_id, change)
+        else:
+            self.emit(Reject(request_id, NotLeader(self.state.leader_id)))
+        return self._ready()
+
     def persisted(self, up_to_index: int, term: int) -> list[Effect]:
         """The storage writer fsynced the log through (up_to_index, term)."""
         if self.log.mark_durable(up_to_index, term) and isinstance(self.role, LeaderRole):
@@ -138,11 +170,63 @@ class RaftCore:
             return self._ready()
         if index > self.apply_emitted_index or self.log.term_at(index) != term:
             raise ValueError(f"snapshot at ({index}, {term}) does not match the applied log")
+        membership = self.membership_at(index)
         self.log.compact_through(index)
         self.log.durable_index = max(self.log.durable_index, index)
-        state = self.state
-        self.snapshot = Snapshot(index, term, data, state.voters, state.learners)
+        self.base_membership = membership
+        self.config_entries = [(i, m) for i, m in self.config_entries if i > index]
+        self.snapshot = Snapshot(
+            index, term, data, membership.voters, membership.learners, membership.addresses
+        )
         return self._ready()
+
+    # ------------------------------------------------------------------ membership
+
+    @property
+    def membership(self) -> Membership:
+        """The configuration in force: the newest in the log, appended or not yet committed."""
+        return self.config_entries[-1][1] if self.config_entries else self.base_membership
+
+    @property
+    def config_index(self) -> int:
+        """Index of the entry that set the configuration in force (the log base if none)."""
+        return self.config_entries[-1][0] if self.config_entries else self.log.snapshot_index
+
+    def membership_at(self, index: int) -> Membership:
+        """The configuration in force once the log is applied through `index`."""
+        found = self.base_membership
+        for entry_index, membership in self.config_entries:
+            if entry_index > index:
+                break
+            found = membership
+        return found
+
+    def may_campaign(self) -> bool:
+        """Voters campaign; so does a node whose not-yet-committed config removed it (it may
+        hold the only copy of that entry; the voters of that config elect it, it steps
+        down once the entry commits, and nodes that know of the removal ignore it)."""
+        state = self.state
+        if state.is_voter:
+            return True
+        return (
+            state.node_id not in self.membership.members
+            and self.config_index > state.commit_index
+            and bool(self.membership.voters)
+        )
+
+    def _track_config_entries(self, entries: Sequence[LogEntry]) -> bool:
+        """Record the CONFIG entries among `entries`; returns whether there were any."""
+        configs = [
+            (e.index, Membership.decode(e.command)) for e in entries if e.kind is EntryKind.CONFIG
+        ]
+        self.config_entries.extend(configs)
+        return bool(configs)
+
+    def _refresh_membership(self) -> None:
+        membership = self.membership
+        self.state.voters, self.state.learners = membership.voters, membership.learners
+        if isinstance(self.role, LeaderRole):
+            self.role.membership_changed()
 
     # --------------------------------------------------- helpers used by the roles
 
@@ -163,6 +247,8 @@ class RaftCore:
         """Append to the in-memory log and ask the storage writer to do the same."""
         self.log.append(entries)
         self._effects.append(AppendToLog(tuple(entries)))
+        if self._track_config_entries(entries):
+            self._refresh_membership()
 
     def truncate_local(self, from_index: int) -> None:
         """Drop uncommitted entries from `from_index` in memory and on disk."""
@@ -170,19 +256,30 @@ class RaftCore:
             raise RuntimeError(f"refusing to truncate committed entry {from_index}")
         self.log.truncate_from(from_index)
         self._effects.append(TruncateLog(from_index))
+        kept = [(i, m) for i, m in self.config_entries if i < from_index]
+        if len(kept) != len(self.config_entries):
+            self.config_entries = kept
+            self._refresh_membership()
 
     def restore_snapshot(self, snapshot: Snapshot) -> None:
         """Replace log and state machine with a snapshot received from the leader."""
         self.log.reset_to_snapshot(snapshot.index, snapshot.term)
+        self.base_membership = snapshot.membership
+        self.config_entries = []
+        self._refresh_membership()
         state = self.state
-        state.voters, state.learners = snapshot.voters, snapshot.learners
         state.commit_index = state.applied_index = snapshot.index
         self.apply_emitted_index = snapshot.index
         self.snapshot = snapshot
         self.snapshot_requested = False
         self._effects.append(
             RestoreSnapshot(
-                snapshot.data, snapshot.index, snapshot.term, snapshot.voters, snapshot.learners
+                snapshot.data,
+                snapshot.index,
+                snapshot.term,
+                snapshot.voters,
+                snapshot.learners,
+                snapshot.addresses,
             )
         )
 
@@ -222,8 +319,11 @@ class RaftCore:
         state.role, state.leader_id = Role.FOLLOWER, leader_id
         self.role = FollowerRole(self)
 
-    def campaign(self, *, pre_vote: bool) -> None:
-        """Start an election: PreVote first when configured, else a real vote at term + 1."""
+    def campaign(self, *, pre_vote: bool, force: bool = False) -> None:
+        """Start an election: PreVote first when configured, else a real vote at term + 1.
+
+        `force` (a leader transfer's TimeoutNow) asks voters to ignore their leader lease.
+        """
         state = self.state
         self.role.close(NotLeader(None))
         if pre_vote and self.config.pre_vote:
@@ -233,7 +333,9 @@ class RaftCore:
             state.term += 1
             state.voted_for = state.node_id
         state.leader_id = None
-        self.role = candidate = CandidateRole(self, pre_vote=state.role is Role.PRE_CANDIDATE)
+        self.role = candidate = CandidateRole(
+            self, pre_vote=state.role is Role.PRE_CANDIDATE, force=force
+        )
         self.reset_election_timer()
         candidate.start()
 
@@ -242,6 +344,10 @@ class RaftCore:
         state = self.state
         self.role.close(NotLeader(state.node_id))
         state.role, state.leader_id = Role.LEADER, state.node_id
+        if self.transfer is not None:
+            why = f"{state.node_id} was elected again; leadership did not move"
+            self.emit(Reject(self.transfer.request_id, Refused(why)))
+            self.transfer = None
         self.role = leader = LeaderRole(self)
         leader.start()
 
@@ -249,10 +355,12 @@ class RaftCore:
 
     def _dispatch(self, message: Message) -> None:
         state = self.state
-        if message.sender not in state.voters and message.sender not in state.learners:
-            return
+        known = message.sender in state.voters or message.sender in state.learners
+        if not known and not isinstance(message, LEADER_MESSAGES):
+            return  # e.g. a removed node that does not know it, campaigning
         if message.term > state.term:
-            if isinstance(message, PreVote | RequestVote) and self.in_lease():
+            forced = isinstance(message, RequestVote) and message.force
+            if isinstance(message, PreVote | RequestVote) and self.in_lease() and not forced:
                 return
             if isinstance(message, PreVote) or (
                 isinstance(message, PreVoteResponse) and message.granted
@@ -291,7 +399,33 @@ class RaftCore:
                 PreVoteResponse(sender=state.node_id, term=state.term, granted=False),
             )
 
+    def _check_transfer(self) -> None:
+        """Finish a pending leadership transfer once a new leader is known or time runs out."""
+        transfer = self.transfer
+        if transfer is None:
+            return
+        leader = self.state.leader_id
+        if leader is not None and leader != self.node_id:
+            self.emit(TransferCompleted(transfer.request_id, leader))
+            self.transfer = None
+        elif self.now_ms >= transfer.deadline_ms:
+            why = f"leadership did not move to {transfer.target} in time"
+            self.emit(Reject(transfer.request_id, Refused(why)))
+            self.transfer = None
+
+    def _step_down_if_removed(self) -> None:
+        """A leader removed from the voters leads until that change commits, then steps down."""
+        state = self.state
+        if (
+            state.role is Role.LEADER
+            and not state.is_voter
+            and state.commit_index >= self.config_index
+        ):
+            self.become_follower(state.term, None)
+
     def _ready(self) -> list[Effect]:
+        self._step_down_if_removed()
+        self._check_transfer()
         state = self.state
         effects = self._effects
         self._effects = []
@@ -304,4 +438,3 @@ class RaftCore:
             self.apply_emitted_index = state.commit_index
             effects.append(Apply(tuple(entries)))
         return effects
-

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 
 
 def handle_vote_request(core: RaftCore, request: PreVote | RequestVote) -> None:
-    """Grant only a voter's candidate whose log is at least as up to date as ours.
+    """Grant a candidate whose log is at least as up to date as ours.
 
+    As the Raft thesis asks, this does not consult our own configuration (a newly promoted
+    voter may not know it yet); the candidate counts only the voters of its configuration.
     The core has already ignored requests during a leader lease and adopted a newer term
     of a real vote request. A real vote is recorded (and persisted before the reply goes
     out); a PreVote changes nothing here.
@@ -25,7 +27,7 @@ def handle_vote_request(core: RaftCore, request: PreVote | RequestVote) -> None:
     state = core.state
     up_to_date = core.log.is_up_to_date(request.last_log_index, request.last_log_term)
     if isinstance(request, PreVote):
-        granted = state.is_voter and request.term > state.term and up_to_date
+        granted = request.term > state.term and up_to_date
         reply_term = request.term if granted else state.term
         core.send(
             request.sender,
@@ -35,7 +37,7 @@ def handle_vote_request(core: RaftCore, request: PreVote | RequestVote) -> None:
     free_to_vote = state.voted_for == request.sender or (
         state.voted_for is None and state.leader_id is None
     )
-    granted = state.is_voter and free_to_vote and up_to_date
+    granted = free_to_vote and up_to_date
     if granted:
         state.voted_for = request.sender
         core.reset_election_timer()

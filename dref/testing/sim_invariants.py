@@ -7,7 +7,8 @@ what the simulator observes: which node led which term, which entries were appli
 
 from __future__ import annotations
 
-from dref.actors.consensus.log_entry import LogEntry
+from dref.actors.consensus.log_entry import EntryKind, LogEntry
+from dref.actors.consensus.membership import Membership
 from dref.actors.consensus.raft import RaftCore
 
 
@@ -18,7 +19,9 @@ class SafetyViolation(AssertionError):
 class SafetyMonitor:
     """Accumulates observations and raises `SafetyViolation` on the first broken property."""
 
-    def __init__(self) -> None:
+    def __init__(self, initial_voters: frozenset[str] = frozenset()) -> None:
+        self.initial_voters = initial_voters
+        self.config_changes = 0
         self.leaders: dict[int, str] = {}
         self.committed: dict[int, LogEntry] = {}
         self.commit_term: dict[int, int] = {}
@@ -45,12 +48,33 @@ class SafetyMonitor:
         """State-machine safety: every node applies the same entry at an index."""
         previous = self.commit_term.get(entry.index, node_term)
         self.commit_term[entry.index] = min(previous, node_term)
+        first_seen = entry.index not in self.committed
         known = self.committed.setdefault(entry.index, entry)
         if known != entry:
             raise SafetyViolation(
                 f"state machine safety: {node} applied {entry} at {entry.index}, "
                 f"another node applied {known}"
             )
+        if entry.kind is EntryKind.CONFIG and first_seen:
+            self._check_config_step(entry)
+
+    def _check_config_step(self, entry: LogEntry) -> None:
+        """Committed configurations change at most one voter at a time."""
+        voters = Membership.decode(entry.command).voters
+        earlier = [
+            e for i, e in self.committed.items() if i < entry.index and e.kind is EntryKind.CONFIG
+        ]
+        before = (
+            Membership.decode(max(earlier, key=lambda e: e.index).command).voters
+            if earlier
+            else self.initial_voters
+        )
+        if self.initial_voters and len(voters ^ before) > 1:
+            raise SafetyViolation(
+                f"membership: committed config at {entry.index} changes {sorted(voters ^ before)}"
+                f" at once ({sorted(before)} -> {sorted(voters)})"
+            )
+        self.config_changes += 1
 
     def check_logs(self, cores: list[RaftCore]) -> None:
         """Log matching: equal (index, term) means equal entries and equal predecessors."""

@@ -4,6 +4,8 @@ N nodes, each a `RaftCore` with a `FakeDisk` (a crash loses unsynced writes and 
 restarts from what is durable) and its own drifting clock; a network that drops,
 delays, duplicates and reorders messages and can be partitioned; clients running a
 key/value workload. A chaos phase injects faults, then a quiet phase heals everything.
+Admin seeds (`SimConfig.for_admin_seed`) also transfer leadership and change membership
+(one server at a time, learners first, often killing the leader right after) at random.
 Safety properties are checked as the run goes (`SafetyMonitor`) and the client history
 is checked for linearizability at the end. Any failure raises `SimulationFailure` naming
 the seed and the command that replays it.
@@ -31,9 +33,11 @@ from dref.actors.consensus.effects import (
     RestoreSnapshot,
     Send,
     TakeSnapshot,
+    TransferCompleted,
     TruncateLog,
 )
 from dref.actors.consensus.log_entry import EntryKind
+from dref.actors.consensus.membership import ChangeAction, MembershipChange
 from dref.actors.consensus.messages import Message
 from dref.actors.consensus.node_state import Role
 from dref.actors.consensus.raft import RaftCore
@@ -43,13 +47,30 @@ from dref.testing.sim_invariants import SafetyMonitor
 from dref.testing.sim_workload import ClientOp, Workload
 
 REPLAY_HINT = "DREF_SIM_SEED={seed} pytest tests/consensus/test_simulation.py -k replay"
+ADMIN_REPLAY_HINT = (
+    "DREF_SIM_ADMIN_SEED={seed} pytest tests/consensus/test_simulation_admin.py -k replay"
+)
 
 CoreFactory = Callable[..., RaftCore]
 """Builds a node's core; tests swap in a deliberately broken subclass."""
 
-(_DELIVER, _TICK, _SYNC, _CLIENT, _TIMEOUT, _CRASH, _RESTART, _PARTITION, _HEAL, _PAUSE,
- _SUBMIT) = range(11)
-_FAULTS = (_CRASH, _PARTITION, _HEAL, _PAUSE)
+(
+    _DELIVER,
+    _TICK,
+    _SYNC,
+    _CLIENT,
+    _TIMEOUT,
+    _CRASH,
+    _RESTART,
+    _PARTITION,
+    _HEAL,
+    _PAUSE,
+    _SUBMIT,
+    _TRANSFER,
+    _MEMBERSHIP,
+    _KILL,
+) = range(14)
+_FAULTS = (_CRASH, _PARTITION, _HEAL, _PAUSE, _TRANSFER, _MEMBERSHIP, _KILL)
 
 
 class SimulationFailure(AssertionError):
@@ -77,6 +98,12 @@ class SimConfig:
     pauses: bool = False
     faults: int = 3
     lease_reads: bool = True
+    initial_voters: int = 0
+    """How many of the nodes form the first configuration (0: all); the rest wait to join."""
+    transfers: int = 0
+    """Leadership transfers requested at random times of the chaos phase."""
+    membership_changes: int = 0
+    """Membership changes requested at random times of the chaos phase."""
     raft: RaftConfig = field(
         default_factory=lambda: RaftConfig(
             heartbeat_interval_ms=15,
@@ -85,6 +112,20 @@ class SimConfig:
             snapshot_every=0,
         )
     )
+
+    @classmethod
+    def for_admin_seed(cls, rng: random.Random) -> SimConfig:
+        """A random run that also transfers leadership and grows/shrinks the cluster."""
+        base = cls.for_seed(rng)
+        return replace(
+            base,
+            nodes=5,
+            initial_voters=rng.choice((1, 2, 3)),
+            transfers=rng.randrange(0, 6),
+            membership_changes=rng.randrange(4, 14),
+            chaos_ms=1000,
+            quiet_ms=1200,  # a removed node may compete in elections until it learns of it
+        )
 
     @classmethod
     def for_seed(cls, rng: random.Random) -> SimConfig:
@@ -142,18 +183,30 @@ class Simulation:
     """One seeded run. `run()` returns a summary or raises `SimulationFailure`."""
 
     def __init__(
-        self, seed: int, config: SimConfig | None = None, core_factory: CoreFactory = RaftCore
+        self,
+        seed: int,
+        config: SimConfig | None = None,
+        core_factory: CoreFactory = RaftCore,
+        *,
+        admin: bool = False,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
-        self.config = config or SimConfig.for_seed(self.rng)
+        if config is None:
+            config = (SimConfig.for_admin_seed if admin else SimConfig.for_seed)(self.rng)
+        self.config = config
         self.core_factory = core_factory
         self.now = 0
         self._queue: list[tuple[int, int, int, Any, Any]] = []
         self._seq = 0
-        self.monitor = SafetyMonitor()
-        self.workload = Workload(self.rng, self.config.keys)
         self.ids = [f"n{i}" for i in range(self.config.nodes)]
+        self.initial_voters = self.ids[: self.config.initial_voters or self.config.nodes]
+        self.monitor = SafetyMonitor(frozenset(self.initial_voters))
+        self.workload = Workload(self.rng, self.config.keys)
+        self.replay_hint = ADMIN_REPLAY_HINT if admin else REPLAY_HINT
+        self.admin_ids = 0
+        self.admin_outcomes: dict[int, str] = {}
+        """Admin request (negative id) -> "pending", "ok", "refused" or "unknown"."""
         drift = self.config.clock_drift
         self.nodes = {
             node_id: SimNode(
@@ -183,10 +236,17 @@ class Simulation:
         except AssertionError as failure:
             raise SimulationFailure(
                 f"seed {self.seed} failed ({self.config}):\n{failure}\n"
-                f"replay: {REPLAY_HINT.format(seed=self.seed)}"
+                f"replay: {self.replay_hint.format(seed=self.seed)}"
             ) from failure
         done = sum(1 for op in self.ops.values() if op.outcome == "ok")
-        return {"ops": len(self.ops), "ok": done, "messages": self.messages}
+        admin_ok = sum(1 for outcome in self.admin_outcomes.values() if outcome == "ok")
+        return {
+            "ops": len(self.ops),
+            "ok": done,
+            "messages": self.messages,
+            "admin_ok": admin_ok,
+            "config_changes": self.monitor.config_changes,
+        }
 
     def _run(self) -> None:
         config = self.config
@@ -198,12 +258,19 @@ class Simulation:
             self._schedule(self.rng.randrange(50), _CLIENT, client)
         kinds = [
             kind
-            for kind, wanted in ((_CRASH, config.crashes), (_PARTITION, config.partitions),
-                                 (_PAUSE, config.pauses))
+            for kind, wanted in (
+                (_CRASH, config.crashes),
+                (_PARTITION, config.partitions),
+                (_PAUSE, config.pauses),
+            )
             if wanted
         ]
         for _ in range(config.faults if kinds else 0):
             self._schedule(self.rng.randrange(config.chaos_ms), self.rng.choice(kinds), None)
+        for _ in range(config.transfers):
+            self._schedule(self.rng.randrange(config.chaos_ms), _TRANSFER, None)
+        for _ in range(config.membership_changes):
+            self._schedule(self.rng.randrange(config.chaos_ms), _MEMBERSHIP, None)
         self._loop(config.chaos_ms)
         self._heal_everything()
         self._loop(config.chaos_ms + config.quiet_ms)
@@ -236,6 +303,12 @@ class Simulation:
                 self._pause()
             elif kind == _SUBMIT:
                 self._submit(a)
+            elif kind == _TRANSFER:
+                self._transfer()
+            elif kind == _MEMBERSHIP:
+                self._change_membership()
+            elif kind == _KILL:
+                self._crash_node(self.nodes[a])
         self.now = until_ms
 
     def _schedule(self, delay: int, kind: int, a: Any, b: Any = None) -> None:
@@ -249,7 +322,7 @@ class Simulation:
         durable = node.disk.recover()
         node.core = self.core_factory(
             node_id,
-            self.ids,
+            self.initial_voters,
             config=self.config.raft,
             rng=random.Random(self.rng.random()),
             now_ms=node.local_time(self.now),
@@ -328,6 +401,8 @@ class Simulation:
                 self._apply(node, effect)
             elif isinstance(effect, ProposalAccepted):
                 node.accepted[effect.index] = (effect.request_id, effect.term)
+            elif isinstance(effect, TransferCompleted):
+                self._admin_done(effect.request_id, "ok")
             elif isinstance(effect, ReadReady):
                 node.reads.append((effect.read_index, effect.request_id))
                 self._serve_reads(node)
@@ -362,7 +437,9 @@ class Simulation:
             accepted = node.accepted.pop(entry.index, None)
             if accepted is not None:
                 request_id, term = accepted
-                if term == entry.term:
+                if request_id < 0:
+                    self._admin_done(request_id, "ok" if term == entry.term else "refused")
+                elif term == entry.term:
                     self._finish(request_id, "ok", succeeded=result)
                 else:
                     self._finish(request_id, "failed")
@@ -400,9 +477,16 @@ class Simulation:
             return
         self._flush(node)  # the snapshot is written behind every earlier write
         data = json.dumps(node.kv, sort_keys=True).encode()
-        state = node.core.state
+        membership = node.core.membership_at(node.applied_index)
         node.disk.save_snapshot(
-            Snapshot(node.applied_index, node.applied_term, data, state.voters, state.learners)
+            Snapshot(
+                node.applied_index,
+                node.applied_term,
+                data,
+                membership.voters,
+                membership.learners,
+                membership.addresses,
+            )
         )
         self._execute(node, node.core.snapshot_taken(node.applied_index, node.applied_term, data))
 
@@ -461,6 +545,9 @@ class Simulation:
         for op in self.ops.values():
             if op.node == node.node_id and op.outcome == "pending":
                 self._finish(op.op_id, "unknown")
+        for request_id, _ in node.accepted.values():
+            if request_id < 0:
+                self._admin_done(request_id, "unknown")
         self._schedule(self.rng.randrange(20, 250), _RESTART, node.node_id)
 
     def _restart(self, node_id: str) -> None:
@@ -476,6 +563,61 @@ class Simulation:
             if node.core is None:
                 self._start_node(node_id)
         self.config = replace(self.config, drop_rate=0.0, duplicate_rate=0.0)
+
+    # --------------------------------------------------------------------- admin
+
+    def _live_leader(self) -> SimNode | None:
+        """The live node leading the highest term, if any."""
+        leaders = [
+            n
+            for n in self.nodes.values()
+            if n.core is not None and n.core.state.role is Role.LEADER
+        ]
+        return max(leaders, key=lambda n: n.core.state.term if n.core else 0, default=None)
+
+    def _next_admin_id(self) -> int:
+        self.admin_ids -= 1
+        self.admin_outcomes[self.admin_ids] = "pending"
+        return self.admin_ids
+
+    def _admin_done(self, request_id: int, outcome: str) -> None:
+        if self.admin_outcomes.get(request_id) == "pending":
+            self.admin_outcomes[request_id] = outcome
+
+    def _transfer(self) -> None:
+        """Ask the leader to hand over, to a random voter or (None) the most caught-up one."""
+        leader = self._live_leader()
+        if leader is None or leader.core is None or self._postponed(leader, _TRANSFER, None):
+            return
+        others = sorted(leader.core.state.voters - {leader.node_id})
+        target = self.rng.choice([*others, None])
+        self._execute(leader, leader.core.transfer_leadership(self._next_admin_id(), target))
+
+    def _change_membership(self) -> None:
+        """Ask the leader for a random one-server change; often kill it right after."""
+        leader = self._live_leader()
+        if leader is None or leader.core is None or self._postponed(leader, _MEMBERSHIP, None):
+            return
+        core = leader.core
+        current = core.membership
+        rng = self.rng
+        choices = [
+            MembershipChange(ChangeAction.ADD_LEARNER, node_id, f"{node_id}:1")
+            for node_id in self.ids
+            if node_id not in current.members
+        ]
+        choices += [MembershipChange(ChangeAction.PROMOTE, n) for n in sorted(current.learners)]
+        choices += [
+            MembershipChange(ChangeAction.REMOVE, n)
+            for n in sorted(current.members)
+            if current.voters != {n}
+        ]
+        if not choices:
+            return
+        change = rng.choice(choices)
+        self._execute(leader, core.change_membership(self._next_admin_id(), change))
+        if rng.random() < 0.3:
+            self._schedule(rng.randrange(0, 30), _KILL, leader.node_id)
 
     # ------------------------------------------------------------------- clients
 
@@ -511,6 +653,9 @@ class Simulation:
 
     def _rejected(self, reject: Reject) -> None:
         """A definite failure; a NotLeader answer redirects the client like a real one."""
+        if reject.request_id < 0:
+            self._admin_done(reject.request_id, "refused")
+            return
         op = self.ops[reject.request_id]
         leader = getattr(reject.reason, "leader_id", None)
         if leader is None or leader == op.node:
@@ -552,6 +697,9 @@ class Simulation:
             raise AssertionError(f"linearizability: {result.verdict.value}: {result.description}")
 
 
-def run_seed(seed: int, core_factory: CoreFactory = RaftCore) -> dict[str, int]:
-    """Run one seed with a seed-chosen configuration; raises SimulationFailure on a violation."""
-    return Simulation(seed, core_factory=core_factory).run()
+def run_seed(
+    seed: int, core_factory: CoreFactory = RaftCore, *, admin: bool = False
+) -> dict[str, int]:
+    """Run one seed with a seed-chosen configuration; raises SimulationFailure on a violation.
+    `admin` seeds also transfer leadership and change membership under the faults."""
+    return Simulation(seed, core_factory=core_factory, admin=admin).run()
