@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as Proto
 
 from dref.actors.consensus.log_entry import EntryKind, LogEntry
+from dref.actors.consensus.membership import Membership
 from dref.actors.consensus.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -33,6 +34,7 @@ from dref.actors.consensus.messages import (
     ReadIndexResponse,
     RequestVote,
     RequestVoteResponse,
+    TimeoutNow,
 )
 from dref.errors import CodecError
 from dref.wire.proto import dref_consensus_pb2 as pb
@@ -105,6 +107,13 @@ class Rpc(enum.Enum):
         pb.ForwardReadIndexResponse,
         (ReadIndexResponse,),
     )
+    TIMEOUT_NOW = RpcSpec(
+        NATIVE_SERVICE,
+        "TimeoutNow",
+        pb.TimeoutNowRequest,
+        pb.TimeoutNowResponse,
+        (AppendEntriesResponse,),
+    )
 
 
 _RPC_OF_REQUEST: dict[type[Message], Rpc] = {
@@ -114,6 +123,7 @@ _RPC_OF_REQUEST: dict[type[Message], Rpc] = {
     RequestVote: Rpc.REQUEST_VOTE,
     InstallSnapshot: Rpc.INSTALL_SNAPSHOT,
     ReadIndexRequest: Rpc.FORWARD_READ_INDEX,
+    TimeoutNow: Rpc.TIMEOUT_NOW,
 }
 
 
@@ -151,14 +161,23 @@ def encode_request(message: Message) -> Proto:
             commit_seq=message.commit,
             context=message.context,
         )
-    if isinstance(message, PreVote | RequestVote):
-        cls = pb.PreVoteRequest if isinstance(message, PreVote) else pb.VoteRequest
-        return cls(
+    if isinstance(message, PreVote):
+        return pb.PreVoteRequest(
             candidate_id=message.sender,
             term=message.term,
             last_seq=message.last_log_index,
             last_log_term=message.last_log_term,
         )
+    if isinstance(message, RequestVote):
+        return pb.VoteRequest(
+            candidate_id=message.sender,
+            term=message.term,
+            last_seq=message.last_log_index,
+            last_log_term=message.last_log_term,
+            force=message.force,
+        )
+    if isinstance(message, TimeoutNow):
+        return pb.TimeoutNowRequest(leader_id=message.sender, term=message.term)
     if isinstance(message, InstallSnapshot):
         return pb.InstallSnapshotRequest(
             leader_id=message.sender,
@@ -170,6 +189,7 @@ def encode_request(message: Message) -> Proto:
             offset=message.offset,
             data=message.data,
             done=message.done,
+            addresses=dict(message.addresses),
         )
     if isinstance(message, ReadIndexRequest):
         return pb.ForwardReadIndexRequest(
@@ -193,6 +213,8 @@ def decode_request(rpc: Rpc, data: bytes) -> Message:
 def _decode_append(p: pb.AppendEntriesRequest) -> AppendEntries:
     entries = tuple(LogEntry(e.index, e.term, e.data, _PB_TO_KIND[e.kind]) for e in p.entries)
     for offset, entry in enumerate(entries):
+        if entry.kind is EntryKind.CONFIG:
+            Membership.decode(entry.command)  # ValueError: refused before the core sees it
         if entry.index != p.prev_index + 1 + offset:
             raise ValueError(f"entry {entry.index} does not follow {p.prev_index + offset}")
         if entry.term > p.term or entry.term < p.prev_term:
@@ -226,7 +248,12 @@ def _decode_vote(p: pb.VoteRequest) -> RequestVote:
         term=p.term,
         last_log_index=p.last_seq,
         last_log_term=p.last_log_term,
+        force=p.force,
     )
+
+
+def _decode_timeout_now(p: pb.TimeoutNowRequest) -> TimeoutNow:
+    return TimeoutNow(sender=p.leader_id, term=p.term)
 
 
 def _decode_snapshot(p: pb.InstallSnapshotRequest) -> InstallSnapshot:
@@ -242,6 +269,7 @@ def _decode_snapshot(p: pb.InstallSnapshotRequest) -> InstallSnapshot:
         offset=p.offset,
         data=p.data,
         done=p.done,
+        addresses=tuple(sorted(p.addresses.items())),
     )
 
 
@@ -256,6 +284,7 @@ _REQUEST_DECODERS: dict[Rpc, Callable[[Any], Message]] = {
     Rpc.REQUEST_VOTE: _decode_vote,
     Rpc.INSTALL_SNAPSHOT: _decode_snapshot,
     Rpc.FORWARD_READ_INDEX: _decode_read_index,
+    Rpc.TIMEOUT_NOW: _decode_timeout_now,
 }
 
 
@@ -272,6 +301,8 @@ def encode_response(rpc: Rpc, reply: Message | None) -> Proto:
         raise TypeError(f"{rpc.value.method} cannot carry {type(reply).__name__}")
     response.term = reply.term  # type: ignore[attr-defined]
     if isinstance(reply, AppendEntriesResponse):
+        if rpc is Rpc.TIMEOUT_NOW:
+            return pb.TimeoutNowResponse(term=reply.term)
         if rpc is Rpc.APPEND_ENTRIES:
             return pb.AppendEntriesResponse(
                 success=reply.success,
@@ -328,6 +359,8 @@ def decode_response(rpc: Rpc, proto: Proto, sender: str) -> Message | None:
         if not p.success:
             return AppendEntriesResponse(sender=sender, term=p.term, success=False)
         return InstallSnapshotResponse(sender=sender, term=p.term, match_index=p.match_index)
+    if isinstance(p, pb.TimeoutNowResponse):
+        return AppendEntriesResponse(sender=sender, term=p.term, success=False)
     if isinstance(p, pb.ForwardReadIndexResponse):
         return ReadIndexResponse(
             sender=sender,

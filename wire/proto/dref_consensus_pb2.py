@@ -25,15 +25,17 @@ _sym_db = _symbol_database.Default()
 from dref.wire.proto import raft_pb2 as dref_dot_wire_dot_proto_dot_raft__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$dref/wire/proto/dref_consensus.proto\x12\x11io.github.tobia80\x1a\x1a\x64ref/wire/proto/raft.proto\"P\n\x0f\x43lusterSnapshot\x12+\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1a.io.github.tobia80.KVEntry\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\"j\n\x0bNativeEntry\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".io.github.tobia80.NativeEntryKind\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\xd8\x01\n\x14\x41ppendEntriesRequest\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\x0c\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x12\n\ncommit_seq\x18\x05 \x01(\x04\x12\x12\n\nprev_index\x18\x64 \x01(\x04\x12\x11\n\tprev_term\x18\x65 \x01(\x04\x12/\n\x07\x65ntries\x18\x66 \x03(\x0b\x32\x1e.io.github.tobia80.NativeEntry\x12\x15\n\rleader_commit\x18g \x01(\x04\"\xa0\x01\n\x15\x41ppendEntriesResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x13\n\x0bmatch_index\x18\x64 \x01(\x04\x12\x1b\n\x13rejected_prev_index\x18\x65 \x01(\x04\x12\x12\n\nhint_index\x18\x66 \x01(\x04\x12\x11\n\thint_term\x18g \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08\"X\n\x10HeartbeatRequest\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x12\n\ncommit_seq\x18\x03 \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x64 \x01(\x04\"Y\n\x11HeartbeatResponse\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x64 \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08\"3\n\x10ReadIndexRequest\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\"2\n\x11ReadIndexResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\"Z\n\x0bVoteRequest\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x12\x15\n\rlast_log_term\x18\x64 \x01(\x04\">\n\x0cVoteResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08\"]\n\x0ePreVoteRequest\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x12\x15\n\rlast_log_term\x18\x64 \x01(\x04\"A\n\x0fPreVoteResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08\"\xe2\x01\n\x16InstallSnapshotRequest\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x34\n\x08snapshot\x18\x03 \x01(\x0b\x32\".io.github.tobia80.ClusterSnapshot\x12\x10\n\x08last_seq\x18\x04 \x01(\x04\x12\x11\n\tlast_term\x18\x64 \x01(\x04\x12\x0e\n\x06voters\x18\x65 \x03(\t\x12\x10\n\x08learners\x18\x66 \x03(\t\x12\x0e\n\x06offset\x18g \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18h \x01(\x0c\x12\x0c\n\x04\x64one\x18i \x01(\x08\"^\n\x17InstallSnapshotResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x13\n\x0bmatch_index\x18\x64 \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08\"H\n\x17\x46orwardReadIndexRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\x04\"o\n\x18\x46orwardReadIndexResponse\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x02 \x01(\x04\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12\x12\n\nread_index\x18\x04 \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08*Z\n\x0fNativeEntryKind\x12\x17\n\x13NATIVE_ENTRY_NORMAL\x10\x00\x12\x15\n\x11NATIVE_ENTRY_NOOP\x10\x01\x12\x17\n\x13NATIVE_ENTRY_CONFIG\x10\x02\x32\xb6\x04\n\rDRefConsensus\x12\x62\n\rAppendEntries\x12\'.io.github.tobia80.AppendEntriesRequest\x1a(.io.github.tobia80.AppendEntriesResponse\x12V\n\tHeartbeat\x12#.io.github.tobia80.HeartbeatRequest\x1a$.io.github.tobia80.HeartbeatResponse\x12V\n\tReadIndex\x12#.io.github.tobia80.ReadIndexRequest\x1a$.io.github.tobia80.ReadIndexResponse\x12N\n\x0bRequestVote\x12\x1e.io.github.tobia80.VoteRequest\x1a\x1f.io.github.tobia80.VoteResponse\x12W\n\x0eRequestPreVote\x12!.io.github.tobia80.PreVoteRequest\x1a\".io.github.tobia80.PreVoteResponse\x12h\n\x0fInstallSnapshot\x12).io.github.tobia80.InstallSnapshotRequest\x1a*.io.github.tobia80.InstallSnapshotResponse2\x82\x01\n\x13\x44RefNativeConsensus\x12k\n\x10\x46orwardReadIndex\x12*.io.github.tobia80.ForwardReadIndexRequest\x1a+.io.github.tobia80.ForwardReadIndexResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$dref/wire/proto/dref_consensus.proto\x12\x11io.github.tobia80\x1a\x1a\x64ref/wire/proto/raft.proto\"P\n\x0f\x43lusterSnapshot\x12+\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1a.io.github.tobia80.KVEntry\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\"j\n\x0bNativeEntry\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".io.github.tobia80.NativeEntryKind\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\xd8\x01\n\x14\x41ppendEntriesRequest\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\x0c\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x12\n\ncommit_seq\x18\x05 \x01(\x04\x12\x12\n\nprev_index\x18\x64 \x01(\x04\x12\x11\n\tprev_term\x18\x65 \x01(\x04\x12/\n\x07\x65ntries\x18\x66 \x03(\x0b\x32\x1e.io.github.tobia80.NativeEntry\x12\x15\n\rleader_commit\x18g \x01(\x04\"\xa0\x01\n\x15\x41ppendEntriesResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x13\n\x0bmatch_index\x18\x64 \x01(\x04\x12\x1b\n\x13rejected_prev_index\x18\x65 \x01(\x04\x12\x12\n\nhint_index\x18\x66 \x01(\x04\x12\x11\n\thint_term\x18g \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08\"X\n\x10HeartbeatRequest\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x12\n\ncommit_seq\x18\x03 \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x64 \x01(\x04\"Y\n\x11HeartbeatResponse\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x64 \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08\"3\n\x10ReadIndexRequest\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\"2\n\x11ReadIndexResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\"i\n\x0bVoteRequest\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x12\x15\n\rlast_log_term\x18\x64 \x01(\x04\x12\r\n\x05\x66orce\x18\x65 \x01(\x08\">\n\x0cVoteResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08\"]\n\x0ePreVoteRequest\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x12\x15\n\rlast_log_term\x18\x64 \x01(\x04\"A\n\x0fPreVoteResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08\"\xe1\x02\n\x16InstallSnapshotRequest\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x34\n\x08snapshot\x18\x03 \x01(\x0b\x32\".io.github.tobia80.ClusterSnapshot\x12\x10\n\x08last_seq\x18\x04 \x01(\x04\x12\x11\n\tlast_term\x18\x64 \x01(\x04\x12\x0e\n\x06voters\x18\x65 \x03(\t\x12\x10\n\x08learners\x18\x66 \x03(\t\x12\x0e\n\x06offset\x18g \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18h \x01(\x0c\x12\x0c\n\x04\x64one\x18i \x01(\x08\x12K\n\taddresses\x18j \x03(\x0b\x32\x38.io.github.tobia80.InstallSnapshotRequest.AddressesEntry\x1a\x30\n\x0e\x41\x64\x64ressesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"^\n\x17InstallSnapshotResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x13\n\x0bmatch_index\x18\x64 \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08\"H\n\x17\x46orwardReadIndexRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\x04\"o\n\x18\x46orwardReadIndexResponse\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x02 \x01(\x04\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12\x12\n\nread_index\x18\x04 \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08\"4\n\x11TimeoutNowRequest\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\"3\n\x12TimeoutNowResponse\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0f\n\x06ignore\x18\xc7\x01 \x01(\x08\"<\n\x19TransferLeadershipRequest\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x0f\n\x07timeout\x18\x02 \x01(\x01\"g\n\x1aTransferLeadershipResponse\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x12\n\nerror_kind\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0bleader_hint\x18\x04 \x01(\t\"9\n\x06Member\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05voter\x18\x03 \x01(\x08\"V\n\x11MembershipRequest\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0f\n\x07timeout\x18\x04 \x01(\x01\"x\n\x12MembershipResponse\x12*\n\x07members\x18\x01 \x03(\x0b\x32\x19.io.github.tobia80.Member\x12\x12\n\nerror_kind\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0bleader_hint\x18\x04 \x01(\t*Z\n\x0fNativeEntryKind\x12\x17\n\x13NATIVE_ENTRY_NORMAL\x10\x00\x12\x15\n\x11NATIVE_ENTRY_NOOP\x10\x01\x12\x17\n\x13NATIVE_ENTRY_CONFIG\x10\x02\x32\xb6\x04\n\rDRefConsensus\x12\x62\n\rAppendEntries\x12\'.io.github.tobia80.AppendEntriesRequest\x1a(.io.github.tobia80.AppendEntriesResponse\x12V\n\tHeartbeat\x12#.io.github.tobia80.HeartbeatRequest\x1a$.io.github.tobia80.HeartbeatResponse\x12V\n\tReadIndex\x12#.io.github.tobia80.ReadIndexRequest\x1a$.io.github.tobia80.ReadIndexResponse\x12N\n\x0bRequestVote\x12\x1e.io.github.tobia80.VoteRequest\x1a\x1f.io.github.tobia80.VoteResponse\x12W\n\x0eRequestPreVote\x12!.io.github.tobia80.PreVoteRequest\x1a\".io.github.tobia80.PreVoteResponse\x12h\n\x0fInstallSnapshot\x12).io.github.tobia80.InstallSnapshotRequest\x1a*.io.github.tobia80.InstallSnapshotResponse2\xb1\x03\n\x13\x44RefNativeConsensus\x12k\n\x10\x46orwardReadIndex\x12*.io.github.tobia80.ForwardReadIndexRequest\x1a+.io.github.tobia80.ForwardReadIndexResponse\x12Y\n\nTimeoutNow\x12$.io.github.tobia80.TimeoutNowRequest\x1a%.io.github.tobia80.TimeoutNowResponse\x12q\n\x12TransferLeadership\x12,.io.github.tobia80.TransferLeadershipRequest\x1a-.io.github.tobia80.TransferLeadershipResponse\x12_\n\x10\x43hangeMembership\x12$.io.github.tobia80.MembershipRequest\x1a%.io.github.tobia80.MembershipResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dref.wire.proto.dref_consensus_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NATIVEENTRYKIND']._serialized_start=1775
-  _globals['_NATIVEENTRYKIND']._serialized_end=1865
+  _globals['_INSTALLSNAPSHOTREQUEST_ADDRESSESENTRY']._loaded_options = None
+  _globals['_INSTALLSNAPSHOTREQUEST_ADDRESSESENTRY']._serialized_options = b'8\001'
+  _globals['_NATIVEENTRYKIND']._serialized_start=2460
+  _globals['_NATIVEENTRYKIND']._serialized_end=2550
   _globals['_CLUSTERSNAPSHOT']._serialized_start=87
   _globals['_CLUSTERSNAPSHOT']._serialized_end=167
   _globals['_NATIVEENTRY']._serialized_start=169
@@ -51,23 +53,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_READINDEXRESPONSE']._serialized_start=893
   _globals['_READINDEXRESPONSE']._serialized_end=943
   _globals['_VOTEREQUEST']._serialized_start=945
-  _globals['_VOTEREQUEST']._serialized_end=1035
-  _globals['_VOTERESPONSE']._serialized_start=1037
-  _globals['_VOTERESPONSE']._serialized_end=1099
-  _globals['_PREVOTEREQUEST']._serialized_start=1101
-  _globals['_PREVOTEREQUEST']._serialized_end=1194
-  _globals['_PREVOTERESPONSE']._serialized_start=1196
-  _globals['_PREVOTERESPONSE']._serialized_end=1261
-  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_start=1264
-  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_end=1490
-  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_start=1492
-  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_end=1586
-  _globals['_FORWARDREADINDEXREQUEST']._serialized_start=1588
-  _globals['_FORWARDREADINDEXREQUEST']._serialized_end=1660
-  _globals['_FORWARDREADINDEXRESPONSE']._serialized_start=1662
-  _globals['_FORWARDREADINDEXRESPONSE']._serialized_end=1773
-  _globals['_DREFCONSENSUS']._serialized_start=1868
-  _globals['_DREFCONSENSUS']._serialized_end=2434
-  _globals['_DREFNATIVECONSENSUS']._serialized_start=2437
-  _globals['_DREFNATIVECONSENSUS']._serialized_end=2567
+  _globals['_VOTEREQUEST']._serialized_end=1050
+  _globals['_VOTERESPONSE']._serialized_start=1052
+  _globals['_VOTERESPONSE']._serialized_end=1114
+  _globals['_PREVOTEREQUEST']._serialized_start=1116
+  _globals['_PREVOTEREQUEST']._serialized_end=1209
+  _globals['_PREVOTERESPONSE']._serialized_start=1211
+  _globals['_PREVOTERESPONSE']._serialized_end=1276
+  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_start=1279
+  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_end=1632
+  _globals['_INSTALLSNAPSHOTREQUEST_ADDRESSESENTRY']._serialized_start=1584
+  _globals['_INSTALLSNAPSHOTREQUEST_ADDRESSESENTRY']._serialized_end=1632
+  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_start=1634
+  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_end=1728
+  _globals['_FORWARDREADINDEXREQUEST']._serialized_start=1730
+  _globals['_FORWARDREADINDEXREQUEST']._serialized_end=1802
+  _globals['_FORWARDREADINDEXRESPONSE']._serialized_start=1804
+  _globals['_FORWARDREADINDEXRESPONSE']._serialized_end=1915
+  _globals['_TIMEOUTNOWREQUEST']._serialized_start=1917
+  _globals['_TIMEOUTNOWREQUEST']._serialized_end=1969
+  _globals['_TIMEOUTNOWRESPONSE']._serialized_start=1971
+  _globals['_TIMEOUTNOWRESPONSE']._serialized_end=2022
+  _globals['_TRANSFERLEADERSHIPREQUEST']._serialized_start=2024
+  _globals['_TRANSFERLEADERSHIPREQUEST']._serialized_end=2084
+  _globals['_TRANSFERLEADERSHIPRESPONSE']._serialized_start=2086
+  _globals['_TRANSFERLEADERSHIPRESPONSE']._serialized_end=2189
+  _globals['_MEMBER']._serialized_start=2191
+  _globals['_MEMBER']._serialized_end=2248
+  _globals['_MEMBERSHIPREQUEST']._serialized_start=2250
+  _globals['_MEMBERSHIPREQUEST']._serialized_end=2336
+  _globals['_MEMBERSHIPRESPONSE']._serialized_start=2338
+  _globals['_MEMBERSHIPRESPONSE']._serialized_end=2458
+  _globals['_DREFCONSENSUS']._serialized_start=2553
+  _globals['_DREFCONSENSUS']._serialized_end=3119
+  _globals['_DREFNATIVECONSENSUS']._serialized_start=3122
+  _globals['_DREFNATIVECONSENSUS']._serialized_end=3555
 # @@protoc_insertion_point(module_scope)

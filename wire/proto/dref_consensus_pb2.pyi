@@ -118,16 +118,18 @@ class ReadIndexResponse(_message.Message):
     def __init__(self, granted: _Optional[bool] = ..., term: _Optional[int] = ...) -> None: ...
 
 class VoteRequest(_message.Message):
-    __slots__ = ("candidate_id", "term", "last_seq", "last_log_term")
+    __slots__ = ("candidate_id", "term", "last_seq", "last_log_term", "force")
     CANDIDATE_ID_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     LAST_LOG_TERM_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     candidate_id: str
     term: int
     last_seq: int
     last_log_term: int
-    def __init__(self, candidate_id: _Optional[str] = ..., term: _Optional[int] = ..., last_seq: _Optional[int] = ..., last_log_term: _Optional[int] = ...) -> None: ...
+    force: bool
+    def __init__(self, candidate_id: _Optional[str] = ..., term: _Optional[int] = ..., last_seq: _Optional[int] = ..., last_log_term: _Optional[int] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class VoteResponse(_message.Message):
     __slots__ = ("granted", "term", "ignore")
@@ -162,7 +164,14 @@ class PreVoteResponse(_message.Message):
     def __init__(self, granted: _Optional[bool] = ..., term: _Optional[int] = ..., ignore: _Optional[bool] = ...) -> None: ...
 
 class InstallSnapshotRequest(_message.Message):
-    __slots__ = ("leader_id", "term", "snapshot", "last_seq", "last_term", "voters", "learners", "offset", "data", "done")
+    __slots__ = ("leader_id", "term", "snapshot", "last_seq", "last_term", "voters", "learners", "offset", "data", "done", "addresses")
+    class AddressesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +182,7 @@ class InstallSnapshotRequest(_message.Message):
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     leader_id: str
     term: int
     snapshot: ClusterSnapshot
@@ -183,7 +193,8 @@ class InstallSnapshotRequest(_message.Message):
     offset: int
     data: bytes
     done: bool
-    def __init__(self, leader_id: _Optional[str] = ..., term: _Optional[int] = ..., snapshot: _Optional[_Union[ClusterSnapshot, _Mapping]] = ..., last_seq: _Optional[int] = ..., last_term: _Optional[int] = ..., voters: _Optional[_Iterable[str]] = ..., learners: _Optional[_Iterable[str]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., done: _Optional[bool] = ...) -> None: ...
+    addresses: _containers.ScalarMap[str, str]
+    def __init__(self, leader_id: _Optional[str] = ..., term: _Optional[int] = ..., snapshot: _Optional[_Union[ClusterSnapshot, _Mapping]] = ..., last_seq: _Optional[int] = ..., last_term: _Optional[int] = ..., voters: _Optional[_Iterable[str]] = ..., learners: _Optional[_Iterable[str]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., done: _Optional[bool] = ..., addresses: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class InstallSnapshotResponse(_message.Message):
     __slots__ = ("success", "term", "match_index", "ignore")
@@ -220,3 +231,73 @@ class ForwardReadIndexResponse(_message.Message):
     read_index: int
     ignore: bool
     def __init__(self, term: _Optional[int] = ..., context: _Optional[int] = ..., success: _Optional[bool] = ..., read_index: _Optional[int] = ..., ignore: _Optional[bool] = ...) -> None: ...
+
+class TimeoutNowRequest(_message.Message):
+    __slots__ = ("leader_id", "term")
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    leader_id: str
+    term: int
+    def __init__(self, leader_id: _Optional[str] = ..., term: _Optional[int] = ...) -> None: ...
+
+class TimeoutNowResponse(_message.Message):
+    __slots__ = ("term", "ignore")
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_FIELD_NUMBER: _ClassVar[int]
+    term: int
+    ignore: bool
+    def __init__(self, term: _Optional[int] = ..., ignore: _Optional[bool] = ...) -> None: ...
+
+class TransferLeadershipRequest(_message.Message):
+    __slots__ = ("target", "timeout")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    timeout: float
+    def __init__(self, target: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
+
+class TransferLeadershipResponse(_message.Message):
+    __slots__ = ("leader_id", "error_kind", "error", "leader_hint")
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    LEADER_HINT_FIELD_NUMBER: _ClassVar[int]
+    leader_id: str
+    error_kind: str
+    error: str
+    leader_hint: str
+    def __init__(self, leader_id: _Optional[str] = ..., error_kind: _Optional[str] = ..., error: _Optional[str] = ..., leader_hint: _Optional[str] = ...) -> None: ...
+
+class Member(_message.Message):
+    __slots__ = ("node_id", "address", "voter")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    VOTER_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    address: str
+    voter: bool
+    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., voter: _Optional[bool] = ...) -> None: ...
+
+class MembershipRequest(_message.Message):
+    __slots__ = ("action", "node_id", "address", "timeout")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    node_id: str
+    address: str
+    timeout: float
+    def __init__(self, action: _Optional[str] = ..., node_id: _Optional[str] = ..., address: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
+
+class MembershipResponse(_message.Message):
+    __slots__ = ("members", "error_kind", "error", "leader_hint")
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    LEADER_HINT_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    error_kind: str
+    error: str
+    leader_hint: str
+    def __init__(self, members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., error_kind: _Optional[str] = ..., error: _Optional[str] = ..., leader_hint: _Optional[str] = ...) -> None: ...

@@ -327,6 +327,21 @@ class DRefNativeConsensusStub:
                 request_serializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.ForwardReadIndexRequest.SerializeToString,
                 response_deserializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.ForwardReadIndexResponse.FromString,
                 _registered_method=True)
+        self.TimeoutNow = channel.unary_unary(
+                '/io.github.tobia80.DRefNativeConsensus/TimeoutNow',
+                request_serializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.TimeoutNowRequest.SerializeToString,
+                response_deserializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.TimeoutNowResponse.FromString,
+                _registered_method=True)
+        self.TransferLeadership = channel.unary_unary(
+                '/io.github.tobia80.DRefNativeConsensus/TransferLeadership',
+                request_serializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.TransferLeadershipRequest.SerializeToString,
+                response_deserializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.TransferLeadershipResponse.FromString,
+                _registered_method=True)
+        self.ChangeMembership = channel.unary_unary(
+                '/io.github.tobia80.DRefNativeConsensus/ChangeMembership',
+                request_serializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.MembershipRequest.SerializeToString,
+                response_deserializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.MembershipResponse.FromString,
+                _registered_method=True)
 
 
 class DRefNativeConsensusServicer:
@@ -339,6 +354,24 @@ class DRefNativeConsensusServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TimeoutNow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TransferLeadership(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangeMembership(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DRefNativeConsensusServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -346,6 +379,21 @@ def add_DRefNativeConsensusServicer_to_server(servicer, server):
                     servicer.ForwardReadIndex,
                     request_deserializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.ForwardReadIndexRequest.FromString,
                     response_serializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.ForwardReadIndexResponse.SerializeToString,
+            ),
+            'TimeoutNow': grpc.unary_unary_rpc_method_handler(
+                    servicer.TimeoutNow,
+                    request_deserializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.TimeoutNowRequest.FromString,
+                    response_serializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.TimeoutNowResponse.SerializeToString,
+            ),
+            'TransferLeadership': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferLeadership,
+                    request_deserializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.TransferLeadershipRequest.FromString,
+                    response_serializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.TransferLeadershipResponse.SerializeToString,
+            ),
+            'ChangeMembership': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeMembership,
+                    request_deserializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.MembershipRequest.FromString,
+                    response_serializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.MembershipResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -376,6 +424,87 @@ class DRefNativeConsensus:
             '/io.github.tobia80.DRefNativeConsensus/ForwardReadIndex',
             dref_dot_wire_dot_proto_dot_dref__consensus__pb2.ForwardReadIndexRequest.SerializeToString,
             dref_dot_wire_dot_proto_dot_dref__consensus__pb2.ForwardReadIndexResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TimeoutNow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/io.github.tobia80.DRefNativeConsensus/TimeoutNow',
+            dref_dot_wire_dot_proto_dot_dref__consensus__pb2.TimeoutNowRequest.SerializeToString,
+            dref_dot_wire_dot_proto_dot_dref__consensus__pb2.TimeoutNowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferLeadership(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/io.github.tobia80.DRefNativeConsensus/TransferLeadership',
+            dref_dot_wire_dot_proto_dot_dref__consensus__pb2.TransferLeadershipRequest.SerializeToString,
+            dref_dot_wire_dot_proto_dot_dref__consensus__pb2.TransferLeadershipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeMembership(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/io.github.tobia80.DRefNativeConsensus/ChangeMembership',
+            dref_dot_wire_dot_proto_dot_dref__consensus__pb2.MembershipRequest.SerializeToString,
+            dref_dot_wire_dot_proto_dot_dref__consensus__pb2.MembershipResponse.FromString,
             options,
             channel_credentials,
             insecure,
