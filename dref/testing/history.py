@@ -7,8 +7,10 @@ times (`time.monotonic`, in ms since the `History` began). Every written value i
 compare-and-set on the value, which is what the checker's register model knows.
 
 Outcomes: a write or compare-and-set that raised may or may not have happened, so it is
-recorded as indeterminate (no completion time); a compare-and-set that answered "not
-applied" is a definite failure; a read that raised changed nothing and is not recorded.
+recorded as indeterminate (no completion time), except a not-leader failure of a client
+that retries nothing else (`not_leader_is_definite`): that write is left out, so its value
+must never be read. A compare-and-set that answered "not applied" is a definite failure;
+a read that raised changed nothing and is not recorded.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from dref.backend import Entry
-from dref.errors import DRefError
+from dref.errors import DRefError, NotLeaderError
 from dref.raft.client import Client
 from dref.testing.linearizability import CheckResult, Operation, OpKind, check_history
 
@@ -124,6 +126,7 @@ class Worker(threading.Thread):
         op_timeout: float = 3.0,
         read_policy: str = "linearizable",
         mix: Mix | None = None,
+        not_leader_is_definite: bool = False,
     ) -> None:
         super().__init__(name=f"jepsen-worker-{number}", daemon=True)
         self.number = number
@@ -136,6 +139,7 @@ class Worker(threading.Thread):
         self.op_timeout = op_timeout
         self.read_policy = read_policy
         self.mix = mix or Mix()
+        self.not_leader_is_definite = not_leader_is_definite
         self.seen: dict[str, Entry | None] = {}
         self.written = 0
 
@@ -158,6 +162,11 @@ class Worker(threading.Thread):
         self.written += 1
         return f"w{self.number}-{self.written}"
 
+    def _surely_not_applied(self, error: DRefError) -> bool:
+        """A not-leader answer is definite when the client retried only such answers (a
+        strict-write client), so the write is left out of the history altogether."""
+        return self.not_leader_is_definite and isinstance(error, NotLeaderError)
+
     def read(self, key: str) -> None:
         """A read with the worker's read policy."""
         start = self.history.now_ms()
@@ -178,6 +187,9 @@ class Worker(threading.Thread):
         try:
             revision = self.client.set(key, value.encode(), timeout=self.op_timeout)
         except DRefError as error:
+            if self._surely_not_applied(error):
+                self.history.record(None, "failed", error)  # its value must never be read
+                return
             op = Operation(OpKind.WRITE, key, start, None, value=value, client=self.number)
             self.history.record(op, "indeterminate", error)
             return

@@ -127,6 +127,7 @@ class Jepsen:
             op_timeout=op_timeout,
             read_policy=read_policy,
             mix=mix,
+            not_leader_is_definite=strict_writes,
         )
         try:
             nemesis(cluster, run)
