@@ -38,6 +38,9 @@ from dref.actors.consensus.transfer import PendingTransfer
 if TYPE_CHECKING:
     from dref.actors.consensus.raft import RaftCore
 
+_FOREVER = 2**62
+"""The leader's own heartbeat ack: always the most recent one (it counts itself)."""
+
 
 class LeaderRole:
     """Owns one `Progress` per follower and the read machinery for the current term."""
@@ -383,32 +386,30 @@ class LeaderRole:
         )
         return heard[core.state.quorum - 1] > now - core.config.election_timeout_ms
 
-    def _lease_valid(self) -> bool:
-        """True while a quorum acked a heartbeat sent less than `lease_ms` ago."""
+    def lease_expiry_ms(self) -> int | None:
+        """Until when (core clock, ms) a lease read needs no round: `lease_ms` after the
+        heartbeat a quorum acked last was sent; None while no lease may be used."""
         core = self.core
-        now = core.now_ms
-        sent = self._own(now) + [
+        if self.lease_disabled or not core.config.check_quorum or not self.committed_in_term():
+            return None
+        sent = self._own(_FOREVER) + [
             p.acked_beat_sent_ms for p in self._voter_progress() if p.acked_beat_sent_ms is not None
         ]
         quorum = core.state.quorum
         if len(sent) < quorum:
-            return False
+            return None
         sent.sort(reverse=True)
-        return now < sent[quorum - 1] + core.config.lease_ms
+        return sent[quorum - 1] + core.config.lease_ms
 
     # ------------------------------------------------------------------ reads
 
     def _read(self, read: PendingRead, policy: ReadPolicy) -> None:
         core = self.core
-        if (
-            policy is ReadPolicy.LEASE
-            and not self.lease_disabled
-            and core.config.check_quorum
-            and self.committed_in_term()
-            and self._lease_valid()
-        ):
-            self._answer_read(read, core.state.commit_index, None)
-            return
+        if policy is ReadPolicy.LEASE:
+            expiry = self.lease_expiry_ms()
+            if expiry is not None and core.now_ms < expiry:
+                self._answer_read(read, core.state.commit_index, None)
+                return
         self.reads.add(read)
         self._start_read_round()
 
