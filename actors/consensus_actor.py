@@ -28,10 +28,12 @@ from dref.actors.consensus.effects import (
     PersistHardState,
     ProposalAccepted,
     ReadReady,
+    Refused,
     Reject,
     RestoreSnapshot,
     Send,
     TakeSnapshot,
+    TransferCompleted,
     TruncateLog,
 )
 from dref.actors.consensus.leader import LeaderRole
@@ -47,6 +49,15 @@ from dref.actors.consensus.messages import (
 )
 from dref.actors.consensus.node_state import Role
 from dref.actors.consensus.raft import RaftCore
+from dref.actors.membership import (
+    LeaderTransferError,
+    MembershipError,
+    MembershipRequest,
+    MembersQuery,
+    MembersView,
+    PeerSet,
+    TransferRequest,
+)
 from dref.actors.node_messages import (
     Applied,
     ApplyEntries,
@@ -124,6 +135,7 @@ class ConsensusActor(pykka.ThreadingActor):
         addresses: dict[str, str],
         proposals: BatchInbox[Proposal],
         reads: BatchInbox[ReadRequest],
+        peers: PeerSet | None = None,
     ) -> None:
         super().__init__()
         self._core = core
@@ -137,7 +149,9 @@ class ConsensusActor(pykka.ThreadingActor):
         self._durable_seq = 0
         self._held: deque[tuple[int, _Route, Message]] = deque()
         self._read_slots: dict[tuple[str, int], Future[Message | None]] = {}
-        self._requests: dict[int, Proposal | ReadRequest] = {}
+        self._requests: dict[int, Proposal | ReadRequest | TransferRequest | MembershipRequest] = {}
+        self.peers = peers
+        """Keeps replicators in step with membership (None: a fixed set of peers)."""
         self._request_ids = itertools.count(1)
         self._elections_started = 0
         self._proposal_count = 0
@@ -191,7 +205,32 @@ class ConsensusActor(pykka.ThreadingActor):
             self._run(core.snapshot_taken(message.index, message.term, message.data))
         elif isinstance(message, StatusQuery):
             return self._status()
+        elif isinstance(message, TransferRequest | MembershipRequest):
+            self._on_admin(message)
+        elif isinstance(message, MembersQuery):
+            return self._members()
+        if self.peers is not None:
+            self.peers.sync(core.membership, self.actor_ref)
         return None
+
+    def _on_admin(self, request: TransferRequest | MembershipRequest) -> None:
+        request_id = next(self._request_ids)
+        self._requests[request_id] = request
+        if isinstance(request, TransferRequest):
+            self._run(self._core.transfer_leadership(request_id, request.target))
+        else:
+            self._run(self._core.change_membership(request_id, request.change))
+
+    def _members(self) -> MembersView:
+        core = self._core
+        role = core.role
+        matches = (
+            {peer: p.match_index for peer, p in role.progress.items()}
+            if isinstance(role, LeaderRole)
+            else {}
+        )
+        committed = core.config_index <= core.state.commit_index
+        return MembersView(core.membership, committed, matches)
 
     def _on_inbound(self, inbound: Inbound) -> None:
         request = inbound.message
@@ -256,6 +295,7 @@ class ConsensusActor(pykka.ThreadingActor):
                 safe_tell(applier, ApplyEntries(effect.entries))
             elif isinstance(effect, ProposalAccepted):
                 proposal = self._requests.pop(effect.request_id)
+                assert isinstance(proposal, Proposal | MembershipRequest)
                 safe_tell(applier, AwaitEntry(effect.index, effect.term, proposal.outcome))
             elif isinstance(effect, ReadReady):
                 read = self._requests.pop(effect.request_id)
@@ -265,6 +305,10 @@ class ConsensusActor(pykka.ThreadingActor):
                 self._reject(effect)
             elif isinstance(effect, TakeSnapshot):
                 safe_tell(applier, TakeSnapshotNow(effect.applied_index))
+            elif isinstance(effect, TransferCompleted):
+                transfer = self._requests.pop(effect.request_id)
+                if not transfer.outcome.done():
+                    transfer.outcome.set_result(effect.leader_id)  # type: ignore[arg-type]
         if storage:
             self._issued_seq += 1
             safe_tell(self._storage, StorageBatch(self._issued_seq, tuple(storage)))
@@ -294,7 +338,7 @@ class ConsensusActor(pykka.ThreadingActor):
         if route.slot is not None:
             _settle(route.slot, message)
         elif route.peer is not None:
-            safe_tell(self._replicators[route.peer], Deliver(message))
+            safe_tell(self._replicators.get(route.peer), Deliver(message))
 
     def _reject(self, effect: Reject) -> None:
         request = self._requests.pop(effect.request_id)
@@ -302,6 +346,9 @@ class ConsensusActor(pykka.ThreadingActor):
         if isinstance(reason, NotLeader):
             leader = reason.leader_id
             error: Exception = NotLeaderError(leader, self._addresses.get(leader or ""))
+        elif isinstance(reason, Refused):
+            transfer = isinstance(request, TransferRequest)
+            error = (LeaderTransferError if transfer else MembershipError)(reason.why)
         else:
             error = QuorumLostError()
         _fail(request.outcome, error)
@@ -334,6 +381,6 @@ def _settle(slot: Future[Message | None] | None, message: Message | None) -> Non
         slot.set_result(message)
 
 
-def _fail(outcome: Future[bytes], error: Exception) -> None:
+def _fail(outcome: Future[Any], error: Exception) -> None:
     if not outcome.done():
         outcome.set_exception(error)

@@ -42,9 +42,15 @@ Submit = Callable[[Message], "Future[Message | None]"]
 class ConsensusServicer:
     """Serves DRefConsensus and DRefNativeConsensus for one node."""
 
-    def __init__(self, node_id: str, members: frozenset[str], submit: Submit, timeout: float):
+    def __init__(
+        self,
+        node_id: str,
+        members: frozenset[str] | Callable[[str], bool],
+        submit: Submit,
+        timeout: float,
+    ):
         self._node_id = node_id
-        self._members = members - {node_id}
+        self._accepts = members.__contains__ if isinstance(members, frozenset) else members
         self._submit = submit
         self._timeout = timeout
 
@@ -71,11 +77,11 @@ class ConsensusServicer:
                 message = decode_request(rpc, request)
             except CodecError as exc:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            if message.sender not in self._members:
+            if message.sender == self._node_id or not self._accepts(message.sender):
                 context.abort(
                     grpc.StatusCode.FAILED_PRECONDITION,
-                    f"unknown peer id {message.sender!r}: node {self._node_id!r} knows "
-                    f"{sorted(self._members)}",
+                    f"unknown peer id {message.sender!r}: not a member known to node "
+                    f"{self._node_id!r}",
                 )
             remaining = context.time_remaining()
             wait = self._timeout if remaining is None else min(self._timeout, remaining)

@@ -47,12 +47,16 @@ class NodeConfig:
     rpc_timeout: float = 2.0
     upstream_files: bool = True
     tick_interval: float = field(default=0.02)
+    join: bool = False
+    """Start outside the cluster (no peers) and wait for a leader to add this node."""
 
     def __post_init__(self) -> None:
         if not self.node_id or not isinstance(self.node_id, str):
             raise ConfigError("node_id must be a non-empty string")
         split_address(self.listen, "listen")
         peers = dict(self.peers)
+        if self.join and peers:
+            raise ConfigError("a joining node learns its peers from the leader; give none")
         if self.node_id in peers:
             raise ConfigError(f"peers must list the OTHER voters; it contains {self.node_id!r}")
         for peer_id, address in peers.items():

@@ -22,9 +22,19 @@ import pykka
 from dref.actors.applier import ApplierActor
 from dref.actors.batch_inbox import BatchInbox
 from dref.actors.consensus.config import RaftConfig, ReadPolicy
+from dref.actors.consensus.membership import ChangeAction, MembershipChange
 from dref.actors.consensus.messages import Message
 from dref.actors.consensus.raft import RaftCore
 from dref.actors.consensus_actor import ConsensusActor, ConsensusStatus
+from dref.actors.membership import (
+    LeaderTransferError,
+    MembershipError,
+    MembershipRequest,
+    MembersQuery,
+    MembersView,
+    PeerSet,
+    TransferRequest,
+)
 from dref.actors.node_messages import (
     ApplierStats,
     CallersWaiting,
@@ -45,7 +55,10 @@ from dref.errors import ConfigError, ContextClosedError, DRefTimeoutError
 from dref.raft.config import NodeConfig, ReadPolicyName, split_address
 from dref.raft.state_machine import StateMachine
 from dref.raft.status import NodeMetrics, NodeStatus
+from dref.wire.admin_service import admin_handlers
 from dref.wire.consensus_service import CHANNEL_OPTIONS, ConsensusServicer, PeerClient
+
+__all__ = ["LeaderTransferError", "MembershipError", "Node"]
 
 ServiceRegistrar = Callable[[grpc.Server, "Node"], None]
 """Adds a servicer (for example the DRefRaft client service) to the node's gRPC server."""
@@ -72,7 +85,7 @@ class Node:
         self._proposals: BatchInbox[Proposal] = BatchInbox()
         self._reads: BatchInbox[ReadRequest] = BatchInbox()
         node_id = config.node_id
-        voters = frozenset(config.peers) | {node_id}
+        voters = frozenset() if config.join else frozenset(config.peers) | {node_id}
         host, _ = split_address(config.listen, "listen")
         self._executor = ThreadPoolExecutor(
             max_workers=_GRPC_WORKERS, thread_name_prefix=f"dref-grpc-{node_id}"
@@ -89,8 +102,11 @@ class Node:
         recovered = recover(config.data_dir, voters, upstream_files=config.upstream_files)
         try:
             self._start_actors(recovered, voters, state_machine)
-            servicer = ConsensusServicer(node_id, voters, self._submit, config.rpc_timeout)
+            servicer = ConsensusServicer(
+                node_id, self._peer_set.accepts, self._submit, config.rpc_timeout
+            )
             self._server.add_generic_rpc_handlers(servicer.handlers())
+            self._server.add_generic_rpc_handlers([admin_handlers(self)])
             for register in services:
                 register(self._server, self)
             self._server.start()
@@ -122,13 +138,16 @@ class Node:
             node_id=node_id,
         )
         self._actors.append(applier)
+
+        def start_replicator(peer: str, address: str) -> pykka.ActorRef[Any]:
+            client = PeerClient(peer, address, timeout=config.rpc_timeout)
+            return ReplicatorActor.start(client, node_id=node_id)
+
         replicators = {
-            peer: ReplicatorActor.start(
-                PeerClient(peer, address, timeout=config.rpc_timeout), node_id=node_id
-            )
-            for peer, address in config.peers.items()
+            peer: start_replicator(peer, address) for peer, address in config.peers.items()
         }
-        self._actors.extend(replicators.values())
+        self._replicators = replicators
+        self._peer_set = PeerSet(node_id, replicators, self._addresses, start_replicator)
         core = RaftCore(
             node_id,
             sorted(voters),
@@ -141,6 +160,7 @@ class Node:
             rng=random.Random(),
             now_ms=monotonic_ms(),
             durable=recovered.durable,
+            addresses=self._addresses,
         )
         core.commit_to(recovered.commit_index)  # re-applied by the first turn's Apply
         self._consensus = ConsensusActor.start(
@@ -149,6 +169,7 @@ class Node:
             applier=applier,
             replicators=replicators,
             addresses=self._addresses,
+            peers=self._peer_set,
             proposals=self._proposals,
             reads=self._reads,
         )
@@ -244,6 +265,54 @@ class Node:
             ),
         )
 
+    def transfer_leadership(self, to: str | None = None, *, timeout: float | None = None) -> str:
+        """Hand leadership from this node (the leader) to voter `to` (None: the most
+        up-to-date one); return the new leader's id. Raises NotLeaderError on a follower,
+        LeaderTransferError when leadership did not move within two election timeouts."""
+        outcome: Future[str] = Future()
+        self._check_open()
+        safe_tell(self._consensus, TransferRequest(to, outcome))
+        wait = timeout if timeout is not None else 4 * self._config.election_timeout + 5.0
+        leader: str = _wait(outcome, wait, "leadership transfer")  # type: ignore[arg-type,assignment]
+        return leader
+
+    def add_learner(self, node_id: str, address: str, *, timeout: float = 30.0) -> None:
+        """Add a non-voting member that replicates (catching up from a snapshot if needed)."""
+        self._change(MembershipChange(ChangeAction.ADD_LEARNER, node_id, address), timeout)
+
+    def promote(self, node_id: str, *, timeout: float = 30.0) -> None:
+        """Make a caught-up learner a voter (MembershipError while it is still behind)."""
+        self._change(MembershipChange(ChangeAction.PROMOTE, node_id), timeout)
+
+    def add_voter(self, node_id: str, address: str, *, timeout: float = 60.0) -> None:
+        """Add `node_id` as a learner, wait until it has caught up, then promote it."""
+        deadline = time.monotonic() + timeout
+        if node_id not in self.members().membership.members:
+            self.add_learner(node_id, address, timeout=timeout)
+        while True:
+            try:
+                self.promote(node_id, timeout=max(0.1, deadline - time.monotonic()))
+                return
+            except MembershipError:
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    def remove(self, node_id: str, *, timeout: float = 30.0) -> None:
+        """Remove a voter or learner (this node too: it steps down once that commits)."""
+        self._change(MembershipChange(ChangeAction.REMOVE, node_id), timeout)
+
+    def members(self) -> MembersView:
+        """The configuration in force on this node (appended; `committed` says if it is)."""
+        view: MembersView = self._ask(self._consensus, MembersQuery())
+        return view
+
+    def _change(self, change: MembershipChange, timeout: float) -> None:
+        outcome: Future[bytes] = Future()
+        self._check_open()
+        safe_tell(self._consensus, MembershipRequest(change, outcome))
+        _wait(outcome, timeout, f"membership change {change.action.value} {change.node_id}")
+
     def wait_for_leader(self, timeout: float = 20.0) -> str:
         """Block until this node knows a leader; return its id (DRefTimeoutError otherwise)."""
         deadline = time.monotonic() + timeout
@@ -264,7 +333,7 @@ class Node:
             self._ticker.stop()
         self._server.stop(grace=0.2).wait(timeout=5)
         self._executor.shutdown(wait=False, cancel_futures=True)
-        for actor in self._actors:
+        for actor in [*self._actors, *self._replicators.values()]:
             try:
                 actor.stop(block=True, timeout=10)
             except pykka.ActorDeadError:

@@ -1,0 +1,34 @@
+"""Leadership transfer on a real 3-node cluster (gRPC on loopback, real data dirs)."""
+
+from __future__ import annotations
+
+import pytest
+from node_cluster import Cluster, wait_until
+
+from dref.actors.membership import LeaderTransferError
+from dref.errors import NotLeaderError
+
+
+def test_transfer_to_a_named_voter_then_to_the_most_caught_up(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    assert leader.propose(b"before") == b"1"
+    target = cluster.followers()[0]
+    assert leader.transfer_leadership(target.node_id) == target.node_id
+    assert cluster.leader() is target
+    assert target.propose(b"after") == b"2"
+    with pytest.raises(NotLeaderError):
+        leader.transfer_leadership()
+    chosen = target.transfer_leadership()
+    assert chosen != target.node_id
+    assert cluster.leader().node_id == chosen
+    cluster.wait_applied(2)
+
+
+def test_transfer_to_a_dead_voter_fails_and_the_leader_keeps_serving(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    dead = cluster.followers()[0].node_id
+    cluster.stop(dead)
+    with pytest.raises(LeaderTransferError, match=dead):
+        leader.transfer_leadership(dead)
+    wait_until(lambda: leader.is_leader, what="the leader to keep leading")
+    assert leader.propose(b"still leading", timeout=10) == b"1"
