@@ -68,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("address", help="HOST:PORT of the node")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     status.add_argument("--timeout", type=float, default=5.0)
+
+    transfer = commands.add_parser("transfer-leader", help="hand leadership to another voter")
+    transfer.add_argument("address", help="HOST:PORT of any node (the leader is found)")
+    transfer.add_argument("--to", default="", help="target voter id (default: most caught up)")
+    transfer.add_argument("--timeout", type=float, default=30.0)
+
+    members = commands.add_parser("members", help="list or change the cluster's members")
+    members.add_argument("action", choices=["list", "add", "add-learner", "promote", "remove"])
+    members.add_argument("address", help="HOST:PORT of any node (the leader is found)")
+    members.add_argument("node_id", nargs="?", default="", help="member to change")
+    members.add_argument("node_address", nargs="?", default="", help="its HOST:PORT (add)")
+    members.add_argument("--timeout", type=float, default=60.0)
     return parser
 
 
@@ -85,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cluster_up(args)
         if args.command == "status":
             return _show_status(args)
+        if args.command == "transfer-leader":
+            return _transfer_leader(args)
+        if args.command == "members":
+            return _members(args)
     except DRefError as exc:
         print(f"dref {args.command}: {exc}", file=sys.stderr)
         return 1
@@ -281,3 +297,67 @@ def _format_status(status: dict[str, Any]) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# -- dref transfer-leader / dref members -------------------------------------------------
+
+_MEMBER_ACTIONS = {"add": "add_voter", "add-learner": "add_learner"}
+
+
+def _admin_call(address: str, method: str, request: Any, timeout: float) -> Any:
+    """Call an admin RPC, following one not_leader redirect; DRefError when it fails."""
+    import grpc
+
+    from dref.errors import BackendUnavailableError
+    from dref.wire.consensus_codec import NATIVE_SERVICE
+
+    from dref.wire.proto import dref_consensus_pb2 as pb
+
+    response_type = type(request).__name__.replace("Request", "Response")
+    for _ in range(2):
+        with grpc.insecure_channel(address) as channel:
+            call = channel.unary_unary(
+                f"/{NATIVE_SERVICE}/{method}",
+                request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=getattr(pb, response_type).FromString,
+            )
+            try:
+                response = call(request, timeout=timeout + 5.0)
+            except grpc.RpcError as exc:
+                raise BackendUnavailableError(f"{address}: {exc.details()}") from None
+        if response.error_kind == "not_leader" and response.leader_hint:
+            address = response.leader_hint
+            continue
+        if response.error_kind:
+            raise DRefError(f"{response.error_kind}: {response.error}")
+        return response
+    raise DRefError(f"no leader found from {address}")
+
+
+def _transfer_leader(args: argparse.Namespace) -> int:
+    from dref.wire.proto import dref_consensus_pb2 as pb
+
+    request = pb.TransferLeadershipRequest(target=args.to, timeout=args.timeout)
+    response = _admin_call(args.address, "TransferLeadership", request, args.timeout)
+    print(f"leader is now {response.leader_id}")
+    return 0
+
+
+def _members(args: argparse.Namespace) -> int:
+    from dref.wire.proto import dref_consensus_pb2 as pb
+
+    if args.action != "list" and not args.node_id:
+        raise ConfigError(f"members {args.action} needs a NODE_ID")
+    if args.action in ("add", "add-learner") and not args.node_address:
+        raise ConfigError(f"members {args.action} needs the new node's HOST:PORT")
+    request = pb.MembershipRequest(
+        action=_MEMBER_ACTIONS.get(args.action, args.action),
+        node_id=args.node_id,
+        address=args.node_address,
+        timeout=args.timeout,
+    )
+    response = _admin_call(args.address, "ChangeMembership", request, args.timeout)
+    for member in response.members:
+        role = "voter" if member.voter else "learner"
+        print(f"{member.node_id}\t{role}\t{member.address}")
+    return 0

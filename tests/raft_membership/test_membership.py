@@ -1,0 +1,65 @@
+"""Membership changes on real nodes: a one-node cluster grows to three with joining nodes
+(learner, catch-up, promotion), the CLI lists and changes members and moves leadership,
+and a removed member stops being replicated to. No acknowledged write is lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from node_cluster import ListMachine, free_ports, wait_until
+
+from dref.cli import main as cli_main
+from dref.raft.config import NodeConfig
+from dref.raft.node import Node
+
+OPTIONS = {
+    "heartbeat_interval": 0.05,
+    "election_timeout": 0.5,
+    "max_clock_drift": 0.05,
+    "upstream_files": False,
+    "rpc_timeout": 1.0,
+}
+
+
+def _node(root: Path, node_id: str, port: int, *, join: bool) -> tuple[Node, ListMachine]:
+    machine = ListMachine()
+    config = NodeConfig(
+        node_id=node_id,
+        listen=f"127.0.0.1:{port}",
+        peers={},
+        data_dir=root / node_id,
+        join=join,
+        **OPTIONS,  # type: ignore[arg-type]
+    )
+    return Node(config, machine), machine
+
+
+def test_grow_one_to_three_then_shrink_with_the_cli(tmp_path: Path, capsys) -> None:
+    ports = free_ports(3)
+    seed, seed_machine = _node(tmp_path, "n1", ports[0], join=False)
+    joiners = [_node(tmp_path, f"n{i + 2}", ports[i + 1], join=True) for i in range(2)]
+    nodes = [seed, *(node for node, _ in joiners)]
+    machines = [seed_machine, *(machine for _, machine in joiners)]
+    try:
+        wait_until(lambda: seed.is_leader, what="the single node to lead")
+        acknowledged = [seed.propose(f"w{i}".encode()) for i in range(20)]
+        for node, _ in joiners:
+            seed.add_voter(node.node_id, node.address, timeout=60)
+            acknowledged.append(seed.propose(f"after-{node.node_id}".encode()))
+        view = seed.members()
+        assert view.membership.voters == {"n1", "n2", "n3"} and view.committed
+        wait_until(lambda: all(len(m.snapshot_items()) == 22 for m in machines), 30, "catch-up")
+
+        assert cli_main(["transfer-leader", "--to", "n2", seed.address]) == 0
+        assert "leader is now n2" in capsys.readouterr().out
+        assert wait_until(lambda: nodes[1].is_leader, what="n2 to lead")
+        assert cli_main(["members", "remove", seed.address, "n1"]) == 0
+        listed = capsys.readouterr().out
+        assert "n1" not in listed and "n2\tvoter" in listed and "n3\tvoter" in listed
+        assert nodes[1].propose(b"two-node") == b"23"
+        wait_until(lambda: len(machines[2].snapshot_items()) == 23, 30, "n3 to apply")
+        assert len(seed_machine.snapshot_items()) == 22  # removed: no longer replicated to
+        assert len(acknowledged) == 22
+    finally:
+        for node in nodes:
+            node.close()
