@@ -103,3 +103,22 @@ def test_stock_client_never_applies_one_write_twice_across_leader_sigkill(jepsen
                 return
 
     jepsen.run("stock-client", nemesis, strict_writes=False, scale=3.0, keys=3)
+
+
+def test_paused_leader_serves_no_stale_lease_read_after_sigcont(jepsen):
+    """As the SIGSTOP scenario, but every read uses the `lease` policy: a leader resumed
+    after its lease ran out (and a new leader took over) must not answer from its lease."""
+
+    def nemesis(cluster, run):
+        for _ in range(20):
+            if run.left() < 1.0:
+                return
+            leader = cluster.leader(timeout=30)
+            run.note(f"SIGSTOP leader {leader}")
+            cluster.pause(leader)
+            run.hold(run.rng.uniform(2.5, 4.0))
+            run.note(f"SIGCONT {leader}")
+            cluster.resume(leader)
+            run.hold(run.rng.uniform(1.5, 2.5))
+
+    jepsen.run("sigstop-lease", nemesis, read_policy="lease")
