@@ -310,7 +310,6 @@ def _admin_call(address: str, method: str, request: Any, timeout: float) -> Any:
 
     from dref.errors import BackendUnavailableError
     from dref.wire.consensus_codec import NATIVE_SERVICE
-
     from dref.wire.proto import dref_consensus_pb2 as pb
 
     response_type = type(request).__name__.replace("Request", "Response")

@@ -43,7 +43,7 @@ REQUESTS: list[Message] = [
         entries=(
             LogEntry(5, 2, b"x", EntryKind.NORMAL),
             LogEntry(6, 3, b"", EntryKind.NOOP),
-            LogEntry(7, 3, b"cfg", EntryKind.CONFIG),
+            LogEntry(7, 3, b'{"addresses": {}, "learners": [], "voters": ["a"]}', EntryKind.CONFIG),
         ),
         leader_commit=4,
     ),
