@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -34,6 +35,10 @@ __all__ = ["DEFAULT_TTL", "RaftBackend"]
 
 DEFAULT_TTL = 10.0
 """Upstream's Raft lease for locks, in seconds (spec 1.7)."""
+
+CATCH_UP = 2.0
+"""Most seconds `close` spends bringing listeners up to date (changes the stream had yet
+to deliver, like the release of a lock the closing context held)."""
 
 _log = logging.getLogger("dref.raft")
 
@@ -149,7 +154,8 @@ class RaftBackend(Backend):
         return cancel
 
     def close(self) -> None:
-        """Stop the watcher, close the client, then run `on_close`. Idempotent."""
+        """Stop the watcher, bring listeners still subscribed up to date (a resync, at most
+        `CATCH_UP` seconds), close the client, then run `on_close`. Idempotent."""
         with self._lock:
             if self._closed:
                 return
@@ -157,6 +163,9 @@ class RaftBackend(Backend):
             watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.stop()
+            watcher.join(timeout=CATCH_UP)
+            if not watcher.is_alive():  # else it still delivers: no second deliverer
+                watcher.catch_up(time.monotonic() + CATCH_UP)
         self.client.close()
         if watcher is not None:
             watcher.join(timeout=5.0)
@@ -216,6 +225,9 @@ class _Watcher(threading.Thread):
                 return
             if not watch.replaced:
                 latest.cancel()  # on another node: the reader resyncs when it switches
+            if self._stopped.is_set():
+                watch.cancel()
+                return
             self._latest = watch
             self._queued.append(watch)
         try:
@@ -224,10 +236,10 @@ class _Watcher(threading.Thread):
             _log.debug("reading %s failed: %s", name, exc)
 
     def stop(self) -> None:
+        """Ask the thread to end (join it to wait); never waits for a stream being opened."""
         self._stopped.set()
-        with self._open_lock:
-            watches = [*self._queued, *([self._latest] if self._latest else [])]
-        for watch in watches:
+        latest = self._latest
+        for watch in [*self._queued.copy(), *([latest] if latest else [])]:
             watch.cancel()
 
     def run(self) -> None:
@@ -276,8 +288,9 @@ class _Watcher(threading.Thread):
                 self._latest = None
                 return None
             watch = self._queued.popleft()
+            names = watch.names | (self._latest.names if self._latest else frozenset())
         with self._state_lock:
-            self._last = {n: s for n, s in self._last.items() if n in watch.names}
+            self._last = {n: s for n, s in self._last.items() if n in names}
         return watch
 
     def _drop(self) -> None:
@@ -287,8 +300,15 @@ class _Watcher(threading.Thread):
             self._queued.clear()
             self._latest = None
 
-    def _read(self, name: str) -> _State:
-        entry = self._backend.client.get(name)
+    def catch_up(self, deadline: float) -> None:
+        """After the thread ended: resync every subscribed name until `deadline`."""
+        try:
+            self._resync(frozenset(self._backend._names()), deadline)
+        except DRefError as exc:
+            _log.debug("catching up on close failed: %s", exc)
+
+    def _read(self, name: str, timeout: float | None = None) -> _State:
+        entry = self._backend.client.get(name, timeout=timeout)
         if entry is None:
             return (ChangeKind.DELETE, None, 0)
         return (ChangeKind.SET, entry.value, entry.revision)
@@ -300,11 +320,14 @@ class _Watcher(threading.Thread):
             if last is None or state[2] > last[2]:
                 self._last[name] = state
 
-    def _resync(self, names: frozenset[str]) -> None:
-        """Re-read `names`; deliver a synthetic event where one differs from the last
-        delivered (a name read for the first time only sets the baseline)."""
+    def _resync(self, names: frozenset[str], deadline: float | None = None) -> None:
+        """Re-read `names` (until `deadline`); deliver a synthetic event where one differs
+        from the last delivered (a name read for the first time only sets the baseline)."""
         for name in names:
-            current = self._read(name)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            current = self._read(name, remaining)
             with self._state_lock:
                 last = self._last.get(name)
                 if last is None:
