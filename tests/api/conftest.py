@@ -1,33 +1,201 @@
 """Shared fixtures for the backend-independent API tests.
 
 `ctx` is parametrised by backend: every test written against it runs on each backend
-listed in `BACKENDS` (only "local" for now; later backends add their own factory).
+listed in `BACKENDS`: "local" (in memory), "redis" (a redis-server started once per
+session, flushed before each test) and "raft" (a `dref.raft_client(...)` context on a
+3-node `dref node` cluster started once per session; each test's names get a fresh
+prefix, since the cluster keeps every earlier test's data).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 import dref
+from dref.backend import Backend, ChangeEvent, Entry, Listener
+
+_TESTS = Path(__file__).resolve().parent.parent
+
+SCALE = {"local": 1, "redis": 10, "raft": 100}
+"""How much smaller heavy workloads are on each backend (network round trips per call)."""
 
 
-def _local() -> dref.Context:
-    return dref.local()
+def _load(path: Path, name: str) -> ModuleType:
+    """Import another suite's conftest by path (the suite runs in importlib mode)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-BACKENDS: dict[str, Callable[[], dref.Context]] = {"local": _local}
+class Prefixed(Backend):
+    """Another backend with every name under `prefix` (events report the unprefixed name),
+    so that tests on a shared, persistent backend start from fresh names."""
+
+    def __init__(self, inner: Backend, prefix: str) -> None:
+        self.inner = inner
+        self.prefix = prefix
+        self.default_ttl = inner.default_ttl
+        self.max_value_size = inner.max_value_size
+
+    def effective_ttl(self, ttl: float) -> float:
+        return self.inner.effective_ttl(ttl)
+
+    def set(
+        self, name: str, value: bytes, ttl: float | None = None, *, timeout: float | None = None
+    ) -> int:
+        return self.inner.set(self.prefix + name, value, ttl, timeout=timeout)
+
+    def set_if_absent(
+        self, name: str, value: bytes, ttl: float | None = None, *, timeout: float | None = None
+    ) -> int | None:
+        return self.inner.set_if_absent(self.prefix + name, value, ttl, timeout=timeout)
+
+    def get(self, name: str, *, timeout: float | None = None) -> Entry | None:
+        return self.inner.get(self.prefix + name, timeout=timeout)
+
+    def delete(self, name: str, *, timeout: float | None = None) -> int:
+        return self.inner.delete(self.prefix + name, timeout=timeout)
+
+    def compare_and_set(
+        self,
+        name: str,
+        expected: Entry | None,
+        value: bytes,
+        ttl: float | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> int | None:
+        return self.inner.compare_and_set(self.prefix + name, expected, value, ttl, timeout=timeout)
+
+    def compare_and_delete(
+        self, name: str, expected: Entry, *, timeout: float | None = None
+    ) -> bool:
+        return self.inner.compare_and_delete(self.prefix + name, expected, timeout=timeout)
+
+    def expire(
+        self,
+        name: str,
+        ttl: float,
+        *,
+        expected: Entry | None = None,
+        timeout: float | None = None,
+    ) -> bool:
+        return self.inner.expire(self.prefix + name, ttl, expected=expected, timeout=timeout)
+
+    def subscribe(self, name: str, listener: Listener) -> Callable[[], None]:
+        def unprefixed(event: ChangeEvent) -> None:
+            listener(ChangeEvent(name, event.kind, event.value, event.revision))
+
+        return self.inner.subscribe(self.prefix + name, unprefixed)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a redis-server shared by the session (tests/redis/conftest.py's)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not on PATH (apt install redis-server)")
+    redis_conftest = _load(_TESTS / "redis" / "conftest.py", "api_redis_conftest")
+    server = redis_conftest.RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.url
+    server.kill()
+
+
+@pytest.fixture(scope="session")
+def raft_addresses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """The addresses of a 3-node `dref node` cluster shared by the session."""
+    raft_conftest = _load(_TESTS / "raft_kv" / "conftest.py", "api_raft_conftest")
+    cluster = raft_conftest.Cluster(
+        tmp_path_factory.mktemp("raft"), 3, heartbeat_ms=50, election_ms=1000
+    )
+    try:
+        cluster.start_all()
+        cluster.leader()
+        yield list(cluster.addresses.values())
+    finally:
+        cluster.stop()
+
+
+KNOWN_BUGS = {
+    ("test_closing_the_context_releases_held_locks", "redis"): (
+        "RedisBackend.subscribe delivers a synthetic DELETE (revision 0) for an absent name"
+        " right after subscribing, and close() stops delivery before the lock release's"
+        " DELETE arrives"
+    ),
+    ("test_overflow_yields_one_lagged_marker_and_never_blocks_the_writer", "redis"): (
+        "RedisBackend delivers a write's event after the write returns, so the last events"
+        " may not have reached the stream's buffer when the test reads it (timing: not strict)"
+    ),
+}
+"""Tests that fail on a backend because of a bug in that backend, not in the test."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the `KNOWN_BUGS` as expected failures."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend_name") if callspec else None
+        reason = KNOWN_BUGS.get((getattr(item, "originalname", item.name), backend))
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(reason=reason, strict="timing" not in reason))
+
+
+_prefixes = itertools.count()
+
+
+def _open(backend: str, request: pytest.FixtureRequest) -> dref.Context:
+    if backend == "local":
+        return dref.local()
+    if backend == "redis":
+        import redis
+
+        url = request.getfixturevalue("redis_url")
+        client = redis.Redis.from_url(url)
+        client.flushall()
+        client.close()
+        return dref.redis(url)
+    addresses = request.getfixturevalue("raft_addresses")
+    inner = dref.raft_client(addresses, timeout=20).backend
+    return dref.Context(Prefixed(inner, f"t{next(_prefixes)}/"))
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], dref.Context]] = {
+    name: lambda request, name=name: _open(name, request) for name in SCALE
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def ctx(request: pytest.FixtureRequest) -> Iterator[dref.Context]:
-    """A fresh context on each backend; closed after the test."""
-    context = BACKENDS[request.param]()
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """The backend this test runs on."""
+    return str(request.param)
+
+
+@pytest.fixture
+def ctx(backend_name: str, request: pytest.FixtureRequest) -> Iterator[dref.Context]:
+    """A fresh context on each backend (fresh names); closed after the test."""
+    context = BACKENDS[backend_name](request)
     yield context
     context.close()
+
+
+@pytest.fixture
+def scaled(backend_name: str) -> Callable[[int], int]:
+    """`scaled(n)`: the size of a heavy workload of `n` (on local) on this test's backend."""
+    return lambda n: max(1, n // SCALE[backend_name])
 
 
 Waiter = Callable[..., None]
