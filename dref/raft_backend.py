@@ -25,6 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TypeVar
 
 from dref.backend import Backend, ChangeEvent, ChangeKind, Entry, Listener, ListenerRegistry
 from dref.errors import ConfigError, ContextClosedError, DRefError, ValueTooLargeError
@@ -40,7 +41,11 @@ CATCH_UP = 2.0
 """Most seconds `close` spends bringing listeners up to date (changes the stream had yet
 to deliver, like the release of a lock the closing context held)."""
 
+SEE_OWN_WRITE = 1.0
+"""Most seconds a write to a subscribed name waits for its event to reach the listeners."""
+
 _log = logging.getLogger("dref.raft")
+_Rev = TypeVar("_Rev", int, int | None)
 
 
 class RaftBackend(Backend):
@@ -72,14 +77,14 @@ class RaftBackend(Backend):
     ) -> int:
         """Write unconditionally; returns the new revision."""
         self._check(name, value)
-        return self.client.set(name, value, ttl, timeout=timeout)
+        return self._seen(name, self.client.set(name, value, ttl, timeout=timeout))
 
     def set_if_absent(
         self, name: str, value: bytes, ttl: float | None = None, *, timeout: float | None = None
     ) -> int | None:
         """Create only if absent or expired; the revision, or None."""
         self._check(name, value)
-        return self.client.set_if_absent(name, value, ttl, timeout=timeout)
+        return self._seen(name, self.client.set_if_absent(name, value, ttl, timeout=timeout))
 
     def get(self, name: str, *, timeout: float | None = None) -> Entry | None:
         """Linearizable read of the live entry."""
@@ -89,7 +94,7 @@ class RaftBackend(Backend):
     def delete(self, name: str, *, timeout: float | None = None) -> int:
         """Delete even if absent; the revision of the delete."""
         self._check(name)
-        return self.client.delete(name, timeout=timeout)
+        return self._seen(name, self.client.delete(name, timeout=timeout))
 
     def compare_and_set(
         self,
@@ -102,7 +107,8 @@ class RaftBackend(Backend):
     ) -> int | None:
         """Write only if the live entry is `expected` (None: if absent)."""
         self._check(name, value)
-        return self.client.compare_and_set(name, expected, value, ttl, timeout=timeout)
+        revision = self.client.compare_and_set(name, expected, value, ttl, timeout=timeout)
+        return self._seen(name, revision)
 
     def compare_and_delete(
         self, name: str, expected: Entry, *, timeout: float | None = None
@@ -182,6 +188,14 @@ class RaftBackend(Backend):
         if len(value) > self.max_value_size:
             raise ValueTooLargeError(name, len(value), self.max_value_size)
 
+    def _seen(self, name: str, revision: _Rev) -> _Rev:
+        """`revision` of a write to `name`, once this backend's listeners of `name` got its
+        event (read your writes, as on the local backend; at most `SEE_OWN_WRITE` s)."""
+        watcher = self._watcher
+        if revision is not None and watcher is not None and name in watcher.carried():
+            watcher.wait_published(name, revision, SEE_OWN_WRITE)
+        return revision
+
     def _publish(self, event: ChangeEvent) -> None:
         self._registry.publish(event)
 
@@ -199,15 +213,32 @@ class _Watcher(threading.Thread):
         super().__init__(name="dref-raft-watch", daemon=True)
         self._backend = backend
         self._stopped = threading.Event()
-        self._started = threading.Event()
+        self._connected = threading.Event()
         self._open_lock = threading.Lock()  # one stream opens at a time
         self._latest: Watch | None = None  # the newest stream (the next one replaces it)
         self._queued: deque[Watch] = deque()  # replacements the reader has yet to reach
-        self._state_lock = threading.Lock()
+        self._state_lock = threading.Condition()
         self._last: dict[str, _State] = {}  # per name: the last event delivered (or read)
+        self._published: dict[str, int] = {}  # per name: the newest revision published
 
     def wait_started(self, timeout: float) -> None:
-        self._started.wait(timeout)
+        self._connected.wait(timeout)
+
+    def carried(self) -> frozenset[str]:
+        """The names the current stream carries (none while disconnected)."""
+        latest = self._latest
+        return latest.names if latest is not None else frozenset()
+
+    def wait_published(self, name: str, revision: int, timeout: float) -> None:
+        """Wait until an event of `name` at `revision` or later went to the listeners (not
+        on this thread: a listener's own write would wait for itself)."""
+        if threading.current_thread() is self:
+            return
+        with self._state_lock:
+            self._state_lock.wait_for(
+                lambda: self._published.get(name, 0) >= revision or self._stopped.is_set(),
+                timeout,
+            )
 
     def cover(self, name: str) -> None:
         """Make the stream carry `name`: replace it by one with every subscribed name."""
@@ -238,6 +269,8 @@ class _Watcher(threading.Thread):
     def stop(self) -> None:
         """Ask the thread to end (join it to wait); never waits for a stream being opened."""
         self._stopped.set()
+        with self._state_lock:
+            self._state_lock.notify_all()  # writers waiting for their events
         latest = self._latest
         for watch in [*self._queued.copy(), *([latest] if latest else [])]:
             watch.cancel()
@@ -249,7 +282,7 @@ class _Watcher(threading.Thread):
             try:
                 if watch is None:
                     watch = self._connect()
-                    self._started.set()
+                    self._connected.set()
                     failures = 0
                 for item in watch:
                     if isinstance(item, Resync):
@@ -266,7 +299,7 @@ class _Watcher(threading.Thread):
                 watch = None
             if watch is None:
                 self._drop()
-                self._started.set()  # do not hold subscribe() up while the cluster is away
+                self._connected.set()  # do not hold subscribe() up while the cluster is away
                 failures += 1
                 self._stopped.wait(min(2.0, 0.05 * 2 ** min(failures, 6)))  # reconnect backoff
 
@@ -291,6 +324,7 @@ class _Watcher(threading.Thread):
             names = watch.names | (self._latest.names if self._latest else frozenset())
         with self._state_lock:
             self._last = {n: s for n, s in self._last.items() if n in names}
+            self._published = {n: r for n, r in self._published.items() if n in names}
         return watch
 
     def _drop(self) -> None:
@@ -344,3 +378,7 @@ class _Watcher(threading.Thread):
                 return  # delivered already (or older than what a resync read)
             self._last[event.name] = (event.kind, event.value, event.revision)
         self._backend._publish(event)
+        with self._state_lock:
+            published = self._published.get(event.name, 0)
+            self._published[event.name] = max(published, event.revision)
+            self._state_lock.notify_all()
