@@ -3,6 +3,7 @@
 Order: voter-state, then the snapshot, then the log (RaftLog.open reconciles a crash
 between command-log and LMDB). A snapshot newer than the log's base means a crash came
 between saving the snapshot and compacting behind it: the compaction is finished here.
+The snapshot's membership is the configuration LMDB recorded at the log base.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dref.actors.consensus.durable_state import DurableState, Snapshot
+from dref.actors.consensus.membership import Membership
 from dref.actors.entry_mapping import from_stored
 from dref.actors.snapshot_files import SavedSnapshot, SnapshotFiles
 from dref.errors import StorageError
-from dref.storage.raft_log import RaftLog, StoredEntry
+from dref.storage.raft_log import INDEX_DIR, RaftLog, StoredEntry
 from dref.storage.voter_state import VoterStateFile
 
 logger = logging.getLogger("dref.raft")
@@ -70,12 +72,20 @@ def recover(directory: Path, voters: frozenset[str], *, upstream_files: bool) ->
         if saved is not None and saved.index > base_index:
             entries, base_term = _finish_compaction(log, saved, entries, base_index)
             base_index = saved.index
+        membership = _base_membership(log, voters, directory)
     except Exception:
         log.close()
         raise
     snapshot = None
     if saved is not None:
-        snapshot = Snapshot(base_index, base_term, saved.data, voters)
+        snapshot = Snapshot(
+            base_index,
+            base_term,
+            saved.data,
+            membership.voters,
+            membership.learners,
+            membership.addresses,
+        )
     durable = DurableState(
         term=hard.term,
         voted_for=hard.voted_for,
@@ -84,6 +94,18 @@ def recover(directory: Path, voters: frozenset[str], *, upstream_files: bool) ->
     )
     commit = max(opened.commit_index, base_index)
     return RecoveredNode(log, voter_state, snapshots, durable, commit)
+
+
+def _base_membership(log: RaftLog, voters: frozenset[str], directory: Path) -> Membership:
+    """The configuration at the snapshot base: the one recorded at compaction, else (a data
+    directory from before configurations were recorded) the configured voters."""
+    if log.snapshot_config is None:
+        return Membership.of(voters)
+    try:
+        return Membership.decode(log.snapshot_config)
+    except ValueError as exc:
+        where = str(directory / INDEX_DIR)
+        raise StorageError(where, 0, f"snapshot configuration: {exc}") from None
 
 
 def _finish_compaction(

@@ -22,6 +22,7 @@ from dref.actors.consensus.effects import (
     RestoreSnapshot,
     TruncateLog,
 )
+from dref.actors.consensus.membership import Membership
 from dref.actors.entry_mapping import to_stored
 from dref.actors.node_messages import (
     CommitReached,
@@ -169,7 +170,10 @@ class StorageWriterActor(pykka.ThreadingActor):
             entries.clear()
 
     def _restore(self, effect: RestoreSnapshot) -> None:
-        """A leader's snapshot replaces the whole log: save it first, then drop the log."""
+        """A leader's snapshot replaces the whole log: stage its configuration, save it,
+        then drop the log (recovery finishes the compaction after a crash in between)."""
+        membership = Membership.of(effect.voters, effect.learners, effect.addresses)
+        self._log.stage_snapshot_config(effect.index, membership.encode())
         self._snapshots.save(effect.index, effect.term, effect.data)
         self._log.truncate_from(self._base_index + 1)
         self._log.compact_through(effect.index, effect.term)

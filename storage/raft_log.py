@@ -3,8 +3,12 @@
 Upstream's `command-log` holds (seq, command) records and nothing else, so it stays
 byte-identical while what native Raft also needs lives in LMDB (`raft-index/`): the term
 and kind of every entry, the payload of entries that are not commands (configuration
-changes), and the snapshot's base index and term. No-op and configuration entries appear
-in `command-log` as empty StateCommands, which upstream applies as no-ops.
+changes), and the snapshot's base index, term and configuration. No-op and configuration
+entries appear in `command-log` as empty StateCommands, which upstream applies as no-ops.
+
+The configuration at the base survives compaction: `compact_through` keeps the newest
+CONFIG payload it drops (or one staged for an installed snapshot) in LMDB meta, so a node
+whose CONFIG entries were compacted restarts with the right membership.
 
 Write order and recovery: an append writes and fsyncs `command-log` first, then commits
 the LMDB transaction (synced); a truncation updates LMDB first, then `command-log`; a
@@ -33,6 +37,8 @@ _ENTRY = struct.Struct(">QB")  # term, kind; then the payload of non-command ent
 _U64 = struct.Struct(">Q")
 _SNAPSHOT_INDEX = b"snapshot_index"
 _SNAPSHOT_TERM = b"snapshot_term"
+_SNAPSHOT_CONFIG = b"snapshot_config"
+_STAGED_CONFIG = b"staged_config"  # u64 index, then the configuration of a snapshot to install
 
 logger = logging.getLogger("dref.storage")
 
@@ -57,11 +63,13 @@ class StoredEntry:
 
 @dataclass(frozen=True)
 class RecoveredLog:
-    """What `RaftLog.open()` found: the snapshot base, the entries after it, the durable
-    commit index, and what recovery had to drop."""
+    """What `RaftLog.open()` found: the snapshot base (and its configuration payload, None
+    when never recorded), the entries after it, the durable commit index, and what recovery
+    had to drop."""
 
     snapshot_index: int
     snapshot_term: int
+    snapshot_config: bytes | None
     entries: list[StoredEntry]
     commit_index: int
     torn_tail: TornTail | None
@@ -96,6 +104,8 @@ class RaftLog:
         self._meta_db = self._env.open_db(b"meta")
         self._last_index = 0
         self._snapshot_index = 0
+        self.snapshot_config: bytes | None = None
+        """The CONFIG payload in force at the snapshot base (None when never recorded)."""
 
     # -- recovery -------------------------------------------------------------------------
 
@@ -105,6 +115,8 @@ class RaftLog:
         with self._env.begin() as txn:
             snapshot_index = self._meta_u64(txn, _SNAPSHOT_INDEX)
             snapshot_term = self._meta_u64(txn, _SNAPSHOT_TERM)
+            config = txn.get(_SNAPSHOT_CONFIG, db=self._meta_db)
+            self.snapshot_config = bytes(config) if config is not None else None
             index_rows = {
                 _U64.unpack(key)[0]: bytes(value) for key, value in txn.cursor(db=self._entries_db)
             }
@@ -138,6 +150,7 @@ class RaftLog:
         return RecoveredLog(
             snapshot_index=snapshot_index,
             snapshot_term=snapshot_term,
+            snapshot_config=self.snapshot_config,
             entries=entries,
             commit_index=commit,
             torn_tail=loaded.torn_tail,
@@ -183,19 +196,36 @@ class RaftLog:
         self._commands.truncate_from(index)
         self._last_index = max(index - 1, self._snapshot_index)
 
+    def stage_snapshot_config(self, index: int, config: bytes) -> None:
+        """Durably note the configuration of a snapshot at `index` about to be installed;
+        the `compact_through(index, ...)` that follows (or recovery's) records it."""
+        with self._env.begin(write=True) as txn:
+            txn.put(_STAGED_CONFIG, _u64(index) + config, db=self._meta_db)
+
     def compact_through(self, index: int, term: int) -> None:
         """Drop entries up to `index`, now covered by a durable snapshot taken at (index, term).
 
         The caller must have saved that snapshot first. Entries after `index` are kept; a
         follower whose log conflicts with an installed snapshot calls `truncate_from` first.
+        The base configuration becomes the one staged for `index`, else the newest CONFIG
+        entry dropped, else stays as it was.
         """
         if index <= self._snapshot_index:
             return
+        config = self.snapshot_config
         with self._env.begin(write=True) as txn:
             for row in range(self._snapshot_index + 1, min(index, self._last_index) + 1):
-                txn.delete(_u64(row), db=self._entries_db)
+                value = txn.pop(_u64(row), db=self._entries_db)
+                if value is not None and value[_ENTRY.size - 1] == EntryKind.CONFIG:
+                    config = bytes(value[_ENTRY.size :])
+            staged = txn.pop(_STAGED_CONFIG, db=self._meta_db)
+            if staged is not None and _U64.unpack_from(staged)[0] == index:
+                config = bytes(staged[_U64.size :])
+            if config is not None:
+                txn.put(_SNAPSHOT_CONFIG, config, db=self._meta_db)
             txn.put(_SNAPSHOT_INDEX, _u64(index), db=self._meta_db)
             txn.put(_SNAPSHOT_TERM, _u64(term), db=self._meta_db)
+        self.snapshot_config = config
         self._commands.truncate_through(index)
         self._last_index = max(self._last_index, index)
         self._snapshot_index = index

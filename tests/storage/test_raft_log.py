@@ -102,6 +102,49 @@ def test_compaction_past_the_end_empties_the_log(tmp_path):
     assert [e.index for e in recovered.entries] == [11]
 
 
+def test_compaction_keeps_the_newest_configuration_it_drops(tmp_path):
+    log, recovered = _reopen(tmp_path)
+    assert recovered.snapshot_config is None
+    log.append(
+        [
+            StoredEntry(1, 1, EntryKind.CONFIG, b"first"),
+            StoredEntry(2, 1, EntryKind.CONFIG, b"second"),
+            *_entries(3, 2, 1),
+            StoredEntry(5, 1, EntryKind.CONFIG, b"third"),
+        ]
+    )
+    log.compact_through(3, 1)
+    log.close()
+    log, recovered = _reopen(tmp_path)
+    assert recovered.snapshot_config == b"second"  # "third" is still in the log
+    log.compact_through(4, 1)  # drops no configuration: the base one stays
+    log.close()
+    log, recovered = _reopen(tmp_path)
+    assert recovered.snapshot_config == b"second"
+    log.compact_through(5, 1)
+    log.close()
+    log, recovered = _reopen(tmp_path)
+    assert recovered.snapshot_config == b"third"
+    log.close()
+
+
+def test_an_installed_snapshot_records_the_configuration_staged_for_it(tmp_path):
+    log, _ = _reopen(tmp_path)
+    log.append([StoredEntry(1, 1, EntryKind.CONFIG, b"old"), *_entries(2, 2, 1)])
+    log.stage_snapshot_config(10, b"leader's")
+    log.truncate_from(1)
+    log.compact_through(10, 2)
+    log.stage_snapshot_config(20, b"never installed")  # a crash before the snapshot file
+    log.close()
+    log, recovered = _reopen(tmp_path)
+    assert (recovered.snapshot_index, recovered.snapshot_config) == (10, b"leader's")
+    log.compact_through(15, 2)  # a staged configuration of another index is not used
+    log.close()
+    log, recovered = _reopen(tmp_path)
+    assert recovered.snapshot_config == b"leader's"
+    log.close()
+
+
 def test_records_without_a_term_are_unacknowledged_and_dropped(tmp_path):
     log, _ = _reopen(tmp_path)
     log.append(_entries(1, 2, 1))
