@@ -10,11 +10,13 @@ The configuration at the base survives compaction: `compact_through` keeps the n
 CONFIG payload it drops (or one staged for an installed snapshot) in LMDB meta, so a node
 whose CONFIG entries were compacted restarts with the right membership.
 
-Write order and recovery: an append writes and fsyncs `command-log` first, then commits
-the LMDB transaction (synced); a truncation updates LMDB first, then `command-log`; a
-compaction moves the snapshot base in LMDB first, then truncates `command-log`. Nothing is
-acknowledged before both stores are durable, so on `open()` any entry present in only one
-store was never acknowledged: it is dropped and reported, and both stores agree again.
+Write order and recovery: an append writes and fsyncs `command-log` in a helper thread
+while it commits the LMDB transaction (synced) in the caller's, so the fsyncs overlap
+(os.fsync releases the GIL); it returns once both are durable. A truncation updates LMDB
+first, then `command-log`; a compaction moves the snapshot base in LMDB first, then
+truncates `command-log`. Nothing is acknowledged before both stores are durable, so on
+`open()` any entry present in only one store was never acknowledged: it is dropped and
+reported, and both stores agree again.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import enum
 import logging
 import struct
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +103,8 @@ class RaftLog:
         self._env = lmdb.open(
             str(directory / INDEX_DIR), map_size=map_size, max_dbs=2, sync=True, metasync=True
         )
+        self._syncer = ThreadPoolExecutor(1, thread_name_prefix="dref-log-sync")
+        """Writes and fsyncs command-log while LMDB commits (see the module doc)."""
         self._entries_db = self._env.open_db(b"entries")
         self._meta_db = self._env.open_db(b"meta")
         self._last_index = 0
@@ -172,18 +177,22 @@ class RaftLog:
                     entry.index,
                     f"append of index {entry.index} does not follow {expected + offset - 1}",
                 )
-        self._commands.append_many(
+        records = [
             LogRecord(e.index, e.data if e.kind is EntryKind.COMMAND else b"") for e in entries
-        )
-        with self._env.begin(write=True) as txn:
-            for entry in entries:
-                payload = b"" if entry.kind is EntryKind.COMMAND else entry.data
-                txn.put(
-                    _u64(entry.index),
-                    _ENTRY.pack(entry.term, entry.kind) + payload,
-                    db=self._entries_db,
-                    append=True,
-                )
+        ]
+        commands = self._syncer.submit(self._commands.append_many, records)
+        try:
+            with self._env.begin(write=True) as txn:
+                for entry in entries:
+                    payload = b"" if entry.kind is EntryKind.COMMAND else entry.data
+                    txn.put(
+                        _u64(entry.index),
+                        _ENTRY.pack(entry.term, entry.kind) + payload,
+                        db=self._entries_db,
+                        append=True,
+                    )
+        finally:
+            commands.result()  # both stores durable (or the first failure raised) on return
         self._last_index = entries[-1].index
 
     def truncate_from(self, index: int) -> None:
@@ -237,6 +246,7 @@ class RaftLog:
 
     def close(self) -> None:
         """Close both stores. Idempotent."""
+        self._syncer.shutdown(wait=True)
         self._commands.close()
         self._env.close()
 
