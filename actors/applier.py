@@ -17,6 +17,7 @@ from typing import Any
 import pykka
 
 from dref.actors.consensus.log_entry import EntryKind, LogEntry
+from dref.actors.local_reads import LocalReads
 from dref.actors.node_messages import (
     Applied,
     ApplierStats,
@@ -41,10 +42,17 @@ class ApplierActor(pykka.ThreadingActor):
     """Owns the state machine; see the module doc."""
 
     def __init__(
-        self, state_machine: StateMachine, *, applied_index: int, applied_term: int, node_id: str
+        self,
+        state_machine: StateMachine,
+        *,
+        applied_index: int,
+        applied_term: int,
+        node_id: str,
+        local: LocalReads,
     ) -> None:
         super().__init__()
         self._sm = state_machine
+        self._local = local
         self._applied_index = applied_index
         self._applied_term = applied_term
         self._proposals: dict[int, AwaitEntry] = {}
@@ -71,7 +79,8 @@ class ApplierActor(pykka.ThreadingActor):
         elif isinstance(message, LeadershipLost):
             self._fail_proposals("leadership lost before the entry committed; outcome unknown")
         elif isinstance(message, TakeSnapshotNow):
-            data = self._sm.snapshot()
+            with self._local.lock:
+                data = self._sm.snapshot()
             safe_tell(self._storage, SaveSnapshot(self._applied_index, self._applied_term, data))
         elif isinstance(message, ApplierStats):
             return self._applied_index
@@ -95,7 +104,9 @@ class ApplierActor(pykka.ThreadingActor):
         if not fresh:
             return
         commands = [e for e in fresh if e.kind is EntryKind.NORMAL]
-        results = self._run(commands)
+        with self._local.lock:
+            results = self._run(commands)
+            self._local.applied_index = fresh[-1].index
         for entry in fresh:
             waiter = self._proposals.pop(entry.index, None)
             if waiter is None:
@@ -130,7 +141,9 @@ class ApplierActor(pykka.ThreadingActor):
         return results
 
     def _restore(self, message: RestoreState) -> None:
-        self._sm.restore(message.data)
+        with self._local.lock:
+            self._sm.restore(message.data)
+            self._local.applied_index = message.index
         self._applied_index, self._applied_term = message.index, message.term
         for index in [i for i in self._proposals if i <= message.index]:
             waiter = self._proposals.pop(index)
@@ -144,7 +157,9 @@ class ApplierActor(pykka.ThreadingActor):
             if read.outcome.done():
                 continue
             try:
-                _resolve(read.outcome, self._sm.query(read.query))
+                with self._local.lock:
+                    answer = self._sm.query(read.query)
+                _resolve(read.outcome, answer)
             except Exception as exc:  # noqa: BLE001 - the reader gets the failure
                 _fail(read.outcome, exc)
 

@@ -14,7 +14,7 @@ import logging
 import threading
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pykka
@@ -38,6 +38,7 @@ from dref.actors.consensus.effects import (
 )
 from dref.actors.consensus.leader import LeaderRole
 from dref.actors.consensus.messages import (
+    AppendEntries,
     AppendEntriesResponse,
     HeartbeatResponse,
     InstallSnapshotResponse,
@@ -49,6 +50,7 @@ from dref.actors.consensus.messages import (
 )
 from dref.actors.consensus.node_state import Role
 from dref.actors.consensus.raft import RaftCore
+from dref.actors.local_reads import LocalReads
 from dref.actors.membership import (
     LeaderTransferError,
     MembershipError,
@@ -135,10 +137,12 @@ class ConsensusActor(pykka.ThreadingActor):
         addresses: dict[str, str],
         proposals: BatchInbox[Proposal],
         reads: BatchInbox[ReadRequest],
+        local: LocalReads,
         peers: PeerSet | None = None,
     ) -> None:
         super().__init__()
         self._core = core
+        self._local = local
         self._storage = storage
         self._applier = applier
         self._replicators = replicators
@@ -179,8 +183,12 @@ class ConsensusActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         role_before = self._core.state.role
+        self._local.withdraw()
         result = self._handle(message)
         role_after = self._core.state.role
+        role = self._core.role
+        if isinstance(role, LeaderRole):
+            self._local.publish(role.lease_expiry_ms(), self._core.state.commit_index)
         if role_after in _CAMPAIGNING and role_before not in _CAMPAIGNING:
             self._elections_started += 1
         if role_before is Role.LEADER and role_after is not Role.LEADER:
@@ -272,6 +280,7 @@ class ConsensusActor(pykka.ThreadingActor):
     def _run(self, effects: list[Effect], inbound: Inbound | None = None) -> bool:
         """Execute effects in order; True when one of them answered `inbound`."""
         storage: list[Any] = []
+        outgoing: dict[str, list[Message]] = {}
         needed = self._issued_seq
         claimed = False
         applier = self._applier
@@ -289,6 +298,8 @@ class ConsensusActor(pykka.ThreadingActor):
                     claimed = True
                 if effect.after_persist and needed > self._durable_seq:
                     self._held.append((needed, route, effect.message))
+                elif route.peer is not None:
+                    outgoing.setdefault(route.peer, []).append(effect.message)
                 else:
                     self._deliver(route, effect.message)
             elif isinstance(effect, Apply):
@@ -309,6 +320,9 @@ class ConsensusActor(pykka.ThreadingActor):
                 transfer = self._requests.pop(effect.request_id)
                 if not transfer.outcome.done():
                     transfer.outcome.set_result(effect.leader_id)  # type: ignore[arg-type]
+        for peer, messages in outgoing.items():
+            for message in _coalesce(messages):
+                safe_tell(self._replicators[peer], Deliver(message))
         if storage:
             self._issued_seq += 1
             safe_tell(self._storage, StorageBatch(self._issued_seq, tuple(storage)))
@@ -374,6 +388,34 @@ class ConsensusActor(pykka.ThreadingActor):
             proposals=self._proposal_count,
             entries_committed=state.commit_index - self._initial_commit,
         )
+
+
+def _coalesce(messages: list[Message]) -> list[Message]:
+    """Join AppendEntries that continue one another into one RPC, keeping order.
+
+    The core sends one message per proposal while flow control allows; a turn that
+    drained many proposals would otherwise cost one RPC (and one follower turn) each.
+    The joined message is exactly the sequence the follower would have applied, and its
+    answer acknowledges every part (the core's in-flight accounting pops them all).
+    """
+    out: list[Message] = []
+    for message in messages:
+        last = out[-1] if out else None
+        if (
+            isinstance(message, AppendEntries)
+            and isinstance(last, AppendEntries)
+            and message.term == last.term
+            and message.prev_index == last.prev_index + len(last.entries)
+            and message.prev_term == (last.entries[-1].term if last.entries else last.prev_term)
+        ):
+            out[-1] = replace(
+                last,
+                entries=last.entries + message.entries,
+                leader_commit=max(last.leader_commit, message.leader_commit),
+            )
+        else:
+            out.append(message)
+    return out
 
 
 def _settle(slot: Future[Message | None] | None, message: Message | None) -> None:

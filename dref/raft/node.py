@@ -26,6 +26,7 @@ from dref.actors.consensus.membership import ChangeAction, MembershipChange
 from dref.actors.consensus.messages import Message
 from dref.actors.consensus.raft import RaftCore
 from dref.actors.consensus_actor import ConsensusActor, ConsensusStatus
+from dref.actors.local_reads import LocalReads
 from dref.actors.membership import (
     LeaderTransferError,
     MembershipError,
@@ -66,6 +67,8 @@ ServiceRegistrar = Callable[[grpc.Server, "Node"], None]
 _POLICIES = {"linearizable": ReadPolicy.READ_INDEX, "lease": ReadPolicy.LEASE}
 _ASK_TIMEOUT = 5.0
 _GRPC_WORKERS = 64
+_MAX_INFLIGHT = 64
+"""AppendEntries the core may have in flight per peer; one turn's are joined into one RPC."""
 
 
 class Node:
@@ -131,11 +134,13 @@ class Node:
             node_id=node_id,
         )
         self._actors.append(storage)
+        self._local = LocalReads(sm, recovered.base_index)
         applier = ApplierActor.start(
             sm,
             applied_index=recovered.base_index,
             applied_term=recovered.base_term,
             node_id=node_id,
+            local=self._local,
         )
         self._actors.append(applier)
 
@@ -156,6 +161,7 @@ class Node:
                 election_timeout_ms=round(config.election_timeout * 1000),
                 max_clock_drift_ms=round(config.max_clock_drift * 1000),
                 snapshot_every=config.snapshot_every,
+                max_inflight=_MAX_INFLIGHT,
             ),
             rng=random.Random(),
             now_ms=monotonic_ms(),
@@ -172,6 +178,7 @@ class Node:
             peers=self._peer_set,
             proposals=self._proposals,
             reads=self._reads,
+            local=self._local,
         )
         self._actors.insert(0, self._consensus)
         self._applier, self._storage = applier, storage
@@ -225,8 +232,12 @@ class Node:
         leader), "lease" skips that round while the leader lease holds, "stale" reads the
         local state now. NotLeaderError when no leader is known.
         """
-        outcome: Future[bytes] = Future()
         self._check_open()
+        if policy == "lease":
+            answer = self._local.try_query(request)  # the leader lease, without actor hops
+            if answer is not None:
+                return answer
+        outcome: Future[bytes] = Future()
         if policy == "stale":
             safe_tell(self._applier, ServeRead(0, request, outcome))
         elif policy in _POLICIES:
