@@ -345,7 +345,12 @@ class RedisBackend(Backend):
         keys = [self._key(name), revision_key(name)]
         payload = self._payload(name, value, delete)
         rev = self._eval(script, keys, [payload, *args], timeout)
-        return None if rev is None else int(rev)
+        if rev is None:
+            return None
+        watcher = self._watcher
+        if watcher is not None:
+            watcher.wait_delivered(name, int(rev), _OWN_EVENT_WAIT)
+        return int(rev)
 
     def _eval(
         self,
@@ -433,6 +438,10 @@ def _make_pool(
         raise ConfigError(f"bad Redis URL {url!r}: {exc}") from exc
 
 
+_OWN_EVENT_WAIT = 1.0
+"""Longest time a write to a watched name waits for its own event to reach the listeners."""
+
+
 class _Watcher(threading.Thread):
     """The pub/sub reader: decodes, pairs revisions, polls, resyncs, fans out."""
 
@@ -454,6 +463,8 @@ class _Watcher(threading.Thread):
         self._tentative: set[str] = set()
         self._confirming: dict[bytes, set[str]] = {}
         self._confirm_seq = 0
+        self._delivered = threading.Condition(self._lock)
+        self._delivered_revision: dict[str, int] = {}  # watched name -> highest delivered
 
     def watch(self, name: str) -> None:
         """Track `name`; its baseline is read soon if it is new."""
@@ -478,6 +489,24 @@ class _Watcher(threading.Thread):
             else:
                 self._counts.pop(name, None)
                 self._seen.pop(name, None)
+                self._delivered_revision.pop(name, None)
+                self._delivered.notify_all()
+
+    def wait_delivered(self, name: str, revision: int, timeout: float) -> None:
+        """If `name` is watched and pub/sub is live, wait until the event of `revision` has
+        reached the listeners, so a writer's own subscribers see its write on return, as on
+        the local backend. Bounded by `timeout`; skipped while disconnected."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while (
+                name in self._seen
+                and self._subscribed.is_set()
+                and self._delivered_revision.get(name, 0) < revision
+            ):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._delivered.wait(remaining)
 
     def wait_subscribed(self, timeout: float) -> bool:
         """Wait until the pub/sub connection is subscribed; False on timeout."""
@@ -500,6 +529,8 @@ class _Watcher(threading.Thread):
                     _log.warning("Redis pub/sub connection lost (%s); reconnecting", exc)
             finally:
                 self._subscribed.clear()
+                with self._lock:
+                    self._delivered.notify_all()  # writers stop waiting while disconnected
                 self._pending = None
                 self._forget_unconfirmed()
                 try:
@@ -578,6 +609,11 @@ class _Watcher(threading.Thread):
                 return
             self._seen[name] = value
         self._emit(name, value, revision)
+        if revision:
+            with self._lock:
+                if revision > self._delivered_revision.get(name, 0):
+                    self._delivered_revision[name] = revision
+                self._delivered.notify_all()
 
     def _sync(self, pubsub: redis.client.PubSub, *, vanish_only: bool) -> None:
         """Re-read tracked names; report what pub/sub did not (see the module doc)."""

@@ -130,30 +130,6 @@ def raft_addresses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[st
         cluster.stop()
 
 
-KNOWN_BUGS = {
-    ("test_closing_the_context_releases_held_locks", "redis"): (
-        "RedisBackend.subscribe delivers a synthetic DELETE (revision 0) for an absent name"
-        " right after subscribing, and close() stops delivery before the lock release's"
-        " DELETE arrives"
-    ),
-    ("test_overflow_yields_one_lagged_marker_and_never_blocks_the_writer", "redis"): (
-        "RedisBackend delivers a write's event after the write returns, so the last events"
-        " may not have reached the stream's buffer when the test reads it (timing: not strict)"
-    ),
-}
-"""Tests that fail on a backend because of a bug in that backend, not in the test."""
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the `KNOWN_BUGS` as expected failures."""
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        backend = callspec.params.get("backend_name") if callspec else None
-        reason = KNOWN_BUGS.get((getattr(item, "originalname", item.name), backend))
-        if reason is not None:
-            item.add_marker(pytest.mark.xfail(reason=reason, strict="timing" not in reason))
-
-
 _prefixes = itertools.count()
 
 
