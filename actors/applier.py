@@ -20,6 +20,7 @@ from dref.actors.consensus.log_entry import EntryKind, LogEntry
 from dref.actors.local_reads import LocalReads
 from dref.actors.node_messages import (
     Applied,
+    ApplierBatch,
     ApplierStats,
     ApplyEntries,
     AwaitEntry,
@@ -67,7 +68,10 @@ class ApplierActor(pykka.ThreadingActor):
         threading.current_thread().name = self._thread_name
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, ApplyEntries):
+        if isinstance(message, ApplierBatch):
+            for item in message.messages:
+                self.on_receive(item)
+        elif isinstance(message, ApplyEntries):
             self._apply(message.entries)
         elif isinstance(message, AwaitEntry):
             self._proposals[message.index] = message

@@ -62,6 +62,7 @@ from dref.actors.membership import (
 )
 from dref.actors.node_messages import (
     Applied,
+    ApplierBatch,
     ApplyEntries,
     AwaitEntry,
     CallersWaiting,
@@ -281,6 +282,7 @@ class ConsensusActor(pykka.ThreadingActor):
         """Execute effects in order; True when one of them answered `inbound`."""
         storage: list[Any] = []
         outgoing: dict[str, list[Message]] = {}
+        waiters: list[AwaitEntry | ServeRead] = []  # to the applier together, in order
         needed = self._issued_seq
         claimed = False
         applier = self._applier
@@ -289,6 +291,7 @@ class ConsensusActor(pykka.ThreadingActor):
                 storage.append(effect)
                 needed = self._issued_seq + 1
                 if isinstance(effect, RestoreSnapshot):
+                    _tell_waiters(applier, waiters)
                     safe_tell(applier, RestoreState(effect.data, effect.index, effect.term))
             elif isinstance(effect, Send):
                 route = self._route(effect, inbound, claimed)
@@ -303,23 +306,26 @@ class ConsensusActor(pykka.ThreadingActor):
                 else:
                     self._deliver(route, effect.message)
             elif isinstance(effect, Apply):
+                _tell_waiters(applier, waiters)
                 safe_tell(applier, ApplyEntries(effect.entries))
             elif isinstance(effect, ProposalAccepted):
                 proposal = self._requests.pop(effect.request_id)
                 assert isinstance(proposal, Proposal | MembershipRequest)
-                safe_tell(applier, AwaitEntry(effect.index, effect.term, proposal.outcome))
+                waiters.append(AwaitEntry(effect.index, effect.term, proposal.outcome))
             elif isinstance(effect, ReadReady):
                 read = self._requests.pop(effect.request_id)
                 assert isinstance(read, ReadRequest)
-                safe_tell(applier, ServeRead(effect.read_index, read.query, read.outcome))
+                waiters.append(ServeRead(effect.read_index, read.query, read.outcome))
             elif isinstance(effect, Reject):
                 self._reject(effect)
             elif isinstance(effect, TakeSnapshot):
+                _tell_waiters(applier, waiters)
                 safe_tell(applier, TakeSnapshotNow(effect.applied_index))
             elif isinstance(effect, TransferCompleted):
                 transfer = self._requests.pop(effect.request_id)
                 if not transfer.outcome.done():
                     transfer.outcome.set_result(effect.leader_id)  # type: ignore[arg-type]
+        _tell_waiters(applier, waiters)
         for peer, messages in outgoing.items():
             for message in _coalesce(messages):
                 safe_tell(self._replicators[peer], Deliver(message))
@@ -388,6 +394,15 @@ class ConsensusActor(pykka.ThreadingActor):
             proposals=self._proposal_count,
             entries_committed=state.commit_index - self._initial_commit,
         )
+
+
+def _tell_waiters(applier: pykka.ActorRef[Any], waiters: list[AwaitEntry | ServeRead]) -> None:
+    """Hand the applier the waiters gathered so far as one message (and clear the list)."""
+    if len(waiters) == 1:
+        safe_tell(applier, waiters[0])
+    elif waiters:
+        safe_tell(applier, ApplierBatch(tuple(waiters)))
+    waiters.clear()
 
 
 def _coalesce(messages: list[Message]) -> list[Message]:

@@ -184,6 +184,13 @@ class ServeRead:
 
 
 @dataclass(frozen=True)
+class ApplierBatch:
+    """Several AwaitEntry / ServeRead of one consensus turn, in order: one wake-up, not N."""
+
+    messages: tuple[AwaitEntry | ServeRead, ...]
+
+
+@dataclass(frozen=True)
 class TakeSnapshotNow:
     """Snapshot the state machine (it has applied at least through `min_index`)."""
 
