@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One entry point for a fresh clone: `bash scripts/dev.sh demo` or `bash scripts/dev.sh test`.
+# One entry point for a fresh clone: `bash scripts/dev.sh demo|test|bench`.
 # Creates .venv if missing, installs the project with its test and dev extras, then runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,18 +12,18 @@ ensure_venv() {
   local stamp=.venv/.dref-installed
   if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[test,dev,redis]'
+    .venv/bin/python -m pip install -q -e '.[test,dev,redis,bench]'
     touch "$stamp"
   fi
 }
 
-ensure_redis_server() {
-  # The Redis tests start their own redis-server; install the Debian package when absent.
-  if ! command -v redis-server >/dev/null 2>&1; then
+ensure_debian_package() {
+  # ensure_debian_package COMMAND PACKAGE: install PACKAGE when COMMAND is missing (as root).
+  if ! command -v "$1" >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
     else
-      echo "redis-server is missing and cannot be installed here; Redis tests will be skipped" >&2
+      echo "$1 is missing and cannot be installed here (apt-get install $2)" >&2
     fi
   fi
 }
@@ -35,12 +35,20 @@ case "${1:-}" in
     ;;
   test)
     ensure_venv
-    ensure_redis_server
+    ensure_debian_package redis-server redis-server  # the Redis tests start their own server
     shift
     .venv/bin/python -m pytest "$@"
     ;;
+  bench)
+    ensure_venv
+    ensure_debian_package redis-server redis-server
+    ensure_debian_package etcd etcd-server
+    shift
+    .venv/bin/python benchmarks/raft_bench.py "$@"
+    .venv/bin/python benchmarks/redis_bench.py
+    ;;
   *)
-    echo "usage: bash scripts/dev.sh demo|test [pytest args]" >&2
+    echo "usage: bash scripts/dev.sh demo | test [pytest args] | bench [raft_bench args]" >&2
     exit 2
     ;;
 esac
