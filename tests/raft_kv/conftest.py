@@ -173,17 +173,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Any]]:
     """`raft_context` (what `dref.raft(...)` calls) embedding n1, isolated in a child process,
-    with n2, n3 as `dref node` processes; n2 and n3 have long election timeouts, so n1
-    becomes and stays the leader."""
+    with n2, n3 as `dref node` processes started after it with long election timeouts, so
+    n1 becomes and stays the leader however slowly the processes start."""
     from dref.raft.client import Client
     from dref.raft.context import raft_context
 
     root = tmp_path_factory.mktemp("embedded")
-    cluster = Cluster(root, 3, heartbeat_ms=50, election_ms=5000)
+    cluster = Cluster(root, 3, heartbeat_ms=50, election_ms=10_000)
     ctx = None
     try:
-        cluster.start("n2")
-        cluster.start("n3")
         peers = {p: a for p, a in cluster.addresses.items() if p != "n1"}
         ctx = raft_context(
             node_id="n1",
@@ -193,6 +191,8 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster
             heartbeat_interval=0.05,
             election_timeout=0.5,
         )
+        cluster.start("n2")
+        cluster.start("n3")
         deadline = time.monotonic() + 30
         with Client([cluster.addresses["n1"]], timeout=2) as client:
             while client.status(cluster.addresses["n1"])["role"] != "leader":
