@@ -205,7 +205,8 @@ class Client:
     def watch(self, *names: str, replaces: int = 0, timeout: float | None = None) -> Watch:
         """Subscribe to the changes of `names` that one node (the leader, if known) applies.
 
-        Returns once the subscription is live; iterate the `Watch` for its items. With
+        Returns once the subscription is live; iterate the `Watch` for its items. A node
+        at its cap of open Watches (RESOURCE_EXHAUSTED) is skipped for another. With
         `replaces` (the `watch_id` of an open Watch) the node ends that Watch and passes
         on what it did not send; `Watch.replaced` says whether that worked (on another
         node it cannot: then re-read the names).
@@ -213,9 +214,29 @@ class Client:
         if not names:
             raise ValueError("give at least one name to watch")
 
+        request = native.WatchRequest(names=sorted(set(names)), replaces=replaces)
+
         def open_stream(node: _Node, limit: float) -> Watch:
-            request = native.WatchRequest(names=sorted(set(names)), replaces=replaces)
-            return Watch(node.address, frozenset(names), node.native.Watch(request), limit)
+            deadline = time.monotonic() + limit
+            try:
+                return Watch(node.address, frozenset(names), node.native.Watch(request), limit)
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise
+                full = error  # every node applies every change: watch another one
+            with self._lock:
+                others = [a for a in self._order if a != node.address]
+            for address in others:
+                other = self._node(address)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    stream = other.native.Watch(request)
+                    return Watch(address, frozenset(names), stream, remaining)
+                except grpc.RpcError:
+                    continue
+            raise full
 
         return self._call(open_stream, timeout, names[0])
 

@@ -311,3 +311,19 @@ def test_open_watches_are_capped_so_they_cannot_take_every_server_thread(make_kv
                 time.sleep(0.02)  # a poll under a deadline
         second.cancel()
         third.cancel()
+
+
+def test_a_node_at_its_watch_cap_is_skipped_for_another(make_kv_cluster):
+    cluster = make_kv_cluster(3, max_watches=1)
+    leader = cluster.leader()
+    with Client([leader.address, *(f.address for f in cluster.followers())]) as client:
+        first = client.watch("a", timeout=5)
+        assert first.address == leader.address
+        second = client.watch("a", timeout=5)
+        assert second.address != leader.address
+        items, done = read_in_background(second, 1)
+        revision = client.set("a", b"1")
+        assert done.wait(10)
+        assert items == [ChangeEvent("a", ChangeKind.SET, b"1", revision)]
+        first.cancel()
+        second.cancel()
