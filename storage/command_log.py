@@ -9,6 +9,7 @@ which `CommandLog.open` cuts off so that later appends never follow garbage.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import struct
@@ -33,6 +34,8 @@ MAGIC = b"DRFL"
 _HEADER = struct.Struct(">4sBQ")
 _RECORD = struct.Struct(">Qi")
 _COMMIT_OFFSET = 5
+_AFTER_ANY_OFFSET = 2**64
+"""Sorts after every (seq, offset) pair with the same seq (for bisect)."""
 
 logger = logging.getLogger("dref.storage")
 
@@ -141,6 +144,20 @@ def decode_command_log(data: bytes, path: str, *, validate_commands: bool = True
     return loaded
 
 
+def _scan(data: bytes) -> list[tuple[int, int]] | None:
+    """(seq, offset) of every record of a valid DRFL image, or None unless the seqs strictly
+    increase (only then may a compaction keep a byte suffix of the file as it is)."""
+    index: list[tuple[int, int]] = []
+    offset = _HEADER.size if data else 0
+    while offset < len(data):
+        seq, length = _RECORD.unpack_from(data, offset)
+        if index and seq <= index[-1][0]:
+            return None
+        index.append((seq, offset))
+        offset += _RECORD.size + length
+    return index
+
+
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:
@@ -165,6 +182,8 @@ class CommandLog:
         self._end = 0  # length of the valid content; 0 = no header on disk yet
         self._commit_seq = 0
         self._opened = False
+        self._index: list[tuple[int, int]] | None = []
+        """(seq, offset) of each record in file order; None when seqs do not increase."""
 
     @property
     def commit_seq(self) -> int:
@@ -184,6 +203,7 @@ class CommandLog:
             os.fsync(fd)
             logger.info("%s: truncated to %d bytes after a torn tail", self.path, self._end)
         self._commit_seq = loaded.commit_seq
+        self._index = _scan((data or b"")[: self._end])
         self._opened = True
         return loaded
 
@@ -193,7 +213,9 @@ class CommandLog:
 
     def append_many(self, records: Iterable[LogRecord]) -> None:
         """Durably append `records` with one write and one fsync (group commit)."""
-        data = b"".join(encode_log_record(r, validate_commands=self._validate) for r in records)
+        batch = list(records)
+        parts = [encode_log_record(r, validate_commands=self._validate) for r in batch]
+        data = b"".join(parts)
         self._check_open()
         if not data:
             return
@@ -204,6 +226,15 @@ class CommandLog:
         except BaseException:
             self._discard_after(self._end)
             raise
+        index = self._index
+        offset = self._end
+        for record, part in zip(batch, parts, strict=True):
+            if index is not None and index and record.seq <= index[-1][0]:
+                index = None
+            if index is not None:
+                index.append((record.seq, offset))
+            offset += len(part)
+        self._index = index
         self._end += len(data)
 
     def set_commit_seq(self, commit_seq: int) -> None:
@@ -219,9 +250,21 @@ class CommandLog:
         self._commit_seq = commit_seq
 
     def truncate_through(self, seq: int) -> None:
-        """Drop records with seq <= `seq` (covered by a snapshot); commit becomes min(old, seq)."""
-        kept = [LogRecord(s, c) for s, c in self._records().items() if s > seq]
+        """Drop records with seq <= `seq` (covered by a snapshot); commit becomes min(old, seq).
+
+        With increasing seqs the kept records are the file's byte suffix, copied as is (no
+        decode and re-encode of the whole log on every compaction)."""
         commit_seq = min(self._commit_seq, seq)
+        self._check_open()
+        index = self._index
+        if index is not None and self._end > 0:
+            first = bisect.bisect_right(index, (seq, _AFTER_ANY_OFFSET))
+            start = index[first][1] if first < len(index) else self._end
+            tail = os.pread(self._file(), self._end - start, start)
+            if len(tail) == self._end - start:
+                self._rewrite(_encode_header(commit_seq) + tail)
+                return
+        kept = [LogRecord(s, c) for s, c in self._records().items() if s > seq]
         self._rewrite(encode_command_log(commit_seq, kept, validate_commands=self._validate))
 
     def truncate_from(self, seq: int) -> None:
@@ -260,6 +303,7 @@ class CommandLog:
     def _rewrite(self, data: bytes) -> None:
         self._close_fd()
         write_atomically(self.path, data)
+        self._index = _scan(data)
         self._end = len(data)
         self._commit_seq = _HEADER.unpack_from(data)[2]
 
