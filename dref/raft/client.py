@@ -215,6 +215,8 @@ class Client:
             raise ValueError("give at least one name to watch")
 
         request = native.WatchRequest(names=sorted(set(names)), replaces=replaces)
+        if len(set(names)) == 1:
+            request.name = names[0]  # all an older node reads
 
         def open_stream(node: _Node, limit: float) -> Watch:
             deadline = time.monotonic() + limit
