@@ -8,12 +8,12 @@ retried with a growing pause, but never past the call's timeout (upstream retrie
 without bound, spec 7.9); then the call raises `NotLeaderError`,
 `BackendUnavailableError` (`QuorumLostError` for quorum loss) or `DRefTimeoutError`.
 
-A write that timed out, or that failed with quorum loss or a dropped connection, may or
-may not have been applied: the leader may still commit it. Unconditional writes (set,
-delete, expire) are retried after quorum loss - repeating them changes nothing but the
-revision. Conditional writes (set_if_absent, compare_and_set, compare_and_delete,
-expire_if) raise `QuorumLostError` instead, since a retry could misreport a write that did
-happen as refused.
+Reads are retried on any failure. A write is retried only when the failure proves it
+never ran: a not-leader answer, or a connection that could not be opened. A write that
+timed out, or failed with quorum loss or a connection lost mid-call, may or may not have
+been applied (the leader may still commit it), so it raises at once - `QuorumLostError`,
+`BackendUnavailableError` or `DRefTimeoutError`, each saying so - rather than being sent
+again: a repeated write can land after newer writes of other clients and undo them.
 
 TTLs become ``expire_at = this machine's clock + ttl`` (Unix ms), as upstream clients do.
 The client is thread-safe and reuses one gRPC channel per node address.
@@ -107,7 +107,9 @@ class Client:
     ) -> int:
         """Write unconditionally; returns the new revision."""
         request = sc.SetElementCommand(name=name, value=value, expire_at=_expire_at(ttl))
-        reply = self._call(lambda n, t: n.native.Set(request, timeout=t), timeout, name, value)
+        reply = self._call(
+            lambda n, t: n.native.Set(request, timeout=t), timeout, name, value, write=True
+        )
         return int(reply.revision)
 
     def set_if_absent(
@@ -120,7 +122,7 @@ class Client:
             timeout,
             name,
             value,
-            idempotent=False,
+            write=True,
         )
         return int(reply.revision) if reply.applied else None
 
@@ -136,13 +138,15 @@ class Client:
     def delete(self, name: str, *, timeout: float | None = None) -> int:
         """Delete `name` (also when absent); returns the revision of the delete."""
         request = sc.DeleteElementCommand(name=name)
-        reply = self._call(lambda n, t: n.native.Delete(request, timeout=t), timeout, name)
+        reply = self._call(
+            lambda n, t: n.native.Delete(request, timeout=t), timeout, name, write=True
+        )
         return int(reply.revision)
 
     def expire(self, name: str, ttl: float, *, timeout: float | None = None) -> None:
         """Re-arm the expiry of `name` to now + ttl, if it exists (upstream ExpireElement)."""
         request = up.ExpireElementRequest(name=name, expireAt=_expire_at(ttl) or 0)
-        self._call(lambda n, t: n.raft.ExpireElement(request, timeout=t), timeout, name)
+        self._call(lambda n, t: n.raft.ExpireElement(request, timeout=t), timeout, name, write=True)
 
     def expire_if(
         self,
@@ -159,7 +163,7 @@ class Client:
             request.expected_revision = expected.revision
             request.expected_value = expected.value
         reply = self._call(
-            lambda n, t: n.native.ExpireIf(request, timeout=t), timeout, name, idempotent=False
+            lambda n, t: n.native.ExpireIf(request, timeout=t), timeout, name, write=True
         )
         return bool(reply.applied)
 
@@ -183,7 +187,7 @@ class Client:
             timeout,
             name,
             value,
-            idempotent=False,
+            write=True,
         )
         return int(reply.revision) if reply.applied else None
 
@@ -198,7 +202,7 @@ class Client:
             lambda n, t: n.native.CompareAndDelete(request, timeout=t),
             timeout,
             name,
-            idempotent=False,
+            write=True,
         )
         return bool(reply.applied)
 
@@ -344,7 +348,7 @@ class Client:
         name: str,
         value: bytes = b"",
         *,
-        idempotent: bool = True,
+        write: bool = False,
     ) -> _R:
         """Run `run(node, remaining)` on the leader, following hints and retrying within
         the deadline (see the module doc)."""
@@ -359,7 +363,7 @@ class Client:
             try:
                 return run(node, remaining)
             except grpc.RpcError as error:
-                failure, again_now = self._classify(node, error, deadline, name, value, idempotent)
+                failure, again_now = self._classify(node, error, deadline, name, value, write)
             pause = 0.0 if again_now and attempt == 0 else _backoff(attempt)
             pause = min(pause, deadline - time.monotonic())
             if pause > 0:
@@ -373,7 +377,7 @@ class Client:
         deadline: float,
         name: str,
         value: bytes,
-        idempotent: bool,
+        write: bool,
     ) -> tuple[DRefError, bool]:
         """The error to raise if time runs out, and whether to retry without pausing;
         raises at once what retrying cannot fix."""
@@ -384,16 +388,21 @@ class Client:
             hint = _trailing(error, LEADER_ADDRESS_KEY)
             return NotLeaderError(_leader_id(details) or None, hint), followed
         if code == grpc.StatusCode.UNAVAILABLE and details == "quorum-lost":
-            if not idempotent:
+            if write:
                 raise QuorumLostError(
                     "quorum lost: the write may or may not have been applied"
                 ) from None
             return QuorumLostError(), False
         if code == grpc.StatusCode.UNAVAILABLE:
             self._skip(node.address)
+            if write and not _never_sent(details):
+                raise BackendUnavailableError(
+                    f"{node.address} went away during the call (the write may or may not"
+                    f" have been applied): {details}"
+                ) from None
             return BackendUnavailableError(f"{node.address} unavailable: {details}"), True
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            if time.monotonic() >= deadline or not idempotent:
+            if time.monotonic() >= deadline or write:
                 raise DRefTimeoutError(
                     f"{node.address} did not answer in time (a write may or may not have"
                     f" been applied): {details}"
@@ -499,6 +508,16 @@ def _trailing(error: grpc.RpcError, key: str) -> str | None:
         if item_key == key:
             return str(item_value)
     return None
+
+
+_NEVER_SENT = ("failed to connect", "connection refused", "dns resolution failed", "no route")
+"""gRPC failure details that mean the connection never opened, so no request was sent."""
+
+
+def _never_sent(details: str) -> bool:
+    """Whether an UNAVAILABLE failure proves the request never reached a server."""
+    lowered = details.lower()
+    return any(marker in lowered for marker in _NEVER_SENT)
 
 
 def _backoff(attempt: int) -> float:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from dref.testing.history import LinearizabilityViolation
-
 pytestmark = pytest.mark.slow
 
 
@@ -69,23 +67,11 @@ def test_whole_cluster_sigkill_and_restart_keeps_every_acknowledged_write(jepsen
     jepsen.run("whole-cluster-restart", nemesis)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=LinearizabilityViolation,
-    reason=(
-        "dref.raft.client.Client retries set() after UNAVAILABLE (the leader died mid-call)"
-        " or quorum-lost, and compare_and_set() after UNAVAILABLE, although the first attempt"
-        " may already be in a surviving log: the new leader commits it AND the retry, so one"
-        " set() applies twice and resurrects its value over newer acknowledged writes (a CAS"
-        " retry reports 'not applied' for a CAS that did apply). Fix in client.py: retry a"
-        " write only after a not-leader answer or a failed connect, never after a call that"
-        " may have reached a leader (or deduplicate with client request ids)."
-    ),
-)
 def test_stock_client_never_applies_one_write_twice_across_leader_sigkill(jepsen):
     """The same workload through the stock `Client` (its own retries): SIGKILL the leader
     every few seconds, restart it; stop at the first anomaly (the history is checked after
-    every round) or after 8 rounds."""
+    every round) or after 8 rounds. The client once retried writes that had reached a dying
+    leader, and one set() then applied twice over newer writes."""
 
     def nemesis(cluster, run):
         for _ in range(8):

@@ -189,7 +189,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster
             peers=peers,
             data_dir=root / "n1",
             heartbeat_interval=0.05,
-            election_timeout=0.5,
+            election_timeout=1.0,  # the default; CheckQuorum steps down after this without acks
         )
         cluster.start("n2")
         cluster.start("n3")
