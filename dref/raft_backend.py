@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from dref.backend import Backend, ChangeEvent, ChangeKind, Entry, Listener, ListenerRegistry
-from dref.errors import ConfigError, ContextClosedError, DRefError, ValueTooLargeError
+from dref.errors import ConfigError, ContextClosedError, DRefError
 from dref.raft.client import Client, Resync, Watch
 from dref.wire.client_service import DEFAULT_MAX_VALUE_SIZE
 
@@ -185,8 +185,7 @@ class RaftBackend(Backend):
             raise ContextClosedError("the Raft backend is closed")
         if not name:
             raise ConfigError("names must not be empty")
-        if len(value) > self.max_value_size:
-            raise ValueTooLargeError(name, len(value), self.max_value_size)
+        self.check_value_size(name, value)
 
     def _seen(self, name: str, revision: _Rev) -> _Rev:
         """`revision` of a write to `name`, once this backend's listeners of `name` got its
