@@ -92,6 +92,10 @@ class ApplierActor(pykka.ThreadingActor):
             self._consensus, self._storage = message.consensus, message.storage
         return None
 
+    def on_failure(self, *args: Any) -> None:
+        logger.critical("applier of %s failed; its callers get an error", self._thread_name)
+        self.on_stop()
+
     def on_stop(self) -> None:
         self._fail_proposals("node closed; outcome unknown")
         for _, _, read in self._reads:

@@ -202,8 +202,10 @@ def _run_node(args: argparse.Namespace) -> int:
             ).start()
         log.info("serving on %s with peers %s", node.address, dict(config.peers) or "none")
         print(f"{READY_PREFIX} {node.node_id} {node.address}", flush=True)
-        while not stop.wait(1.0):  # wakes on a signal or stdin EOF; the timeout lets
-            pass  # the main thread run Python signal handlers promptly
+        while not stop.wait(1.0):  # wakes on a signal or stdin EOF; the timeout lets the
+            if not node.node.healthy():  # main thread run signal handlers promptly
+                log.critical("a part of the node failed (see above); exiting so it restarts")
+                return 1
         log.info("shutting down")
     finally:
         node.close()

@@ -52,7 +52,13 @@ from dref.actors.replicator import ReplicatorActor
 from dref.actors.safe_tell import safe_tell
 from dref.actors.storage_writer import StorageWriterActor
 from dref.actors.ticker import Ticker, monotonic_ms
-from dref.errors import ConfigError, ContextClosedError, DRefTimeoutError
+from dref.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    ContextClosedError,
+    DRefTimeoutError,
+    QuorumLostError,
+)
 from dref.raft.config import NodeConfig, ReadPolicyName, split_address
 from dref.raft.state_machine import StateMachine
 from dref.raft.status import NodeMetrics, NodeStatus
@@ -84,6 +90,7 @@ class Node:
         self._config = config
         self._closed = False
         self._actors: list[pykka.ActorRef[Any]] = []
+        self._replicators: dict[str, pykka.ActorRef[Any]] = {}
         self._ticker: Ticker | None = None
         self._proposals: BatchInbox[Proposal] = BatchInbox()
         self._reads: BatchInbox[ReadRequest] = BatchInbox()
@@ -221,7 +228,7 @@ class Node:
         self._check_open()
         if self._proposals.put(Proposal(command, outcome)):
             safe_tell(self._consensus, CallersWaiting())
-        return _wait(outcome, timeout, "proposal")
+        return _wait(outcome, timeout, "proposal", self.healthy)
 
     def read(
         self, request: bytes, *, policy: ReadPolicyName = "linearizable", timeout: float = 10.0
@@ -245,7 +252,7 @@ class Node:
                 safe_tell(self._consensus, CallersWaiting())
         else:
             raise ValueError(f"policy must be linearizable, lease or stale, not {policy!r}")
-        return _wait(outcome, timeout, "read")
+        return _wait(outcome, timeout, "read", self.healthy)
 
     def status(self) -> NodeStatus:
         """Role, term, leader, log positions and metrics of this node."""
@@ -284,7 +291,7 @@ class Node:
         self._check_open()
         safe_tell(self._consensus, TransferRequest(to, outcome))
         wait = timeout if timeout is not None else 4 * self._config.election_timeout + 5.0
-        leader: str = _wait(outcome, wait, "leadership transfer")  # type: ignore[arg-type,assignment]
+        leader: str = _wait(outcome, wait, "leadership transfer", self.healthy)  # type: ignore[arg-type,assignment]
         return leader
 
     def add_learner(self, node_id: str, address: str, *, timeout: float = 30.0) -> None:
@@ -322,7 +329,12 @@ class Node:
         outcome: Future[bytes] = Future()
         self._check_open()
         safe_tell(self._consensus, MembershipRequest(change, outcome))
-        _wait(outcome, timeout, f"membership change {change.action.value} {change.node_id}")
+        _wait(
+            outcome,
+            timeout,
+            f"membership change {change.action.value} {change.node_id}",
+            self.healthy,
+        )
 
     def wait_for_leader(self, timeout: float = 20.0) -> str:
         """Block until this node knows a leader; return its id (DRefTimeoutError otherwise)."""
@@ -334,6 +346,11 @@ class Node:
             if time.monotonic() >= deadline:
                 raise DRefTimeoutError(f"node {self.node_id}: no leader within {timeout:g} s")
             time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+
+    def healthy(self) -> bool:
+        """False once closed or once one of the node's actors stopped on an error (a bug, a
+        failing disk): such a node makes no progress, so its process should exit."""
+        return not self._closed and all(actor.is_alive() for actor in self._actors)
 
     def close(self) -> None:
         """Stop the ticker, the server and every actor; queued storage work is flushed."""
@@ -386,12 +403,25 @@ class Node:
     def _check_open(self) -> None:
         if self._closed:
             raise ContextClosedError(f"node {self.node_id} is closed")
+        if not self.healthy():
+            raise BackendUnavailableError(f"node {self.node_id} has failed; see its log")
 
 
-def _wait(outcome: Future[bytes], timeout: float, what: str) -> bytes:
-    try:
-        return outcome.result(timeout=timeout)
-    except FutureTimeout:
-        if outcome.done():
-            raise
-        raise DRefTimeoutError(f"{what} not done within {timeout:g} s") from None
+_HEALTH_CHECK_INTERVAL = 0.5
+"""How often a waiting caller checks that the node has not failed under it."""
+
+
+def _wait(outcome: Future[bytes], timeout: float, what: str, healthy: Callable[[], bool]) -> bytes:
+    """The outcome's result; an error once `timeout` passes or the node fails meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            return outcome.result(timeout=max(0.0, min(remaining, _HEALTH_CHECK_INTERVAL)))
+        except FutureTimeout:
+            if outcome.done():
+                raise
+        if not healthy():
+            raise QuorumLostError(f"the node failed while the {what} waited; outcome unknown")
+        if remaining <= _HEALTH_CHECK_INTERVAL:
+            raise DRefTimeoutError(f"{what} not done within {timeout:g} s") from None
