@@ -181,7 +181,9 @@ class LeaderRole:
 
     def _membership_refusal(self, change: MembershipChange) -> str | None:
         """Why a change may not start now, or None. One uncommitted change at a time, and
-        only after this term's no-op committed (else an older leader's change may be lost)."""
+        only after this term's no-op committed (else an older leader's change may be lost).
+        A learner is promoted only once it holds the configuration in force: a voter that
+        knows no members ignores every candidate, and could block elections for good."""
         core = self.core
         state = core.state
         if core.transfer is not None:
@@ -193,10 +195,13 @@ class LeaderRole:
         if change.action is ChangeAction.PROMOTE:
             progress = self.progress.get(change.node_id)
             lag_allowed = core.config.max_entries_per_message
-            if progress is not None and state.commit_index - progress.match_index > lag_allowed:
+            if progress is not None and (
+                progress.match_index < core.config_index
+                or state.commit_index - progress.match_index > lag_allowed
+            ):
                 return (
                     f"{change.node_id} is still catching up (has {progress.match_index}, "
-                    f"commit is {state.commit_index})"
+                    f"commit is {state.commit_index}, configuration {core.config_index})"
                 )
         return None
 

@@ -11,10 +11,12 @@ from dref.actors.consensus.effects import (
     ProposalAccepted,
     QuorumLost,
     ReadReady,
+    Refused,
     Reject,
     TakeSnapshot,
 )
 from dref.actors.consensus.log_entry import EntryKind, LogEntry
+from dref.actors.consensus.membership import ChangeAction, MembershipChange
 from dref.actors.consensus.messages import (
     AppendEntries,
     Heartbeat,
@@ -164,3 +166,20 @@ def test_follower_read_is_forwarded_to_the_leader(h):
         ReadIndexResponse(sender="b", term=1, context=9, success=True, read_index=4)
     )
     assert effects == [ReadReady(9, 4)]
+
+
+def test_a_learner_is_promoted_only_once_it_holds_the_configuration_in_force(h):
+    leader = h.core("a", voters=("a", "b"))
+    h.elect(leader)
+    h.ack(leader, "b", 1)
+    assert leader.state.commit_index == 1
+    effects = leader.change_membership(1, MembershipChange(ChangeAction.ADD_LEARNER, "d", "d:1"))
+    [accepted] = h.of(effects, ProposalAccepted)
+    leader.persisted(accepted.index, accepted.term)
+    h.ack(leader, "b", accepted.index)
+    assert leader.state.commit_index == accepted.index  # well within the allowed lag
+    promote = MembershipChange(ChangeAction.PROMOTE, "d")
+    [refused] = h.of(leader.change_membership(2, promote), Reject)
+    assert isinstance(refused.reason, Refused) and "catching up" in refused.reason.why
+    h.ack(leader, "d", accepted.index)  # d now knows the voters it would elect with
+    assert h.of(leader.change_membership(3, promote), ProposalAccepted)
