@@ -41,6 +41,7 @@ from dref.actors.consensus.messages import (
     AppendEntries,
     AppendEntriesResponse,
     HeartbeatResponse,
+    InstallSnapshot,
     InstallSnapshotResponse,
     Message,
     PreVoteResponse,
@@ -82,6 +83,7 @@ from dref.actors.node_messages import (
     Tick,
 )
 from dref.actors.safe_tell import safe_tell
+from dref.actors.snapshot_sender import SendChunk
 from dref.actors.ticker import monotonic_ms
 from dref.errors import NotLeaderError, QuorumLostError
 from dref.wire.consensus_codec import rpc_of
@@ -140,6 +142,7 @@ class ConsensusActor(pykka.ThreadingActor):
         reads: BatchInbox[ReadRequest],
         local: LocalReads,
         peers: PeerSet | None = None,
+        snapshot_sender: pykka.ActorRef[Any] | None = None,
     ) -> None:
         super().__init__()
         self._core = core
@@ -156,6 +159,8 @@ class ConsensusActor(pykka.ThreadingActor):
         self._read_slots: dict[tuple[str, int], Future[Message | None]] = {}
         self._requests: dict[int, Proposal | ReadRequest | TransferRequest | MembershipRequest] = {}
         self.peers = peers
+        self._snapshot_sender = snapshot_sender
+        """Sends InstallSnapshot chunks off this thread (None: they go like any request)."""
         """Keeps replicators in step with membership (None: a fixed set of peers)."""
         self._request_ids = itertools.count(1)
         self._elections_started = 0
@@ -301,6 +306,12 @@ class ConsensusActor(pykka.ThreadingActor):
                     claimed = True
                 if effect.after_persist and needed > self._durable_seq:
                     self._held.append((needed, route, effect.message))
+                elif (
+                    route.peer is not None
+                    and self._snapshot_sender is not None
+                    and isinstance(effect.message, InstallSnapshot)
+                ):
+                    safe_tell(self._snapshot_sender, SendChunk(route.peer, effect.message))
                 elif route.peer is not None:
                     outgoing.setdefault(route.peer, []).append(effect.message)
                 else:

@@ -321,7 +321,12 @@ def encode_response(rpc: Rpc, reply: Message | None) -> Proto:
         return pb.VoteResponse(granted=reply.granted, term=reply.term)
     if isinstance(reply, InstallSnapshotResponse):
         return pb.InstallSnapshotResponse(
-            success=True, term=reply.term, match_index=reply.match_index
+            success=True,
+            term=reply.term,
+            match_index=reply.match_index,
+            snapshot_index=reply.snapshot_index,
+            chunk_offset=reply.chunk_offset,
+            next_offset=reply.next_offset,
         )
     assert isinstance(reply, ReadIndexResponse)
     return pb.ForwardReadIndexResponse(
@@ -358,7 +363,14 @@ def decode_response(rpc: Rpc, proto: Proto, sender: str) -> Message | None:
     if isinstance(p, pb.InstallSnapshotResponse):
         if not p.success:
             return AppendEntriesResponse(sender=sender, term=p.term, success=False)
-        return InstallSnapshotResponse(sender=sender, term=p.term, match_index=p.match_index)
+        return InstallSnapshotResponse(
+            sender=sender,
+            term=p.term,
+            match_index=p.match_index,
+            snapshot_index=p.snapshot_index,
+            chunk_offset=p.chunk_offset,
+            next_offset=p.next_offset,
+        )
     if isinstance(p, pb.TimeoutNowResponse):
         return AppendEntriesResponse(sender=sender, term=p.term, success=False)
     if isinstance(p, pb.ForwardReadIndexResponse):

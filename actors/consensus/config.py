@@ -33,6 +33,8 @@ class RaftConfig:
     max_bytes_per_message: int = 1 << 20
     max_inflight: int = 8
     snapshot_every: int = 10_000
+    snapshot_chunk_bytes: int = 1 << 20
+    """A snapshot travels in InstallSnapshot chunks of at most this many bytes."""
     pre_vote: bool = True
     check_quorum: bool = True
 
@@ -49,6 +51,8 @@ class RaftConfig:
             raise ValueError("max_inflight must be at least 1")
         if self.snapshot_every < 0:
             raise ValueError("snapshot_every must be >= 0 (0 disables snapshots)")
+        if self.snapshot_chunk_bytes < 1:
+            raise ValueError("snapshot_chunk_bytes must be positive")
 
     @property
     def lease_ms(self) -> int:

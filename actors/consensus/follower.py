@@ -133,18 +133,38 @@ class FollowerRole:
         )
 
     def _on_snapshot_chunk(self, chunk: InstallSnapshot) -> None:
+        """Collect a snapshot chunk by chunk, acknowledging how many bytes we hold; a chunk
+        out of sequence (lost, duplicated, or of another snapshot) just tells the leader
+        where to resume."""
         key = (chunk.last_index, chunk.last_term)
         if chunk.offset == 0:
             self._snapshot_key = key
             self._snapshot_bytes = bytearray()
         elif key != self._snapshot_key or chunk.offset != len(self._snapshot_bytes):
-            return  # out of sequence: the leader resends from the start
+            held = len(self._snapshot_bytes) if key == self._snapshot_key else 0
+            self._ack_chunk(chunk, held)
+            return
         self._snapshot_bytes += chunk.data
         if not chunk.done:
+            self._ack_chunk(chunk, len(self._snapshot_bytes))
             return
         data = bytes(self._snapshot_bytes)
         self._snapshot_key, self._snapshot_bytes = None, bytearray()
         self._install(chunk, data)
+
+    def _ack_chunk(self, chunk: InstallSnapshot, next_offset: int) -> None:
+        state = self.core.state
+        self._reply(
+            chunk.sender,
+            InstallSnapshotResponse(
+                sender=state.node_id,
+                term=state.term,
+                match_index=0,
+                snapshot_index=chunk.last_index,
+                chunk_offset=chunk.offset,
+                next_offset=next_offset,
+            ),
+        )
 
     def _install(self, chunk: InstallSnapshot, data: bytes) -> None:
         core = self.core

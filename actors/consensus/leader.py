@@ -89,6 +89,9 @@ class LeaderRole:
         elif isinstance(message, HeartbeatResponse):
             self._on_heartbeat_response(message, progress)
         elif isinstance(message, InstallSnapshotResponse):
+            if message.match_index == 0:
+                self._on_snapshot_chunk_ack(message, progress)
+                return
             if not progress.acknowledged(message.match_index):
                 progress.become_probe()
             self.maybe_commit()
@@ -278,10 +281,20 @@ class LeaderRole:
         progress.sent(prev_index + len(entries), core.now_ms)
 
     def _send_snapshot(self, peer: str, progress: Progress) -> None:
-        core = self.core
-        snapshot = core.snapshot
+        """Start sending our snapshot to `peer`, one chunk in flight at a time."""
+        snapshot = self.core.snapshot
         if snapshot is None:
             raise RuntimeError("log compacted without a snapshot")
+        progress.become_snapshot(snapshot)
+        self._send_snapshot_chunk(peer, progress)
+
+    def _send_snapshot_chunk(self, peer: str, progress: Progress) -> None:
+        """Send the chunk starting at the follower's acknowledged offset."""
+        core = self.core
+        snapshot = progress.snapshot
+        assert snapshot is not None
+        start = progress.snapshot_offset
+        data = snapshot.data[start : start + core.config.snapshot_chunk_bytes]
         core.send(
             peer,
             InstallSnapshot(
@@ -292,13 +305,26 @@ class LeaderRole:
                 voters=snapshot.voters,
                 learners=snapshot.learners,
                 addresses=snapshot.addresses,
-                offset=0,
-                data=snapshot.data,
-                done=True,
+                offset=start,
+                data=data,
+                done=start + len(data) >= len(snapshot.data),
             ),
             after_persist=False,
         )
-        progress.become_snapshot(core.now_ms)
+        progress.snapshot_sent_ms = core.now_ms
+
+    def _on_snapshot_chunk_ack(self, response: InstallSnapshotResponse, progress: Progress) -> None:
+        """The follower holds `next_offset` bytes: send on from there. Answers to an older
+        chunk or snapshot are dropped (the chunk in flight gets its own answer)."""
+        snapshot = progress.snapshot
+        if (
+            snapshot is None
+            or response.snapshot_index != snapshot.index
+            or response.chunk_offset != progress.snapshot_offset
+        ):
+            return
+        progress.snapshot_offset = min(response.next_offset, len(snapshot.data))
+        self._send_snapshot_chunk(response.sender, progress)
 
     def _on_append_response(self, response: AppendEntriesResponse, progress: Progress) -> None:
         if response.success:
@@ -344,7 +370,7 @@ class LeaderRole:
             if oldest is not None and now - oldest > 2 * core.config.heartbeat_interval_ms:
                 progress.become_probe()
         elif now - progress.snapshot_sent_ms > core.config.election_timeout_ms:
-            progress.become_probe()
+            self._send_snapshot_chunk(peer, progress)  # resume where it was acknowledged
         self._send_more(peer)
 
     # --------------------------------------------------------------- liveness

@@ -118,9 +118,17 @@ class InstallSnapshot(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InstallSnapshotResponse(Message):
-    """Follower -> leader: the snapshot is installed (or already covered) through `match_index`."""
+    """Follower -> leader: the snapshot is installed (or already covered) through `match_index`.
+
+    While a snapshot is still arriving `match_index` is 0: the follower answers the chunk
+    at `chunk_offset` of the snapshot ending at `snapshot_index` and holds its first
+    `next_offset` bytes (the leader sends from there; 0 after it lost them).
+    """
 
     match_index: int
+    snapshot_index: int = 0
+    chunk_offset: int = 0
+    next_offset: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

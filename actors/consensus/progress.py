@@ -6,6 +6,8 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 
+from dref.actors.consensus.durable_state import Snapshot
+
 
 class ReplicationState(enum.Enum):
     """PROBE sends one message and waits; REPLICATE pipelines; SNAPSHOT waits for an install."""
@@ -26,6 +28,11 @@ class Progress:
     inflight: deque[tuple[int, int]] = field(default_factory=deque)
     """(last index sent, send time) of unacknowledged AppendEntries, oldest first."""
     snapshot_sent_ms: int = 0
+    snapshot: Snapshot | None = None
+    """The snapshot being sent (SNAPSHOT state); kept even if the leader compacts again
+    meanwhile, so a long transfer is not restarted by every new snapshot."""
+    snapshot_offset: int = 0
+    """Bytes of that snapshot the follower acknowledged: the next chunk starts here."""
     last_heard_ms: int = 0
     acked_beat: int = 0
     acked_beat_sent_ms: int | None = None
@@ -33,6 +40,7 @@ class Progress:
     def become_probe(self) -> None:
         """Fall back to one message at a time, resuming right after the known match."""
         self.state = ReplicationState.PROBE
+        self.snapshot = None
         self.next_index = self.match_index + 1
         self.probe_sent = False
         self.inflight.clear()
@@ -40,13 +48,16 @@ class Progress:
     def become_replicate(self) -> None:
         """The follower matches: stream entries optimistically."""
         self.state = ReplicationState.REPLICATE
+        self.snapshot = None
         self.next_index = self.match_index + 1
         self.inflight.clear()
 
-    def become_snapshot(self, now_ms: int) -> None:
-        """The follower needs a snapshot; stop appending until it is installed."""
+    def become_snapshot(self, snapshot: Snapshot) -> None:
+        """The follower needs `snapshot`; stop appending until it is installed and send it
+        from its first byte."""
         self.state = ReplicationState.SNAPSHOT
-        self.snapshot_sent_ms = now_ms
+        self.snapshot = snapshot
+        self.snapshot_offset = 0
         self.inflight.clear()
 
     def can_send(self, max_inflight: int) -> bool:

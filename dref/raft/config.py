@@ -44,6 +44,8 @@ class NodeConfig:
     election_timeout: float = 1.0
     max_clock_drift: float = 0.1
     snapshot_every: int = 10_000
+    snapshot_chunk_bytes: int = 1 << 20
+    """A leader sends a snapshot in InstallSnapshot chunks of at most this many bytes."""
     rpc_timeout: float = 2.0
     upstream_files: bool = True
     tick_interval: float = field(default=0.02)
@@ -75,6 +77,8 @@ class NodeConfig:
             raise ConfigError("max_clock_drift must lie in [0, election_timeout)")
         if self.snapshot_every < 0:
             raise ConfigError("snapshot_every must be >= 0 (0 disables snapshots)")
+        if self.snapshot_chunk_bytes < 1:
+            raise ConfigError("snapshot_chunk_bytes must be positive")
         if self.rpc_timeout <= 0:
             raise ConfigError("rpc_timeout must be positive")
 

@@ -50,6 +50,7 @@ from dref.actors.node_messages import (
 from dref.actors.recovery import recover
 from dref.actors.replicator import ReplicatorActor
 from dref.actors.safe_tell import safe_tell
+from dref.actors.snapshot_sender import SnapshotSenderActor
 from dref.actors.storage_writer import StorageWriterActor
 from dref.actors.ticker import Ticker, monotonic_ms
 from dref.errors import (
@@ -168,6 +169,7 @@ class Node:
                 election_timeout_ms=round(config.election_timeout * 1000),
                 max_clock_drift_ms=round(config.max_clock_drift * 1000),
                 snapshot_every=config.snapshot_every,
+                snapshot_chunk_bytes=config.snapshot_chunk_bytes,
                 max_inflight=_MAX_INFLIGHT,
             ),
             rng=random.Random(),
@@ -176,6 +178,10 @@ class Node:
             addresses=self._addresses,
         )
         core.commit_to(recovered.commit_index)  # re-applied by the first turn's Apply
+        snapshot_sender = SnapshotSenderActor.start(
+            self._addresses, node_id=node_id, timeout=config.rpc_timeout
+        )
+        self._actors.append(snapshot_sender)
         self._consensus = ConsensusActor.start(
             core,
             storage=storage,
@@ -183,6 +189,7 @@ class Node:
             replicators=replicators,
             addresses=self._addresses,
             peers=self._peer_set,
+            snapshot_sender=snapshot_sender,
             proposals=self._proposals,
             reads=self._reads,
             local=self._local,
@@ -190,6 +197,7 @@ class Node:
         self._actors.insert(0, self._consensus)
         self._applier, self._storage = applier, storage
         storage.tell(Connect(consensus=self._consensus))
+        snapshot_sender.tell(Connect(consensus=self._consensus))
         applier.tell(Connect(consensus=self._consensus, storage=storage))
         for replicator in replicators.values():
             replicator.tell(Connect(consensus=self._consensus))

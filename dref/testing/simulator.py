@@ -38,7 +38,7 @@ from dref.actors.consensus.effects import (
 )
 from dref.actors.consensus.log_entry import EntryKind
 from dref.actors.consensus.membership import ChangeAction, MembershipChange
-from dref.actors.consensus.messages import Message
+from dref.actors.consensus.messages import InstallSnapshot, Message
 from dref.actors.consensus.node_state import Role
 from dref.actors.consensus.raft import RaftCore
 from dref.testing.linearizability import OpKind, check_history
@@ -136,6 +136,7 @@ class SimConfig:
             max_inflight=rng.choice((1, 4)),
             max_entries_per_message=rng.choice((1, 3, 16)),
             snapshot_every=rng.choice((0, 0, 4, 15)),
+            snapshot_chunk_bytes=rng.choice((1 << 20, 8, 24)),
             pre_vote=rng.random() < 0.85,
             check_quorum=rng.random() < 0.85,
         )
@@ -226,6 +227,9 @@ class Simulation:
         self.believed_leader: dict[int, str] = {}
         """Each client's own idea of the leader, updated only by what nodes tell it."""
         self.messages = 0
+        self.snapshot_chunks = 0
+        """InstallSnapshot chunks delivered that continue a snapshot (offset > 0)."""
+        self.snapshots_installed = 0
 
     # ------------------------------------------------------------------- running
 
@@ -246,6 +250,8 @@ class Simulation:
             "messages": self.messages,
             "admin_ok": admin_ok,
             "config_changes": self.monitor.config_changes,
+            "snapshot_chunks": self.snapshot_chunks,
+            "snapshots_installed": self.snapshots_installed,
         }
 
     def _run(self) -> None:
@@ -362,6 +368,8 @@ class Simulation:
             return
         if self._postponed(node, _DELIVER, to, message):
             return
+        if isinstance(message, InstallSnapshot) and message.offset > 0:
+            self.snapshot_chunks += 1
         self._execute(node, node.core.receive(message))
 
     def _sync(self, node_id: str) -> None:
@@ -394,6 +402,7 @@ class Simulation:
             elif isinstance(effect, PersistHardState | AppendToLog | TruncateLog):
                 self._write(node, effect)
             elif isinstance(effect, RestoreSnapshot):
+                self.snapshots_installed += 1
                 self._write(node, effect)
                 node.kv = json.loads(effect.data)
                 node.applied_index, node.applied_term = effect.index, effect.term

@@ -22,6 +22,7 @@ from dref.actors.consensus.messages import (
     Heartbeat,
     HeartbeatResponse,
     InstallSnapshot,
+    InstallSnapshotResponse,
     ReadIndexRequest,
     ReadIndexResponse,
 )
@@ -98,6 +99,41 @@ def test_lagging_follower_gets_a_snapshot(h):
     alive = HeartbeatResponse(sender="b", term=1, context=0)  # b answers; its probe is resent
     [snapshot] = h.messages(leader.receive(alive), InstallSnapshot, to="b")
     assert (snapshot.last_index, snapshot.data, snapshot.done) == (2, b"image", True)
+
+
+def test_snapshot_goes_in_chunks_and_resumes_from_the_acknowledged_offset(h):
+    leader = h.core("a", snapshot_every=2, snapshot_chunk_bytes=2, check_quorum=False)
+    h.elect(leader)
+    leader.propose(b"x", 1)
+    leader.persisted(2, 1)
+    h.ack(leader, "c", 2)
+    leader.applied(2)
+    leader.snapshot_taken(2, 1, b"image")
+    alive = HeartbeatResponse(sender="b", term=1, context=0)
+    [first] = h.messages(leader.receive(alive), InstallSnapshot, to="b")
+    assert (first.offset, first.data, first.done) == (0, b"im", False)
+
+    def ack(chunk_offset: int, next_offset: int) -> list[InstallSnapshot]:
+        response = InstallSnapshotResponse(
+            sender="b",
+            term=1,
+            match_index=0,
+            snapshot_index=2,
+            chunk_offset=chunk_offset,
+            next_offset=next_offset,
+        )
+        return h.messages(leader.receive(response), InstallSnapshot, to="b")
+
+    [second] = ack(0, 2)
+    assert (second.offset, second.data, second.done) == (2, b"ag", False)
+    assert ack(0, 2) == []  # a duplicate answer to an older chunk changes nothing
+    # The second chunk is lost; once the follower has been silent on it for an election
+    # timeout, its next heartbeat answer makes the leader resend from offset 2, not 0.
+    leader.tick(leader.now_ms + leader.config.election_timeout_ms + 1)
+    [again] = h.messages(leader.receive(alive), InstallSnapshot, to="b")
+    assert (again.offset, again.data) == (2, b"ag")
+    [last] = ack(2, 4)
+    assert (last.offset, last.data, last.done) == (4, b"e", True)
 
 
 def read_ready_ids(effects):

@@ -84,7 +84,8 @@ def test_follower_behind_installs_snapshot_sent_in_chunks(h):
         sender="b", term=2, last_index=10, last_term=2, voters=frozenset("abc"),
         learners=frozenset(), offset=0, data=b"hello ", done=False,
     )
-    assert not h.messages(follower.receive(first), InstallSnapshotResponse)
+    [ack] = h.messages(follower.receive(first), InstallSnapshotResponse)
+    assert (ack.match_index, ack.snapshot_index, ack.chunk_offset, ack.next_offset) == (0, 10, 0, 6)
     last = InstallSnapshot(
         sender="b", term=2, last_index=10, last_term=2, voters=frozenset("abc"),
         learners=frozenset(), offset=6, data=b"world", done=True,
@@ -99,12 +100,14 @@ def test_follower_behind_installs_snapshot_sent_in_chunks(h):
     assert follower.log.last_index == 11
 
 
-def test_out_of_order_snapshot_chunk_is_dropped(h):
+def test_out_of_sequence_snapshot_chunk_tells_the_leader_where_to_resume(h):
     follower = h.core("a")
     chunk = InstallSnapshot(
         sender="b", term=1, last_index=5, last_term=1, voters=frozenset("abc"),
         learners=frozenset(), offset=4, data=b"tail", done=True,
     )
     effects = follower.receive(chunk)
-    assert not h.of(effects, RestoreSnapshot) and not h.of(effects, Send)
+    assert not h.of(effects, RestoreSnapshot)
+    [ack] = h.messages(effects, InstallSnapshotResponse)
+    assert (ack.match_index, ack.chunk_offset, ack.next_offset) == (0, 4, 0)
     assert follower.log.snapshot_index == 0

@@ -197,16 +197,22 @@ class InstallSnapshotRequest(_message.Message):
     def __init__(self, leader_id: _Optional[str] = ..., term: _Optional[int] = ..., snapshot: _Optional[_Union[ClusterSnapshot, _Mapping]] = ..., last_seq: _Optional[int] = ..., last_term: _Optional[int] = ..., voters: _Optional[_Iterable[str]] = ..., learners: _Optional[_Iterable[str]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., done: _Optional[bool] = ..., addresses: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class InstallSnapshotResponse(_message.Message):
-    __slots__ = ("success", "term", "match_index", "ignore")
+    __slots__ = ("success", "term", "match_index", "snapshot_index", "chunk_offset", "next_offset", "ignore")
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
     MATCH_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    NEXT_OFFSET_FIELD_NUMBER: _ClassVar[int]
     IGNORE_FIELD_NUMBER: _ClassVar[int]
     success: bool
     term: int
     match_index: int
+    snapshot_index: int
+    chunk_offset: int
+    next_offset: int
     ignore: bool
-    def __init__(self, success: _Optional[bool] = ..., term: _Optional[int] = ..., match_index: _Optional[int] = ..., ignore: _Optional[bool] = ...) -> None: ...
+    def __init__(self, success: _Optional[bool] = ..., term: _Optional[int] = ..., match_index: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., chunk_offset: _Optional[int] = ..., next_offset: _Optional[int] = ..., ignore: _Optional[bool] = ...) -> None: ...
 
 class ForwardReadIndexRequest(_message.Message):
     __slots__ = ("sender", "term", "context")
