@@ -82,6 +82,7 @@ from dref.actors.node_messages import (
     TakeSnapshotNow,
     Tick,
 )
+from dref.actors.replicator import peer_client
 from dref.actors.safe_tell import safe_tell
 from dref.actors.snapshot_sender import SendChunk
 from dref.actors.ticker import monotonic_ms
@@ -338,8 +339,16 @@ class ConsensusActor(pykka.ThreadingActor):
                     transfer.outcome.set_result(effect.leader_id)  # type: ignore[arg-type]
         _tell_waiters(applier, waiters)
         for peer, messages in outgoing.items():
+            replicator = self._replicators[peer]
+            client = peer_client(replicator)
             for message in _coalesce(messages):
-                safe_tell(self._replicators[peer], Deliver(message))
+                if client is None:
+                    safe_tell(replicator, Deliver(message))
+                    continue
+                try:
+                    client.send(message, self._on_peer_reply)
+                except ValueError:  # the channel closed (peer removed, node closing): dropped
+                    logger.debug("not sent to %s: its channel is closed", peer)
         if storage:
             self._issued_seq += 1
             safe_tell(self._storage, StorageBatch(self._issued_seq, tuple(storage)))
@@ -364,6 +373,10 @@ class ConsensusActor(pykka.ThreadingActor):
                 return _Route(inbound.reply, None)
         logger.debug("dropping %s to %s: no request waits for it", type(message).__name__, send.to)
         return None
+
+    def _on_peer_reply(self, message: Message) -> None:
+        """A peer's answer, on a gRPC thread: back into this actor's mailbox."""
+        safe_tell(self.actor_ref, PeerReply(message))
 
     def _deliver(self, route: _Route, message: Message) -> None:
         if route.slot is not None:

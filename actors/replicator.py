@@ -1,8 +1,10 @@
-"""One replicator per peer: sends the core's requests to that peer and feeds answers back.
+"""One replicator per peer: owns the channel to that peer and feeds answers back.
 
 Calls are non-blocking gRPC futures with a per-RPC deadline, so several AppendEntries
 can be in flight at once (pipelining); a call that fails is dropped and the core's
-flow control resends.
+flow control resends. Starting a call never blocks, so the consensus actor starts them
+itself through `peer_client` (one thread hop less per RPC); `Deliver` remains for a
+replicator whose client is already gone.
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ from dref.actors.node_messages import Connect, Deliver, PeerReply
 from dref.actors.safe_tell import safe_tell
 from dref.wire.consensus_service import PeerClient
 
+_CLIENTS: dict[str, PeerClient] = {}
+"""The PeerClient of every running replicator, by actor URN."""
+
+
+def peer_client(replicator: pykka.ActorRef[Any]) -> PeerClient | None:
+    """The client of a running replicator (its `send` is thread-safe), or None."""
+    return _CLIENTS.get(replicator.actor_urn)
+
 
 class ReplicatorActor(pykka.ThreadingActor):
     """Owns the PeerClient of one peer."""
@@ -24,6 +34,7 @@ class ReplicatorActor(pykka.ThreadingActor):
     def __init__(self, client: PeerClient, *, node_id: str) -> None:
         super().__init__()
         self._client = client
+        _CLIENTS[self.actor_urn] = client
         self._consensus: pykka.ActorRef[Any] | None = None
         self._thread_name = f"dref-replicator-{node_id}-to-{client.peer_id}"
 
@@ -31,6 +42,7 @@ class ReplicatorActor(pykka.ThreadingActor):
         threading.current_thread().name = self._thread_name
 
     def on_stop(self) -> None:
+        _CLIENTS.pop(self.actor_urn, None)
         self._client.close()
 
     def on_receive(self, message: Any) -> Any:
