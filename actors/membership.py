@@ -17,20 +17,13 @@ import pykka
 
 from dref.actors.consensus.membership import Membership, MembershipChange
 from dref.actors.node_messages import Connect
-from dref.errors import DRefError
+from dref.errors import LeaderTransferError as LeaderTransferError  # re-exported
+from dref.errors import MembershipError as MembershipError  # re-exported
 
 logger = logging.getLogger("dref.raft")
 
 ReplicatorFactory = Callable[[str, str], "pykka.ActorRef[Any]"]
 """Starts the replicator for (peer id, "host:port")."""
-
-
-class LeaderTransferError(DRefError):
-    """Leadership did not move (refused, or no new leader within two election timeouts)."""
-
-
-class MembershipError(DRefError):
-    """The leader refused a membership change; the message says why (retry may succeed)."""
 
 
 @dataclass(frozen=True)

@@ -89,3 +89,11 @@ class QuorumLostError(BackendUnavailableError):
 
     def __init__(self, message: str = "write could not be replicated to a quorum") -> None:
         super().__init__(message)
+
+
+class LeaderTransferError(DRefError):
+    """Leadership did not move (refused, or no new leader within two election timeouts)."""
+
+
+class MembershipError(DRefError):
+    """The leader refused a membership change; the message says why (retry may succeed)."""

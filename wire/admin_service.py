@@ -12,8 +12,13 @@ from typing import TYPE_CHECKING
 import grpc
 from google.protobuf.message import Message
 
-from dref.actors.membership import LeaderTransferError, MembershipError
-from dref.errors import DRefError, DRefTimeoutError, NotLeaderError
+from dref.errors import (
+    DRefError,
+    DRefTimeoutError,
+    LeaderTransferError,
+    MembershipError,
+    NotLeaderError,
+)
 from dref.wire.consensus_codec import NATIVE_SERVICE
 from dref.wire.proto import dref_consensus_pb2 as pb
 

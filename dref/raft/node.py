@@ -28,8 +28,6 @@ from dref.actors.consensus.raft import RaftCore
 from dref.actors.consensus_actor import ConsensusActor, ConsensusStatus
 from dref.actors.local_reads import LocalReads
 from dref.actors.membership import (
-    LeaderTransferError,
-    MembershipError,
     MembershipRequest,
     MembersQuery,
     MembersView,
@@ -58,6 +56,7 @@ from dref.errors import (
     ConfigError,
     ContextClosedError,
     DRefTimeoutError,
+    MembershipError,
     QuorumLostError,
 )
 from dref.raft.config import NodeConfig, ReadPolicyName, split_address
@@ -66,7 +65,7 @@ from dref.raft.status import NodeMetrics, NodeStatus
 from dref.wire.admin_service import admin_handlers
 from dref.wire.consensus_service import CHANNEL_OPTIONS, ConsensusServicer, PeerClient
 
-__all__ = ["LeaderTransferError", "MembershipError", "Node"]
+__all__ = ["Node"]
 
 ServiceRegistrar = Callable[[grpc.Server, "Node"], None]
 """Adds a servicer (for example the DRefRaft client service) to the node's gRPC server."""

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from node_cluster import Cluster, wait_until
 
-from dref.actors.membership import LeaderTransferError
-from dref.errors import NotLeaderError
+from dref.errors import LeaderTransferError, NotLeaderError
 
 
 def test_transfer_to_a_named_voter_then_to_the_most_caught_up(cluster: Cluster) -> None:
