@@ -30,7 +30,7 @@ from typing import TypeVar
 from dref.backend import Backend, ChangeEvent, ChangeKind, Entry, Listener, ListenerRegistry
 from dref.errors import ConfigError, ContextClosedError, DRefError
 from dref.raft.client import Client, Resync, Watch
-from dref.wire.client_service import DEFAULT_MAX_VALUE_SIZE
+from dref.wire.client_protocol import DEFAULT_MAX_VALUE_SIZE
 
 __all__ = ["DEFAULT_TTL", "RaftBackend"]
 

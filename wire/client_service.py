@@ -24,7 +24,6 @@ import logging
 import queue
 import random
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, Protocol, TypeVar, cast, get_args
 
@@ -40,6 +39,7 @@ from dref.errors import (
 )
 from dref.raft.config import ReadPolicyName
 from dref.storage.kv_state_machine import KeyValueStateMachine
+from dref.wire.client_protocol import DEFAULT_MAX_VALUE_SIZE, LEADER_ADDRESS_KEY, now_ms
 from dref.wire.proto import dref_native_pb2 as native
 from dref.wire.proto import dref_native_pb2_grpc as native_grpc
 from dref.wire.proto import dref_pb2 as up
@@ -54,11 +54,6 @@ __all__ = [
     "now_ms",
 ]
 
-LEADER_ADDRESS_KEY = "dref-leader-address"
-"""Trailing-metadata key carrying the leader's ``host:port`` on a not-leader error."""
-
-DEFAULT_MAX_VALUE_SIZE = 1024 * 1024
-"""Default largest value a node accepts: 1 MiB (every value is a replicated log entry)."""
 
 DEFAULT_CALL_TIMEOUT = 10.0
 """Seconds a proposal or read may take when the client sent no deadline."""
@@ -95,11 +90,6 @@ class NodeHandle(Protocol):
     ) -> bytes: ...
 
     def status(self) -> Any: ...
-
-
-def now_ms() -> int:
-    """This machine's wall clock in Unix epoch milliseconds (upstream's time unit)."""
-    return time.time_ns() // 1_000_000
 
 
 class KeyValueServices:

@@ -42,7 +42,7 @@ from dref.errors import (
     QuorumLostError,
     ValueTooLargeError,
 )
-from dref.wire.client_service import LEADER_ADDRESS_KEY, now_ms
+from dref.wire.client_protocol import LEADER_ADDRESS_KEY, now_ms
 from dref.wire.proto import dref_native_pb2 as native
 from dref.wire.proto import dref_native_pb2_grpc as native_grpc
 from dref.wire.proto import dref_pb2 as up

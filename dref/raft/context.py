@@ -17,7 +17,7 @@ from typing import Any
 from dref.context import Context
 from dref.raft.client import Client
 from dref.raft_backend import DEFAULT_TTL, RaftBackend
-from dref.wire.client_service import DEFAULT_MAX_VALUE_SIZE
+from dref.wire.client_protocol import DEFAULT_MAX_VALUE_SIZE
 
 __all__ = ["raft_client_context", "raft_context"]
 

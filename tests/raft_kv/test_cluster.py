@@ -12,7 +12,7 @@ import pytest
 
 from dref.backend import ChangeEvent, ChangeKind, Entry
 from dref.raft.client import Client
-from dref.wire.client_service import LEADER_ADDRESS_KEY
+from dref.wire.client_protocol import LEADER_ADDRESS_KEY
 from dref.wire.proto import dref_pb2 as up
 from dref.wire.proto import dref_pb2_grpc as up_grpc
 

@@ -20,7 +20,7 @@ from dref.errors import (
     ValueTooLargeError,
 )
 from dref.raft.client import Client, Resync, Watch
-from dref.wire.client_service import LEADER_ADDRESS_KEY, now_ms
+from dref.wire.client_protocol import LEADER_ADDRESS_KEY, now_ms
 from dref.wire.proto import dref_pb2 as up
 from dref.wire.proto import dref_pb2_grpc as up_grpc
 
