@@ -1,10 +1,9 @@
 """dref-py's Raft vs PySyncObj vs etcd: writes and reads on 3-member loopback clusters.
 
-Run from a fresh clone (Debian/Ubuntu):
+Run from a fresh clone with one command (it creates .venv, installs the `bench` extra and,
+as root, the Debian etcd-server package; etcd rows are skipped without it):
 
-    python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' pysyncobj
-    sudo apt-get install etcd-server        # optional: etcd rows are skipped without it
-    .venv/bin/python benchmarks/raft_bench.py [--seconds 3] [--only dref,pysyncobj,etcd]
+    bash scripts/dev.sh bench [--seconds 3] [--only dref,pysyncobj,etcd]
 
 Each system runs alone, one after the other, on 127.0.0.1 with fsync on:
 
