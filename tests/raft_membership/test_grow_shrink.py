@@ -10,19 +10,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from node_cluster import ListMachine, free_ports, wait_until
+from node_cluster import ListMachine, free_ports, start_member, wait_until
 
 from dref.errors import DRefError
-from dref.raft.config import NodeConfig
 from dref.raft.node import Node
 
-OPTIONS = {
-    "heartbeat_interval": 0.05,
-    "election_timeout": 0.5,
-    "max_clock_drift": 0.05,
-    "upstream_files": False,
-    "rpc_timeout": 1.0,
-}
 CHANGE_DEADLINE = 60.0
 
 
@@ -40,16 +32,9 @@ class Members:
         return f"127.0.0.1:{self.ports[node_id]}"
 
     def start(self, node_id: str) -> Node:
-        machine = ListMachine()
-        config = NodeConfig(
-            node_id=node_id,
-            listen=self.address(node_id),
-            peers={},
-            data_dir=self.root / node_id,
-            join=node_id != "n1",
-            **OPTIONS,  # type: ignore[arg-type]
+        node, machine = start_member(
+            self.root, node_id, self.address(node_id), join=node_id != "n1"
         )
-        node = Node(config, machine)
         with self.lock:
             self.nodes[node_id], self.machines[node_id] = node, machine
         return node

@@ -6,38 +6,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from node_cluster import ListMachine, free_ports, wait_until
+from node_cluster import free_ports, start_member, wait_until
 
 from dref.cli import main as cli_main
-from dref.raft.config import NodeConfig
-from dref.raft.node import Node
-
-OPTIONS = {
-    "heartbeat_interval": 0.05,
-    "election_timeout": 0.5,
-    "max_clock_drift": 0.05,
-    "upstream_files": False,
-    "rpc_timeout": 1.0,
-}
-
-
-def _node(root: Path, node_id: str, port: int, *, join: bool) -> tuple[Node, ListMachine]:
-    machine = ListMachine()
-    config = NodeConfig(
-        node_id=node_id,
-        listen=f"127.0.0.1:{port}",
-        peers={},
-        data_dir=root / node_id,
-        join=join,
-        **OPTIONS,  # type: ignore[arg-type]
-    )
-    return Node(config, machine), machine
 
 
 def test_grow_one_to_three_then_shrink_with_the_cli(tmp_path: Path, capsys) -> None:
     ports = free_ports(3)
-    seed, seed_machine = _node(tmp_path, "n1", ports[0], join=False)
-    joiners = [_node(tmp_path, f"n{i + 2}", ports[i + 1], join=True) for i in range(2)]
+    seed, seed_machine = start_member(tmp_path, "n1", f"127.0.0.1:{ports[0]}", join=False)
+    joiners = [
+        start_member(tmp_path, f"n{i + 2}", f"127.0.0.1:{ports[i + 1]}", join=True)
+        for i in range(2)
+    ]
     nodes = [seed, *(node for node, _ in joiners)]
     machines = [seed_machine, *(machine for _, machine in joiners)]
     try:

@@ -5,38 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from node_cluster import ListMachine, free_ports, wait_until
+from node_cluster import free_ports, start_member, wait_until
 
-from dref.raft.config import NodeConfig
 from dref.raft.node import Node
-
-OPTIONS = {
-    "heartbeat_interval": 0.05,
-    "election_timeout": 0.5,
-    "max_clock_drift": 0.05,
-    "upstream_files": False,
-    "rpc_timeout": 1.0,
-    "snapshot_every": 10,
-}
-
-
-def _start(root: Path, node_id: str, port: int, *, join: bool) -> tuple[Node, ListMachine]:
-    machine = ListMachine()
-    config = NodeConfig(
-        node_id=node_id,
-        listen=f"127.0.0.1:{port}",
-        peers={},
-        data_dir=root / node_id,
-        join=join,
-        **OPTIONS,  # type: ignore[arg-type]
-    )
-    return Node(config, machine), machine
 
 
 def test_restarted_nodes_keep_a_membership_whose_entries_were_compacted(tmp_path: Path) -> None:
     ports = dict(zip(["n1", "n2", "n3"], free_ports(3), strict=True))
     joins = {"n1": False, "n2": True, "n3": True}
-    started = {n: _start(tmp_path, n, ports[n], join=joins[n]) for n in ports}
+    started = {
+        n: start_member(tmp_path, n, f"127.0.0.1:{ports[n]}", join=joins[n], snapshot_every=10)
+        for n in ports
+    }
     nodes = {n: node for n, (node, _) in started.items()}
     try:
         seed = nodes["n1"]
@@ -56,7 +36,10 @@ def test_restarted_nodes_keep_a_membership_whose_entries_were_compacted(tmp_path
 
         # n1's config still says "alone", n2's and n3's say "joining, no peers": only the
         # recorded configuration can bring the three-node cluster back.
-        started = {n: _start(tmp_path, n, ports[n], join=joins[n]) for n in ports}
+        started = {
+            n: start_member(tmp_path, n, f"127.0.0.1:{ports[n]}", join=joins[n], snapshot_every=10)
+            for n in ports
+        }
         nodes = {n: node for n, (node, _) in started.items()}
         for node in nodes.values():
             view = node.members()

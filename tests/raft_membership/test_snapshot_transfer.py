@@ -9,45 +9,25 @@ import threading
 import time
 from pathlib import Path
 
-from node_cluster import ListMachine, free_ports, wait_until
+from node_cluster import free_ports, start_member, wait_until
 
-from dref.raft.config import NodeConfig
-from dref.raft.node import Node
 from dref.testing.fault_proxy import FaultProxy
 
-OPTIONS = {
-    "heartbeat_interval": 0.05,
-    "election_timeout": 0.5,
-    "max_clock_drift": 0.05,
-    "upstream_files": False,
-    "rpc_timeout": 2.0,
-}
+FREQUENT_SNAPSHOTS = {"snapshot_every": 5, "rpc_timeout": 2.0}
 ITEM = "x" * 1_000_000
 ITEMS = 20
 RESET_PROBABILITY = 0.01
 """Per forwarded 64 KiB: a 20 MB stream survives whole with probability 0.99**320 = 4 %."""
 
 
-def _start(
-    root: Path, node_id: str, port: int, *, join: bool, snapshot_every: int = 5
-) -> tuple[Node, ListMachine]:
-    machine = ListMachine()
-    config = NodeConfig(
-        node_id=node_id,
-        listen=f"127.0.0.1:{port}",
-        peers={},
-        data_dir=root / node_id,
-        join=join,
-        snapshot_every=snapshot_every,
-        **OPTIONS,  # type: ignore[arg-type]
-    )
-    return Node(config, machine), machine
-
-
 def test_a_20_mb_snapshot_reaches_a_new_member_across_connection_resets(tmp_path: Path) -> None:
     leader_port, learner_port = free_ports(2)
-    leader, leader_machine = _start(tmp_path, "n1", leader_port, join=False)
-    learner, learner_machine = _start(tmp_path, "n2", learner_port, join=True)
+    leader, leader_machine = start_member(
+        tmp_path, "n1", f"127.0.0.1:{leader_port}", join=False, **FREQUENT_SNAPSHOTS
+    )
+    learner, learner_machine = start_member(
+        tmp_path, "n2", f"127.0.0.1:{learner_port}", join=True, **FREQUENT_SNAPSHOTS
+    )
     proxy = FaultProxy(("127.0.0.1", learner_port), seed=7)
     stop_writes = threading.Event()
     write_latencies: list[float] = []
@@ -70,8 +50,8 @@ def test_a_20_mb_snapshot_reaches_a_new_member_across_connection_resets(tmp_path
         # Back with snapshots as rare as by default: the writes below must not replace the
         # 20 MB snapshot faster than it can travel.
         leader.close()
-        leader, leader_machine = _start(
-            tmp_path, "n1", leader_port, join=False, snapshot_every=10_000
+        leader, leader_machine = start_member(
+            tmp_path, "n1", f"127.0.0.1:{leader_port}", join=False, rpc_timeout=2.0
         )
         wait_until(lambda: leader.is_leader, what="n1 to lead again")
         assert leader.propose(b"restarted", timeout=30) == str(ITEMS + 1).encode()

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from dref.raft.config import NodeConfig
 from dref.raft.node import Node
@@ -146,3 +146,30 @@ class Cluster:
             lambda: all(len(self.machines[i].snapshot_items()) >= count for i in ids),
             what=f"{count} items applied on {ids}",
         )
+
+
+MEMBER_OPTIONS: dict[str, Any] = {
+    "heartbeat_interval": 0.05,
+    "election_timeout": 0.5,
+    "max_clock_drift": 0.05,
+    "upstream_files": False,
+    "rpc_timeout": 1.0,
+}
+"""Fast timings for the membership tests (`start_member` applies them; tests may override)."""
+
+
+def start_member(
+    root: Path, node_id: str, listen: str, *, join: bool, **options: Any
+) -> tuple[Node, ListMachine]:
+    """A node with no configured peers: the seed of a cluster (join=False) or one that waits
+    for a leader to add it (join=True); data in `root / node_id`."""
+    machine = ListMachine()
+    config = NodeConfig(
+        node_id=node_id,
+        listen=listen,
+        peers={},
+        data_dir=root / node_id,
+        join=join,
+        **{**MEMBER_OPTIONS, **options},
+    )
+    return Node(config, machine), machine
