@@ -170,12 +170,28 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         running.stop()
 
 
+def _make_n1_lead(cluster: Cluster, timeout: float = 90.0) -> None:
+    """Wait for a leader and, if it is not n1, hand leadership to n1 (`dref transfer-leader`):
+    timings alone cannot promise who wins the first election on a slow machine."""
+    from dref.cli import main as cli_main
+    from dref.raft.client import Client
+
+    n1 = cluster.addresses["n1"]
+    deadline = time.monotonic() + timeout
+    with Client([n1], timeout=2) as client:
+        while (status := client.status(n1))["role"] != "leader":
+            assert time.monotonic() < deadline, "n1 did not become the leader"
+            leader = status.get("leader_id")
+            if leader and leader != "n1":
+                cli_main(["transfer-leader", "--to", "n1", "--timeout", "10", n1])
+            time.sleep(0.05)  # a poll under a deadline
+
+
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Any]]:
     """`raft_context` (what `dref.raft(...)` calls) embedding n1, isolated in a child process,
-    with n2, n3 as `dref node` processes started after it with long election timeouts, so
-    n1 becomes and stays the leader however slowly the processes start."""
-    from dref.raft.client import Client
+    with n2, n3 as `dref node` processes whose long election timeouts keep them followers;
+    n1 is made the leader (by transfer if another node won the first election)."""
     from dref.raft.context import raft_context
 
     root = tmp_path_factory.mktemp("embedded")
@@ -193,11 +209,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster
         )
         cluster.start("n2")
         cluster.start("n3")
-        deadline = time.monotonic() + 30
-        with Client([cluster.addresses["n1"]], timeout=2) as client:
-            while client.status(cluster.addresses["n1"])["role"] != "leader":
-                assert time.monotonic() < deadline, "n1 did not become the leader"
-                time.sleep(0.05)  # a poll under a deadline
+        _make_n1_lead(cluster)
         yield cluster, ctx
     finally:
         if ctx is not None:
