@@ -231,11 +231,18 @@ class Node:
     def propose(self, command: bytes, *, timeout: float = 10.0) -> bytes:
         """Replicate `command`; return the state machine's result once it is committed and
         applied here. Raises NotLeaderError on a follower, QuorumLostError, DRefTimeoutError."""
+        return _wait(self.propose_async(command), timeout, "proposal", self.healthy)
+
+    def propose_async(self, command: bytes) -> Future[bytes]:
+        """Start `propose` without waiting: the future gets its result or error.
+
+        For servers that multiplex many callers on few threads; the future always ends
+        (committed and applied, not leader, leadership or quorum lost, node closed)."""
         outcome: Future[bytes] = Future()
         self._check_open()
         if self._proposals.put(Proposal(command, outcome)):
             safe_tell(self._consensus, CallersWaiting())
-        return _wait(outcome, timeout, "proposal", self.healthy)
+        return outcome
 
     def read(
         self, request: bytes, *, policy: ReadPolicyName = "linearizable", timeout: float = 10.0
@@ -246,12 +253,24 @@ class Node:
         leader), "lease" skips that round while the leader lease holds, "stale" reads the
         local state now. NotLeaderError when no leader is known.
         """
-        self._check_open()
         if policy == "lease":
+            self._check_open()
             answer = self._local.try_query(request)  # the leader lease, without actor hops
             if answer is not None:
                 return answer
+        return _wait(self.read_async(request, policy=policy), timeout, "read", self.healthy)
+
+    def read_async(
+        self, request: bytes, *, policy: ReadPolicyName = "linearizable"
+    ) -> Future[bytes]:
+        """Start `read` without waiting (a lease read is answered at once when it can be)."""
+        self._check_open()
         outcome: Future[bytes] = Future()
+        if policy == "lease":
+            answer = self._local.try_query(request)
+            if answer is not None:
+                outcome.set_result(answer)
+                return outcome
         if policy == "stale":
             safe_tell(self._applier, ServeRead(0, request, outcome))
         elif policy in _POLICIES:
@@ -259,7 +278,7 @@ class Node:
                 safe_tell(self._consensus, CallersWaiting())
         else:
             raise ValueError(f"policy must be linearizable, lease or stale, not {policy!r}")
-        return _wait(outcome, timeout, "read", self.healthy)
+        return outcome
 
     def status(self) -> NodeStatus:
         """Role, term, leader, log positions and metrics of this node."""

@@ -307,3 +307,19 @@ class MembershipResponse(_message.Message):
     error: str
     leader_hint: str
     def __init__(self, members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., error_kind: _Optional[str] = ..., error: _Optional[str] = ..., leader_hint: _Optional[str] = ...) -> None: ...
+
+class PeerEnvelope(_message.Message):
+    __slots__ = ("id", "method", "payload")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    method: str
+    payload: bytes
+    def __init__(self, id: _Optional[int] = ..., method: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class PeerFrame(_message.Message):
+    __slots__ = ("envelopes",)
+    ENVELOPES_FIELD_NUMBER: _ClassVar[int]
+    envelopes: _containers.RepeatedCompositeFieldContainer[PeerEnvelope]
+    def __init__(self, envelopes: _Optional[_Iterable[_Union[PeerEnvelope, _Mapping]]] = ...) -> None: ...

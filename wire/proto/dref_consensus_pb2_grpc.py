@@ -342,6 +342,11 @@ class DRefNativeConsensusStub:
                 request_serializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.MembershipRequest.SerializeToString,
                 response_deserializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.MembershipResponse.FromString,
                 _registered_method=True)
+        self.PeerStream = channel.stream_stream(
+                '/io.github.tobia80.DRefNativeConsensus/PeerStream',
+                request_serializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.PeerFrame.SerializeToString,
+                response_deserializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.PeerFrame.FromString,
+                _registered_method=True)
 
 
 class DRefNativeConsensusServicer:
@@ -372,6 +377,14 @@ class DRefNativeConsensusServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PeerStream(self, request_iterator, context):
+        """One long-lived stream per peer pair carrying the unary requests above and their
+        answers, so a busy leader pays no per-call setup; answers may come in any order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DRefNativeConsensusServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -394,6 +407,11 @@ def add_DRefNativeConsensusServicer_to_server(servicer, server):
                     servicer.ChangeMembership,
                     request_deserializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.MembershipRequest.FromString,
                     response_serializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.MembershipResponse.SerializeToString,
+            ),
+            'PeerStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.PeerStream,
+                    request_deserializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.PeerFrame.FromString,
+                    response_serializer=dref_dot_wire_dot_proto_dot_dref__consensus__pb2.PeerFrame.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -505,6 +523,33 @@ class DRefNativeConsensus:
             '/io.github.tobia80.DRefNativeConsensus/ChangeMembership',
             dref_dot_wire_dot_proto_dot_dref__consensus__pb2.MembershipRequest.SerializeToString,
             dref_dot_wire_dot_proto_dot_dref__consensus__pb2.MembershipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PeerStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/io.github.tobia80.DRefNativeConsensus/PeerStream',
+            dref_dot_wire_dot_proto_dot_dref__consensus__pb2.PeerFrame.SerializeToString,
+            dref_dot_wire_dot_proto_dot_dref__consensus__pb2.PeerFrame.FromString,
             options,
             channel_credentials,
             insecure,

@@ -131,3 +131,53 @@ class StatusResponse(_message.Message):
     JSON_FIELD_NUMBER: _ClassVar[int]
     json: str
     def __init__(self, json: _Optional[str] = ...) -> None: ...
+
+class PipelineCall(_message.Message):
+    __slots__ = ("id", "get", "set", "set_if_absent", "delete", "compare_and_set", "compare_and_delete", "expire_if")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    GET_FIELD_NUMBER: _ClassVar[int]
+    SET_FIELD_NUMBER: _ClassVar[int]
+    SET_IF_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    COMPARE_AND_SET_FIELD_NUMBER: _ClassVar[int]
+    COMPARE_AND_DELETE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_IF_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    get: NativeGetRequest
+    set: _state_command_pb2.SetElementCommand
+    set_if_absent: _state_command_pb2.SetElementIfNotExistCommand
+    delete: _state_command_pb2.DeleteElementCommand
+    compare_and_set: _state_command_pb2.CompareAndSetCommand
+    compare_and_delete: _state_command_pb2.CompareAndDeleteCommand
+    expire_if: _state_command_pb2.ExpireIfCommand
+    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[NativeGetRequest, _Mapping]] = ..., set: _Optional[_Union[_state_command_pb2.SetElementCommand, _Mapping]] = ..., set_if_absent: _Optional[_Union[_state_command_pb2.SetElementIfNotExistCommand, _Mapping]] = ..., delete: _Optional[_Union[_state_command_pb2.DeleteElementCommand, _Mapping]] = ..., compare_and_set: _Optional[_Union[_state_command_pb2.CompareAndSetCommand, _Mapping]] = ..., compare_and_delete: _Optional[_Union[_state_command_pb2.CompareAndDeleteCommand, _Mapping]] = ..., expire_if: _Optional[_Union[_state_command_pb2.ExpireIfCommand, _Mapping]] = ...) -> None: ...
+
+class CallError(_message.Message):
+    __slots__ = ("code", "details", "leader_address")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    details: str
+    leader_address: str
+    def __init__(self, code: _Optional[str] = ..., details: _Optional[str] = ..., leader_address: _Optional[str] = ...) -> None: ...
+
+class PipelineResult(_message.Message):
+    __slots__ = ("id", "get", "write", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    GET_FIELD_NUMBER: _ClassVar[int]
+    WRITE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    get: NativeGetResponse
+    write: WriteResponse
+    error: CallError
+    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[NativeGetResponse, _Mapping]] = ..., write: _Optional[_Union[WriteResponse, _Mapping]] = ..., error: _Optional[_Union[CallError, _Mapping]] = ...) -> None: ...
+
+class PipelineFrame(_message.Message):
+    __slots__ = ("calls", "results")
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[PipelineCall]
+    results: _containers.RepeatedCompositeFieldContainer[PipelineResult]
+    def __init__(self, calls: _Optional[_Iterable[_Union[PipelineCall, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[PipelineResult, _Mapping]]] = ...) -> None: ...

@@ -81,6 +81,11 @@ class DRefNativeStub:
                 request_serializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.StatusRequest.SerializeToString,
                 response_deserializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.Pipeline = channel.stream_stream(
+                '/io.github.tobia80.DRefNative/Pipeline',
+                request_serializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.PipelineFrame.SerializeToString,
+                response_deserializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.PipelineFrame.FromString,
+                _registered_method=True)
 
 
 class DRefNativeServicer:
@@ -141,6 +146,14 @@ class DRefNativeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Pipeline(self, request_iterator, context):
+        """Many callers' Get/Set/... calls multiplexed on one stream, answered as they complete
+        (in any order), each exactly as its unary RPC would answer it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DRefNativeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -188,6 +201,11 @@ def add_DRefNativeServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.StatusRequest.FromString,
                     response_serializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.StatusResponse.SerializeToString,
+            ),
+            'Pipeline': grpc.stream_stream_rpc_method_handler(
+                    servicer.Pipeline,
+                    request_deserializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.PipelineFrame.FromString,
+                    response_serializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.PipelineFrame.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -434,6 +452,33 @@ class DRefNative:
             '/io.github.tobia80.DRefNative/Status',
             dref_dot_wire_dot_proto_dot_dref__native__pb2.StatusRequest.SerializeToString,
             dref_dot_wire_dot_proto_dot_dref__native__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pipeline(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/io.github.tobia80.DRefNative/Pipeline',
+            dref_dot_wire_dot_proto_dot_dref__native__pb2.PipelineFrame.SerializeToString,
+            dref_dot_wire_dot_proto_dot_dref__native__pb2.PipelineFrame.FromString,
             options,
             channel_credentials,
             insecure,
