@@ -262,11 +262,14 @@ class ConsensusActor(pykka.ThreadingActor):
     def _on_callers(self) -> None:
         core = self._core
         effects: list[Effect] = []
+        batch: list[tuple[bytes, int]] = []
         for proposal in self._proposals.drain():
             request_id = next(self._request_ids)
             self._requests[request_id] = proposal
-            self._proposal_count += 1
-            effects.extend(core.propose(proposal.command, request_id))
+            batch.append((proposal.command, request_id))
+        if batch:
+            self._proposal_count += len(batch)
+            effects.extend(core.propose_many(batch))
         for read in self._reads.drain():
             request_id = next(self._request_ids)
             self._requests[request_id] = read

@@ -4,6 +4,7 @@ over (TimeoutNow) and append one-server membership changes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from dref.actors.consensus.config import ReadPolicy
@@ -102,13 +103,26 @@ class LeaderRole:
 
     def propose(self, command: bytes, request_id: RequestId) -> None:
         """Append a client command and start replicating it (not while handing over)."""
+        self.propose_many(((command, request_id),))
+
+    def propose_many(self, proposals: Sequence[tuple[bytes, RequestId]]) -> None:
+        """Append client commands together, then send each peer what flow control allows."""
         core = self.core
         if core.transfer is not None:
-            core.emit(Reject(request_id, NotLeader(None)))
+            for _, request_id in proposals:
+                core.emit(Reject(request_id, NotLeader(None)))
             return
-        entry = LogEntry(core.log.last_index + 1, core.state.term, command, EntryKind.NORMAL)
-        core.append_local([entry])
-        core.emit(ProposalAccepted(request_id, entry.index, entry.term))
+        term = core.state.term
+        first = core.log.last_index + 1
+        entries = [
+            LogEntry(first + i, term, command, EntryKind.NORMAL)
+            for i, (command, _) in enumerate(proposals)
+        ]
+        if not entries:
+            return
+        core.append_local(entries)
+        for entry, (_, request_id) in zip(entries, proposals, strict=True):
+            core.emit(ProposalAccepted(request_id, entry.index, term))
         for peer in self.progress:
             self._send_more(peer)
 

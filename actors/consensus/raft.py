@@ -118,6 +118,17 @@ class RaftCore:
         self.role.propose(command, request_id)
         return self._ready()
 
+    def propose_many(self, proposals: Sequence[tuple[bytes, RequestId]]) -> list[Effect]:
+        """`propose` each (command, request_id) in order, as one turn: a leader appends them
+        together and sends each peer one AppendEntries for all of them."""
+        role = self.role
+        if isinstance(role, LeaderRole):
+            role.propose_many(proposals)
+        else:
+            for command, request_id in proposals:
+                role.propose(command, request_id)
+        return self._ready()
+
     def read(self, request_id: RequestId, policy: ReadPolicy, now_ms: int) -> list[Effect]:
         """Ask for a linearizable read point; answered by ReadReady or Reject.
 

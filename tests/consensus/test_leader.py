@@ -87,6 +87,27 @@ def test_batching_and_pipelining_respect_limits(h):
     assert batches == [[4, 5], [6, 7]]
 
 
+def test_proposals_of_one_turn_go_out_as_one_append_per_peer(h):
+    leader = h.core("a", max_entries_per_message=3)
+    h.elect(leader)
+    h.ack(leader, "b", 1)
+    effects = leader.propose_many([(b"%d" % n, 10 + n) for n in range(4)])
+    accepted = h.of(effects, ProposalAccepted)
+    assert [(a.request_id, a.index) for a in accepted] == [(10, 2), (11, 3), (12, 4), (13, 5)]
+    batches = [[e.index for e in m.entries] for m in h.messages(effects, AppendEntries, "b")]
+    assert batches == [[2, 3, 4], [5]]  # one message per size limit, not one per proposal
+    assert [e.command for e in leader.log.entries_between(2, 5)] == [b"0", b"1", b"2", b"3"]
+
+
+def test_proposals_of_one_turn_on_a_follower_are_each_refused(h):
+    follower = h.core("a")
+    follower.receive(Heartbeat(sender="b", term=1, commit=0, context=1))
+    assert follower.propose_many([(b"x", 1), (b"y", 2)]) == [
+        Reject(1, NotLeader("b")),
+        Reject(2, NotLeader("b")),
+    ]
+
+
 def test_lagging_follower_gets_a_snapshot(h):
     leader = h.core("a", snapshot_every=2)
     h.elect(leader)
