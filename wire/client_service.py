@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import logging
 import queue
 import random
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NoReturn, Protocol, TypeVar, cast, get_args
+from concurrent.futures import Future
+from typing import Any, Protocol, TypeVar, cast, get_args
 
 import grpc
 
@@ -49,8 +51,11 @@ from dref.wire.proto import state_command_pb2 as sc
 __all__ = [
     "DEFAULT_MAX_VALUE_SIZE",
     "LEADER_ADDRESS_KEY",
+    "MAX_PIPELINES",
+    "CallRefused",
     "KeyValueServices",
     "NodeHandle",
+    "PipelineStats",
     "now_ms",
 ]
 
@@ -69,6 +74,16 @@ client watches any number of names on one stream (`RaftBackend` keeps one per ba
 HANDOVER_TIMEOUT = 5.0
 """Seconds a replacing Watch waits for the stream it replaces to end."""
 
+MAX_PIPELINES = 16
+"""Open Pipeline streams per node. Each holds a gRPC server thread (as a Watch does) plus a
+reader thread; a client process needs one per node however many callers it has."""
+
+FRAME_BYTES = 4 * 1024 * 1024
+"""A Pipeline frame of results stops growing past this size (clients accept 64 MiB)."""
+
+_IDLE_CHECK = 0.5
+"""Seconds a stream waits for work before re-checking whether it should end."""
+
 _log = logging.getLogger("dref.service")
 _R = TypeVar("_R")
 
@@ -81,6 +96,8 @@ class NodeHandle(Protocol):
 
     def propose(self, command: bytes, *, timeout: float) -> bytes: ...
 
+    def propose_async(self, command: bytes) -> Future[bytes]: ...
+
     def read(
         self,
         request: bytes,
@@ -89,7 +106,32 @@ class NodeHandle(Protocol):
         timeout: float,
     ) -> bytes: ...
 
+    def read_async(
+        self, request: bytes, *, policy: ReadPolicyName = "linearizable"
+    ) -> Future[bytes]: ...
+
     def status(self) -> Any: ...
+
+
+class CallRefused(Exception):
+    """A request refused before it runs (bad name, value too large, ...): the status code
+    and details the caller gets, as an aborted unary call or as a pipelined CallError."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+@dataclasses.dataclass
+class PipelineStats:
+    """Counters of the Pipeline streams of one node (for metrics and tests)."""
+
+    open: int = 0
+    frames_in: int = 0
+    calls_in: int = 0
+    frames_out: int = 0
+    results_out: int = 0
 
 
 class KeyValueServices:
@@ -102,6 +144,8 @@ class KeyValueServices:
         peer_ids: Sequence[str],
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
         max_watches: int = MAX_WATCHES,
+        max_pipelines: int = MAX_PIPELINES,
+        pipeline: bool = True,
         leader_address_hint: bool = True,
         clock: Callable[[], int] = now_ms,
     ) -> None:
@@ -115,6 +159,12 @@ class KeyValueServices:
         self.max_value_size = max_value_size
         self.clock = clock
         self._closed = threading.Event()
+        self.pipeline_enabled = pipeline
+        """Serve `DRefNative.Pipeline` (False: UNIMPLEMENTED, clients use unary calls)."""
+        self._pipeline_slots = threading.BoundedSemaphore(max_pipelines) if max_pipelines else None
+        self._pipelines: set[_PipelineStream] = set()
+        self._stats_lock = threading.Lock()
+        self._stats = PipelineStats()
 
     def register(self, server: grpc.Server, node: NodeHandle) -> None:
         """Add DRefRaft and DRefNative, bound to `node`, to `server` (before it starts)."""
@@ -122,8 +172,28 @@ class KeyValueServices:
         native_grpc.add_DRefNativeServicer_to_server(_DRefNative(self, node), server)
 
     def close(self) -> None:
-        """End every open Watch stream."""
+        """End every open Watch and Pipeline stream."""
         self._closed.set()
+        with self._stats_lock:
+            streams = list(self._pipelines)
+        for stream in streams:
+            stream.wake()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called."""
+        return self._closed.is_set()
+
+    def pipeline_stats(self) -> PipelineStats:
+        """A copy of the Pipeline counters."""
+        with self._stats_lock:
+            return dataclasses.replace(self._stats)
+
+    def count(self, **increments: int) -> None:
+        """Add to the Pipeline counters (`frames_in=1, calls_in=3`)."""
+        with self._stats_lock:
+            for field, amount in increments.items():
+                setattr(self._stats, field, getattr(self._stats, field) + amount)
 
     # -- shared by both servicers ---------------------------------------------------------
 
@@ -135,10 +205,15 @@ class KeyValueServices:
         )
         return native.CommandResult.FromString(reply)
 
+    def get_query(self, name: str) -> bytes:
+        """The encoded state-machine query reading `name` now (by this server's clock)."""
+        return native.KeyValueQuery(
+            get=native.GetQuery(name=name, now=self.clock())
+        ).SerializeToString()
+
     def get(self, node: NodeHandle, name: str, policy: ReadPolicyName, context: Any) -> Any:
         """Read `name` through `node` with the read `policy`; a KeyValueQueryResult."""
-        query = native.KeyValueQuery(get=native.GetQuery(name=name, now=self.clock()))
-        data = query.SerializeToString()
+        data = self.get_query(name)
         reply = _call(
             context,
             node,
@@ -147,14 +222,16 @@ class KeyValueServices:
         )
         return native.KeyValueQueryResult.FromString(reply)
 
-    def check_name(self, name: str, context: Any) -> None:
+    def check_name(self, name: str) -> None:
+        """CallRefused INVALID_ARGUMENT for an empty name."""
         if not name:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name must not be empty")
+            raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "name must not be empty")
 
-    def check_value(self, name: str, value: bytes, context: Any) -> None:
-        self.check_name(name, context)
+    def check_value(self, name: str, value: bytes) -> None:
+        """CallRefused INVALID_ARGUMENT for an empty name or a value over the size limit."""
+        self.check_name(name)
         if len(value) > self.max_value_size:
-            context.abort(
+            raise CallRefused(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"value-too-large: value for {name} is {len(value)} bytes;"
                 f" the limit is {self.max_value_size}",
@@ -211,6 +288,39 @@ class KeyValueServices:
             with self._watch_lock:
                 self._watches.pop(watch_id, None)
             sub.release()
+
+    def pipeline(
+        self, node: NodeHandle, requests: Iterator[native.PipelineFrame], context: Any
+    ) -> Iterator[native.PipelineFrame]:
+        """Start every call of the `requests` frames on `node` at once; yield the results as
+        they complete, several to a frame. Ends once the client half-closed and every call
+        answered, or when the RPC or these services end. UNIMPLEMENTED when turned off,
+        RESOURCE_EXHAUSTED ``too-many-pipelines`` when `max_pipelines` streams are open."""
+        if not self.pipeline_enabled:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "Pipeline is turned off on this node")
+        slots = self._pipeline_slots
+        if slots is None or not slots.acquire(blocking=False):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too-many-pipelines")
+        assert slots is not None
+        stream = _PipelineStream(self, node, context)
+        with self._stats_lock:
+            self._pipelines.add(stream)
+            self._stats.open += 1
+        try:
+            context.add_callback(stream.wake)
+            reader = threading.Thread(
+                target=stream.read,
+                args=(requests,),
+                name=f"dref-pipeline-reader-{node.node_id}",
+                daemon=True,
+            )
+            reader.start()
+            yield from stream.frames()
+        finally:
+            with self._stats_lock:
+                self._pipelines.discard(stream)
+                self._stats.open -= 1
+            slots.release()
 
     def _take_over(self, watch_id: int) -> _Subscription | None:
         """End the stream `watch_id` and take its subscription, if it is open here."""
@@ -306,6 +416,242 @@ class _Subscription:
                 self._overflowed.set()
 
 
+class _PipelineStream:
+    """One open Pipeline: a reader thread starts each call on the node as its frame arrives,
+    completions land in the outbox, and `frames` (the handler's thread) sends them."""
+
+    def __init__(self, services: KeyValueServices, node: NodeHandle, context: Any) -> None:
+        self._s = services
+        self._node = node
+        self._context = context
+        self._outbox: queue.SimpleQueue[_Outcome | None] = queue.SimpleQueue()  # None: wake
+        self._lock = threading.Lock()
+        self._pending = 0  # calls started and not yet in the outbox
+        self._reading = True  # the client has not half-closed
+
+    def wake(self) -> None:
+        """Make `frames` re-check whether the stream should end."""
+        self._outbox.put(None)
+
+    def read(self, requests: Iterator[native.PipelineFrame]) -> None:
+        """The reader thread: start every call of every frame until the client half-closes
+        or the RPC ends."""
+        try:
+            for frame in requests:
+                self._s.count(frames_in=1, calls_in=len(frame.calls))
+                for call in frame.calls:
+                    self._start(call)
+        except grpc.RpcError:
+            pass  # the RPC was cancelled or failed; `frames` sees the context end
+        except Exception:
+            _log.exception("pipeline reader of node %s failed", self._node.node_id)
+        finally:
+            with self._lock:
+                self._reading = False
+            self.wake()
+
+    def frames(self) -> Iterator[native.PipelineFrame]:
+        """Frames of results: wait for the first completion, then take every one queued."""
+        while not self._finished():
+            try:
+                item = self._outbox.get(timeout=_IDLE_CHECK)
+            except queue.Empty:
+                continue
+            results: list[native.PipelineResult] = []
+            size = 0
+            while True:
+                if item is not None:
+                    result = self._result(item)
+                    results.append(result)
+                    size += result.ByteSize()
+                if size >= FRAME_BYTES:
+                    break
+                try:
+                    item = self._outbox.get_nowait()
+                except queue.Empty:
+                    break
+            if results:
+                self._s.count(frames_out=1, results_out=len(results))
+                yield native.PipelineFrame(results=results)
+
+    def _finished(self) -> bool:
+        if self._s.closed or not self._context.is_active():
+            return True
+        with self._lock:
+            idle = not self._reading and self._pending == 0
+        return idle and self._outbox.empty()
+
+    def _start(self, call: native.PipelineCall) -> None:
+        """Validate and start one call; its outcome reaches the outbox when it completes."""
+        kind = call.WhichOneof("request")
+        try:
+            build = _NATIVE_OPS.get(kind or "")
+            if build is None:
+                raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "the call names no operation")
+            op = build(self._s, getattr(call, cast(str, kind)))
+            outcome = op.start(self._s, self._node)
+        except Exception as exc:
+            self._outbox.put(self._error(call.id, exc))
+            return
+        with self._lock:
+            self._pending += 1
+        call_id = call.id
+        outcome.add_done_callback(lambda done: self._completed(call_id, op, done))
+
+    def _completed(self, call_id: int, op: _Op, outcome: Future[bytes]) -> None:
+        # runs on whichever engine thread completed the future: only queue it
+        self._outbox.put((call_id, op, outcome))
+        with self._lock:
+            self._pending -= 1
+
+    def _result(self, item: _Outcome) -> native.PipelineResult:
+        if isinstance(item, native.PipelineResult):
+            return item
+        call_id, op, outcome = item
+        try:
+            return op.answer(call_id, outcome.result(timeout=0))
+        except Exception as exc:
+            return self._error(call_id, exc)
+
+    def _error(self, call_id: int, exc: Exception) -> native.PipelineResult:
+        code, details, leader_address = _status_of(exc, self._s.leader_address_hint)
+        if code == grpc.StatusCode.INTERNAL:
+            _log.error("node %s failed a pipelined call", self._node.node_id, exc_info=exc)
+        error = native.CallError(code=code.name, details=details, leader_address=leader_address)
+        return native.PipelineResult(id=call_id, error=error)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Write:
+    """A validated write: the command to propose."""
+
+    command: sc.StateCommand
+
+    def run(self, s: KeyValueServices, node: NodeHandle, context: Any) -> Any:
+        """Propose it within the unary call's deadline; the WriteResponse."""
+        return _write_response(s.propose(node, self.command, context))
+
+    def start(self, s: KeyValueServices, node: NodeHandle) -> Future[bytes]:
+        return node.propose_async(self.command.SerializeToString(deterministic=True))
+
+    def answer(self, call_id: int, reply: bytes) -> native.PipelineResult:
+        result = native.CommandResult.FromString(reply)
+        return native.PipelineResult(id=call_id, write=_write_response(result))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Read:
+    """A validated read of one name with a read policy."""
+
+    name: str
+    policy: ReadPolicyName
+
+    def run(self, s: KeyValueServices, node: NodeHandle, context: Any) -> Any:
+        """Read within the unary call's deadline; the NativeGetResponse."""
+        return _get_response(s.get(node, self.name, self.policy, context))
+
+    def start(self, s: KeyValueServices, node: NodeHandle) -> Future[bytes]:
+        return node.read_async(s.get_query(self.name), policy=self.policy)
+
+    def answer(self, call_id: int, reply: bytes) -> native.PipelineResult:
+        result = native.KeyValueQueryResult.FromString(reply)
+        return native.PipelineResult(id=call_id, get=_get_response(result))
+
+
+_Op = _Write | _Read
+_Outcome = tuple[int, _Op, Future[bytes]] | native.PipelineResult
+"""What a Pipeline's outbox holds: a completed call, or an answer made without the node."""
+
+
+def _write_response(result: Any) -> Any:
+    return native.WriteResponse(applied=result.applied, revision=result.revision)
+
+
+def _get_response(result: Any) -> Any:
+    return native.NativeGetResponse(
+        found=result.found, value=result.value, revision=result.revision
+    )
+
+
+def _get_op(s: KeyValueServices, request: Any) -> _Op:
+    s.check_name(request.name)
+    policy = request.read_policy or "linearizable"
+    if policy not in get_args(ReadPolicyName):
+        raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, f"unknown read policy {policy!r}")
+    return _Read(request.name, cast(ReadPolicyName, policy))
+
+
+def _set_op(s: KeyValueServices, request: Any) -> _Op:
+    s.check_value(request.name, request.value)
+    return _Write(sc.StateCommand(set_element=request))
+
+
+def _set_if_absent_op(s: KeyValueServices, request: Any) -> _Op:
+    """A compare-and-set expecting no live entry, by this server's clock (an expired entry
+    does not block it)."""
+    s.check_value(request.name, request.value)
+    cas = sc.CompareAndSetCommand(name=request.name, value=request.value, now=s.clock())
+    if request.HasField("expire_at"):
+        cas.expire_at = request.expire_at
+    return _Write(sc.StateCommand(compare_and_set=cas))
+
+
+def _delete_op(s: KeyValueServices, request: Any) -> _Op:
+    s.check_name(request.name)
+    return _Write(sc.StateCommand(delete_element=request))
+
+
+def _compare_and_set_op(s: KeyValueServices, request: Any) -> _Op:
+    s.check_value(request.name, request.value)
+    command = sc.StateCommand(compare_and_set=request)
+    command.compare_and_set.now = s.clock()
+    return _Write(command)
+
+
+def _compare_and_delete_op(s: KeyValueServices, request: Any) -> _Op:
+    s.check_name(request.name)
+    command = sc.StateCommand(compare_and_delete=request)
+    command.compare_and_delete.now = s.clock()
+    return _Write(command)
+
+
+def _expire_if_op(s: KeyValueServices, request: Any) -> _Op:
+    s.check_name(request.name)
+    command = sc.StateCommand(expire_if=request)
+    command.expire_if.now = s.clock()
+    return _Write(command)
+
+
+_NATIVE_OPS: dict[str, Callable[[KeyValueServices, Any], _Op]] = {
+    "get": _get_op,
+    "set": _set_op,
+    "set_if_absent": _set_if_absent_op,
+    "delete": _delete_op,
+    "compare_and_set": _compare_and_set_op,
+    "compare_and_delete": _compare_and_delete_op,
+    "expire_if": _expire_if_op,
+}
+"""The builder of each DRefNative operation by its PipelineCall field name: it validates
+the request (CallRefused) and returns the write or read to run, for unary and pipelined
+calls alike."""
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _refusals_abort(method: _Method) -> _Method:
+    """Turn a servicer method's CallRefused into the aborted call it stands for (the gRPC
+    context is the method's last argument)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except CallRefused as refused:
+            args[-1].abort(refused.code, refused.details)
+
+    return cast(_Method, wrapper)
+
+
 class _DRefRaft(up_grpc.DRefRaftServicer):
     """Upstream's client service (spec 3.4)."""
 
@@ -313,8 +659,9 @@ class _DRefRaft(up_grpc.DRefRaftServicer):
         self._s = services
         self._node = node
 
+    @_refusals_abort
     def SetElement(self, request: Any, context: Any) -> Any:
-        self._s.check_value(request.name, request.value, context)
+        self._s.check_value(request.name, request.value)
         command = sc.StateCommand(
             set_element=sc.SetElementCommand(name=request.name, value=request.value)
         )
@@ -323,26 +670,30 @@ class _DRefRaft(up_grpc.DRefRaftServicer):
         self._s.propose(self._node, command, context)
         return up.SetElementResponse()
 
+    @_refusals_abort
     def SetElementIfNotExist(self, request: Any, context: Any) -> Any:
-        self._s.check_value(request.name, request.value, context)
+        self._s.check_value(request.name, request.value)
         created, _ = self._s.set_if_absent_upstream(self._node, request, context)
         return up.SetElementIfNotExistResponse(created=created)
 
+    @_refusals_abort
     def GetElement(self, request: Any, context: Any) -> Any:
-        self._s.check_name(request.name, context)
+        self._s.check_name(request.name)
         result = self._s.get(self._node, request.name, "linearizable", context)
         if not result.found:
             return up.GetElementResponse()  # value absent: missing or expired
         return up.GetElementResponse(value=result.value)
 
+    @_refusals_abort
     def DeleteElement(self, request: Any, context: Any) -> Any:
-        self._s.check_name(request.name, context)
+        self._s.check_name(request.name)
         command = sc.StateCommand(delete_element=sc.DeleteElementCommand(name=request.name))
         self._s.propose(self._node, command, context)
         return up.DeleteElementResponse()
 
+    @_refusals_abort
     def ExpireElement(self, request: Any, context: Any) -> Any:
-        self._s.check_name(request.name, context)
+        self._s.check_name(request.name)
         expire = sc.ExpireElementCommand(name=request.name, expire_at=request.expireAt)
         self._s.propose(self._node, sc.StateCommand(expire_element=expire), context)
         return up.ExpireElementResponse()
@@ -362,44 +713,25 @@ class _DRefNative(native_grpc.DRefNativeServicer):
         self._node = node
 
     def Get(self, request: Any, context: Any) -> Any:
-        self._s.check_name(request.name, context)
-        policy = request.read_policy or "linearizable"
-        if policy not in get_args(ReadPolicyName):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown read policy {policy!r}")
-        result = self._s.get(self._node, request.name, cast(ReadPolicyName, policy), context)
-        return native.NativeGetResponse(
-            found=result.found, value=result.value, revision=result.revision
-        )
+        return self._run("get", request, context)
 
     def Set(self, request: Any, context: Any) -> Any:
-        self._s.check_value(request.name, request.value, context)
-        return self._write(sc.StateCommand(set_element=request), context)
+        return self._run("set", request, context)
 
     def SetIfAbsent(self, request: Any, context: Any) -> Any:
-        self._s.check_value(request.name, request.value, context)
-        cas = sc.CompareAndSetCommand(name=request.name, value=request.value, now=self._s.clock())
-        if request.HasField("expire_at"):
-            cas.expire_at = request.expire_at
-        return self._write(sc.StateCommand(compare_and_set=cas), context)
+        return self._run("set_if_absent", request, context)
 
     def Delete(self, request: Any, context: Any) -> Any:
-        self._s.check_name(request.name, context)
-        return self._write(sc.StateCommand(delete_element=request), context)
+        return self._run("delete", request, context)
 
     def CompareAndSet(self, request: Any, context: Any) -> Any:
-        self._s.check_value(request.name, request.value, context)
-        request.now = self._s.clock()
-        return self._write(sc.StateCommand(compare_and_set=request), context)
+        return self._run("compare_and_set", request, context)
 
     def CompareAndDelete(self, request: Any, context: Any) -> Any:
-        self._s.check_name(request.name, context)
-        request.now = self._s.clock()
-        return self._write(sc.StateCommand(compare_and_delete=request), context)
+        return self._run("compare_and_delete", request, context)
 
     def ExpireIf(self, request: Any, context: Any) -> Any:
-        self._s.check_name(request.name, context)
-        request.now = self._s.clock()
-        return self._write(sc.StateCommand(expire_if=request), context)
+        return self._run("expire_if", request, context)
 
     def Watch(self, request: Any, context: Any) -> Iterator[Any]:
         names = {*request.names, request.name} - {""}
@@ -411,9 +743,13 @@ class _DRefNative(native_grpc.DRefNativeServicer):
         status = _call(context, self._node, lambda _t: self._node.status())
         return native.StatusResponse(json=json.dumps(_jsonable(status), sort_keys=True))
 
-    def _write(self, command: sc.StateCommand, context: Any) -> Any:
-        result = self._s.propose(self._node, command, context)
-        return native.WriteResponse(applied=result.applied, revision=result.revision)
+    def Pipeline(self, request_iterator: Any, context: Any) -> Iterator[Any]:
+        yield from self._s.pipeline(self._node, request_iterator, context)
+
+    @_refusals_abort
+    def _run(self, kind: str, request: Any, context: Any) -> Any:
+        """Build the `kind` operation from `request` and run it within the call's deadline."""
+        return _NATIVE_OPS[kind](self._s, request).run(self._s, self._node, context)
 
 
 def _call(
@@ -424,25 +760,35 @@ def _call(
     timeout = DEFAULT_CALL_TIMEOUT if remaining is None else max(0.001, remaining)
     try:
         return run(min(timeout, DEFAULT_CALL_TIMEOUT * 6))
-    except NotLeaderError as exc:
-        _abort_not_leader(context, exc, leader_address_hint)
-    except QuorumLostError:
-        context.abort(grpc.StatusCode.UNAVAILABLE, "quorum-lost")
-    except DRefTimeoutError as exc:
-        context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"timeout: {exc}")
-    except (BackendUnavailableError, ContextClosedError) as exc:  # closed: the node stopped
-        context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-    except Exception as exc:  # a state-machine failure (spec 3.4: INTERNAL + message)
-        _log.exception("node %s failed a client call", node.node_id)
-        context.abort(grpc.StatusCode.INTERNAL, str(exc))
+    except Exception as exc:
+        code, details, leader_address = _status_of(exc, leader_address_hint)
+        if code == grpc.StatusCode.INTERNAL:
+            _log.exception("node %s failed a client call", node.node_id)
+        if leader_address:
+            context.set_trailing_metadata(((LEADER_ADDRESS_KEY, leader_address),))
+        context.abort(code, details)
     raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
 
 
-def _abort_not_leader(context: Any, exc: NotLeaderError, leader_address_hint: bool) -> NoReturn:
-    if exc.leader_address and leader_address_hint:
-        context.set_trailing_metadata(((LEADER_ADDRESS_KEY, exc.leader_address),))
-    context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"not-leader:{exc.leader_id or 'unknown'}")
-    raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
+def _status_of(exc: Exception, leader_address_hint: bool) -> tuple[grpc.StatusCode, str, str]:
+    """The status code, details and leader address ('' for none) a client gets for a node
+    call that raised `exc` (upstream's table, spec 3.4), unary or pipelined."""
+    if isinstance(exc, CallRefused):
+        return exc.code, exc.details, ""
+    if isinstance(exc, NotLeaderError):
+        address = exc.leader_address if exc.leader_address and leader_address_hint else ""
+        return (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"not-leader:{exc.leader_id or 'unknown'}",
+            address,
+        )
+    if isinstance(exc, QuorumLostError):
+        return grpc.StatusCode.UNAVAILABLE, "quorum-lost", ""
+    if isinstance(exc, DRefTimeoutError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, f"timeout: {exc}", ""
+    if isinstance(exc, (BackendUnavailableError, ContextClosedError)):  # the node stopped
+        return grpc.StatusCode.UNAVAILABLE, str(exc), ""
+    return grpc.StatusCode.INTERNAL, str(exc), ""  # a state-machine failure (spec 3.4)
 
 
 def _drain(events: queue.Queue[Any]) -> None:

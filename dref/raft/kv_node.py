@@ -19,7 +19,7 @@ from dref.raft.node import Node
 from dref.raft.status import NodeStatus
 from dref.storage.kv_state_machine import KeyValueStateMachine
 from dref.wire.client_protocol import DEFAULT_MAX_VALUE_SIZE, now_ms
-from dref.wire.client_service import MAX_WATCHES, KeyValueServices
+from dref.wire.client_service import MAX_PIPELINES, MAX_WATCHES, KeyValueServices
 from dref.wire.proto import state_command_pb2 as sc
 from dref.wire.proto.dref_native_pb2 import CommandResult
 
@@ -48,6 +48,8 @@ class KeyValueNode:
         *,
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
         max_watches: int = MAX_WATCHES,
+        max_pipelines: int = MAX_PIPELINES,
+        pipeline: bool = True,
         leader_address_hint: bool = True,
     ):
         self.config = config
@@ -57,6 +59,8 @@ class KeyValueNode:
             peer_ids=list(config.peers),
             max_value_size=max_value_size,
             max_watches=max_watches,
+            max_pipelines=max_pipelines,
+            pipeline=pipeline,
             leader_address_hint=leader_address_hint,
         )
         self.node = Node(config, self.state_machine, services=[self.services.register])
