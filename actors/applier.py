@@ -33,13 +33,14 @@ from dref.actors.node_messages import (
     TakeSnapshotNow,
 )
 from dref.actors.safe_tell import safe_tell
+from dref.actors.simple_inbox import SimpleInboxActor
 from dref.errors import NotLeaderError, QuorumLostError
 from dref.raft.state_machine import StateMachine
 
 logger = logging.getLogger("dref.raft")
 
 
-class ApplierActor(pykka.ThreadingActor):
+class ApplierActor(SimpleInboxActor):
     """Owns the state machine; see the module doc."""
 
     def __init__(

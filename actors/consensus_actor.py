@@ -84,6 +84,7 @@ from dref.actors.node_messages import (
 )
 from dref.actors.replicator import peer_client
 from dref.actors.safe_tell import safe_tell
+from dref.actors.simple_inbox import SimpleInboxActor
 from dref.actors.snapshot_sender import SendChunk
 from dref.actors.ticker import monotonic_ms
 from dref.errors import NotLeaderError, QuorumLostError
@@ -128,7 +129,7 @@ class _Route:
         self.slot, self.peer = slot, peer
 
 
-class ConsensusActor(pykka.ThreadingActor):
+class ConsensusActor(SimpleInboxActor):
     """See the module doc. Only this actor calls the core."""
 
     def __init__(

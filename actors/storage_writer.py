@@ -35,6 +35,7 @@ from dref.actors.node_messages import (
     StorageBatch,
 )
 from dref.actors.safe_tell import safe_tell
+from dref.actors.simple_inbox import SimpleInboxActor
 from dref.actors.snapshot_files import SnapshotFiles
 from dref.storage.raft_log import RaftLog, StoredEntry
 from dref.storage.voter_state import VoterState, VoterStateFile
@@ -45,7 +46,7 @@ COMMIT_HEADER_PERIOD_S = 0.2
 """How often at most the commit index is rewritten in command-log's header (one fsync)."""
 
 
-class StorageWriterActor(pykka.ThreadingActor):
+class StorageWriterActor(SimpleInboxActor):
     """Owns RaftLog, VoterStateFile and SnapshotFiles; see the module doc."""
 
     def __init__(
