@@ -2,13 +2,17 @@
 
 The servicer takes raw request bytes, so malformed bytes become INVALID_ARGUMENT (never a
 crash), checks the sender is a configured member (else FAILED_PRECONDITION), hands the
-decoded message to the node and blocks, with a deadline, for the core's answer.
+decoded message to the node and answers with the core's reply. Peers talk over one
+long-lived PeerStream each (see peer_stream); the unary RPCs remain for snapshots and for
+peers without PeerStream.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -17,12 +21,22 @@ import grpc
 from dref.actors.consensus.messages import Message
 from dref.errors import CodecError
 from dref.wire.consensus_codec import (
+    NATIVE_SERVICE,
     Rpc,
     decode_request,
     decode_response,
     encode_request,
     encode_response,
     rpc_of,
+)
+from dref.wire.peer_stream import (
+    PEER_STREAM_METHOD,
+    PEER_STREAM_PATH,
+    OnReply,
+    PeerStream,
+    Pending,
+    Refused,
+    serve_peer_stream,
 )
 
 logger = logging.getLogger("dref.raft")
@@ -40,7 +54,7 @@ Submit = Callable[[Message], "Future[Message | None]"]
 
 
 class ConsensusServicer:
-    """Serves DRefConsensus and DRefNativeConsensus for one node."""
+    """Serves DRefConsensus and DRefNativeConsensus (with PeerStream) for one node."""
 
     def __init__(
         self,
@@ -54,8 +68,11 @@ class ConsensusServicer:
         self._submit = submit
         self._timeout = timeout
 
-    def handlers(self) -> list[grpc.GenericRpcHandler]:
-        """The generic handlers to add to a grpc.Server (one per service)."""
+    def handlers(self, *, peer_stream: bool = True) -> list[grpc.GenericRpcHandler]:
+        """The generic handlers to add to a grpc.Server (one per service).
+
+        `peer_stream=False` leaves PeerStream out, as an older or upstream peer would.
+        """
         by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
         for rpc in Rpc:
             spec = rpc.value
@@ -66,23 +83,39 @@ class ConsensusServicer:
                     response_serializer=lambda m: m.SerializeToString(),
                 )
             )
+        if peer_stream:
+            by_service.setdefault(NATIVE_SERVICE, {})[PEER_STREAM_METHOD] = (
+                grpc.stream_stream_rpc_method_handler(self._peer_stream)
+            )
         return [
             grpc.method_handlers_generic_handler(service, methods)
             for service, methods in by_service.items()
         ]
 
+    def admit(self, rpc: Rpc, request: bytes) -> Message:
+        """Decode a peer's request and check its sender is another member; raise Refused."""
+        try:
+            message = decode_request(rpc, request)
+        except CodecError as exc:
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        if message.sender == self._node_id or not self._accepts(message.sender):
+            raise Refused(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"unknown peer id {message.sender!r}: not a member known to node {self._node_id!r}",
+            )
+        return message
+
+    def _peer_stream(
+        self, frames: Iterator[bytes], context: grpc.ServicerContext
+    ) -> Iterator[bytes]:
+        return serve_peer_stream(frames, context, self.admit, self._submit)
+
     def _handler(self, rpc: Rpc) -> Callable[[bytes, grpc.ServicerContext], object]:
         def handle(request: bytes, context: grpc.ServicerContext) -> object:
             try:
-                message = decode_request(rpc, request)
-            except CodecError as exc:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            if message.sender == self._node_id or not self._accepts(message.sender):
-                context.abort(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"unknown peer id {message.sender!r}: not a member known to node "
-                    f"{self._node_id!r}",
-                )
+                message = self.admit(rpc, request)
+            except Refused as exc:
+                context.abort(exc.code, exc.details)
             remaining = context.time_remaining()
             wait = self._timeout if remaining is None else min(self._timeout, remaining)
             try:
@@ -97,7 +130,12 @@ class ConsensusServicer:
 
 
 class PeerClient:
-    """One channel to a peer; `send` starts a non-blocking call (many may be in flight)."""
+    """One channel to a peer; `send` queues a request without blocking (many in flight).
+
+    Requests travel on one PeerStream, reopened on the next send after it broke or its
+    oldest request went unanswered for `timeout`; InstallSnapshot, and everything once the
+    peer turned out to lack PeerStream, go as unary calls with a `timeout` deadline.
+    """
 
     def __init__(self, peer_id: str, address: str, *, timeout: float) -> None:
         self.peer_id = peer_id
@@ -106,21 +144,72 @@ class PeerClient:
         self._calls = {
             rpc: self._channel.unary_unary(
                 rpc.value.path,
-                request_serializer=lambda m: m.SerializeToString(),
+                request_serializer=None,
                 response_deserializer=rpc.value.response_type.FromString,
             )
             for rpc in Rpc
         }
+        self._open_call = self._channel.stream_stream(
+            PEER_STREAM_PATH, request_serializer=None, response_deserializer=None
+        )
+        self._cond = threading.Condition(threading.Lock())
+        self._stream: PeerStream | None = None
+        self._unary_only = False
+        self._closed = False
 
-    def send(self, message: Message, on_reply: Callable[[Message], None]) -> None:
-        """Send a request; `on_reply` gets the peer's answer (lost calls are just dropped)."""
+    @property
+    def streaming(self) -> bool:
+        """False once the peer turned out to lack PeerStream (every call is unary then)."""
+        return not self._unary_only
+
+    def send(self, message: Message, on_reply: OnReply) -> None:
+        """Send a request; `on_reply` gets the peer's answer (lost calls are just dropped).
+
+        Raises ValueError once the client is closed.
+        """
         rpc = rpc_of(message)
         if rpc is None:
             raise TypeError(f"{type(message).__name__} is not a request")
-        call = self._calls[rpc].future(encode_request(message), timeout=self._timeout)
+        payload = encode_request(message).SerializeToString()
+        if self._unary_only or rpc is Rpc.INSTALL_SNAPSHOT:
+            self._send_unary(rpc, payload, on_reply)
+            return
+        now = time.monotonic()
+        stale: PeerStream | None = None
+        with self._cond:
+            if self._closed:
+                raise ValueError("the channel to the peer is closed")
+            stream = self._stream
+            if stream is not None and not stream.dead and stream.stale_locked(now, self._timeout):
+                logger.debug("peer stream to %s stuck: reopening it", self.peer_id)
+                stream.cancel_locked()
+                stale = stream
+            if stream is None or stream.dead:
+                stream = self._stream = PeerStream(
+                    self._open_call, self.peer_id, self._cond, self._fall_back
+                )
+            stream.put_locked(rpc, payload, on_reply, now)
+        if stale is not None:
+            stale.finish_cancel()
+
+    def _send_unary(self, rpc: Rpc, payload: bytes, on_reply: OnReply) -> None:
+        if self._closed:
+            raise ValueError("the channel to the peer is closed")
+        call = self._calls[rpc].future(payload, timeout=self._timeout)
         call.add_done_callback(lambda done: self._completed(rpc, done, on_reply))
 
-    def _completed(self, rpc: Rpc, call: grpc.Future, on_reply: Callable[[Message], None]) -> None:
+    def _fall_back(self, lost: list[Pending]) -> None:
+        """The peer lacks PeerStream: go unary for good, resending what the stream held."""
+        if not self._unary_only:
+            logger.info("%s has no PeerStream: using unary calls", self.peer_id)
+        self._unary_only = True
+        for rpc, payload, on_reply, _ in lost:
+            try:
+                self._send_unary(rpc, payload, on_reply)
+            except ValueError:  # closed meanwhile
+                return
+
+    def _completed(self, rpc: Rpc, call: grpc.Future, on_reply: OnReply) -> None:
         try:
             response = call.result()
             reply = decode_response(rpc, response, self.peer_id)
@@ -134,5 +223,12 @@ class PeerClient:
             on_reply(reply)
 
     def close(self) -> None:
-        """Close the channel; calls in flight fail."""
+        """Cancel the stream and close the channel; calls in flight are dropped."""
+        with self._cond:
+            self._closed = True
+            stream, self._stream = self._stream, None
+            if stream is not None:
+                stream.cancel_locked()
+        if stream is not None:
+            stream.finish_cancel()
         self._channel.close()
