@@ -1,8 +1,9 @@
 """One replicator per peer: owns the channel to that peer and feeds answers back.
 
-Calls are non-blocking gRPC futures with a per-RPC deadline, so several AppendEntries
-can be in flight at once (pipelining); a call that fails is dropped and the core's
-flow control resends. Starting a call never blocks, so the consensus actor starts them
+Requests are queued on the client's one PeerStream to the peer without blocking, so
+several AppendEntries can be in flight at once (pipelining); a request that is lost (the
+stream broke, or went unanswered past the RPC timeout) is dropped and the core's flow
+control resends. Starting a call never blocks, so the consensus actor starts them
 itself through `peer_client` (one thread hop less per RPC); `Deliver` remains for a
 replicator whose client is already gone.
 """
