@@ -16,7 +16,9 @@ been applied (the leader may still commit it), so it raises at once - `QuorumLos
 again: a repeated write can land after newer writes of other clients and undo them.
 
 TTLs become ``expire_at = this machine's clock + ttl`` (Unix ms), as upstream clients do.
-The client is thread-safe and reuses one gRPC channel per node address.
+The client is thread-safe and reuses one gRPC channel per node address. Key/value calls
+of all its threads share one `DRefNative.Pipeline` stream per node, several calls to a
+frame (dref.raft.pipeline); a node that refuses pipelines gets unary calls instead.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from dref.errors import (
     QuorumLostError,
     ValueTooLargeError,
 )
+from dref.raft.pipeline import Pipeline, PipelineRefused, PipelineStats
 from dref.wire.client_protocol import LEADER_ADDRESS_KEY, now_ms
 from dref.wire.proto import dref_native_pb2 as native
 from dref.wire.proto import dref_native_pb2_grpc as native_grpc
@@ -79,6 +82,12 @@ class _Node:
         self.channel = grpc.insecure_channel(address, options=options)
         self.raft = up_grpc.DRefRaftStub(self.channel)
         self.native = native_grpc.DRefNativeStub(self.channel)
+        self.pipeline = Pipeline(self.native.Pipeline, address)
+
+    def close(self) -> None:
+        """Cancel the pipeline (its waiting calls fail with CANCELLED), then the channel."""
+        self.pipeline.close()
+        self.channel.close()
 
 
 class Client:
@@ -107,9 +116,11 @@ class Client:
     ) -> int:
         """Write unconditionally; returns the new revision."""
         request = sc.SetElementCommand(name=name, value=value, expire_at=_expire_at(ttl))
-        reply = self._call(
-            lambda n, t: n.native.Set(request, timeout=t), timeout, name, value, write=True
+        run = _piped(
+            lambda: native.PipelineCall(set=request),
+            lambda n, t: n.native.Set(request, timeout=t),
         )
+        reply = self._call(run, timeout, name, value, write=True)
         return int(reply.revision)
 
     def set_if_absent(
@@ -117,13 +128,11 @@ class Client:
     ) -> int | None:
         """Create `name` only if it is absent or expired; the revision, or None if present."""
         request = sc.SetElementIfNotExistCommand(name=name, value=value, expire_at=_expire_at(ttl))
-        reply = self._call(
+        run = _piped(
+            lambda: native.PipelineCall(set_if_absent=request),
             lambda n, t: n.native.SetIfAbsent(request, timeout=t),
-            timeout,
-            name,
-            value,
-            write=True,
         )
+        reply = self._call(run, timeout, name, value, write=True)
         return int(reply.revision) if reply.applied else None
 
     def get(
@@ -132,15 +141,21 @@ class Client:
         """The live value and revision of `name`, or None. `policy`: linearizable (default),
         lease, or stale (a follower's possibly old state)."""
         request = native.NativeGetRequest(name=name, read_policy=policy)
-        reply = self._call(lambda n, t: n.native.Get(request, timeout=t), timeout, name)
+        run = _piped(
+            lambda: native.PipelineCall(get=request),
+            lambda n, t: n.native.Get(request, timeout=t),
+        )
+        reply = self._call(run, timeout, name)
         return Entry(reply.value, reply.revision) if reply.found else None
 
     def delete(self, name: str, *, timeout: float | None = None) -> int:
         """Delete `name` (also when absent); returns the revision of the delete."""
         request = sc.DeleteElementCommand(name=name)
-        reply = self._call(
-            lambda n, t: n.native.Delete(request, timeout=t), timeout, name, write=True
+        run = _piped(
+            lambda: native.PipelineCall(delete=request),
+            lambda n, t: n.native.Delete(request, timeout=t),
         )
+        reply = self._call(run, timeout, name, write=True)
         return int(reply.revision)
 
     def expire(self, name: str, ttl: float, *, timeout: float | None = None) -> None:
@@ -162,9 +177,11 @@ class Client:
         if expected is not None:
             request.expected_revision = expected.revision
             request.expected_value = expected.value
-        reply = self._call(
-            lambda n, t: n.native.ExpireIf(request, timeout=t), timeout, name, write=True
+        run = _piped(
+            lambda: native.PipelineCall(expire_if=request),
+            lambda n, t: n.native.ExpireIf(request, timeout=t),
         )
+        reply = self._call(run, timeout, name, write=True)
         return bool(reply.applied)
 
     def compare_and_set(
@@ -182,13 +199,11 @@ class Client:
         if expected is not None:
             request.expected_revision = expected.revision
             request.expected_value = expected.value
-        reply = self._call(
+        run = _piped(
+            lambda: native.PipelineCall(compare_and_set=request),
             lambda n, t: n.native.CompareAndSet(request, timeout=t),
-            timeout,
-            name,
-            value,
-            write=True,
         )
+        reply = self._call(run, timeout, name, value, write=True)
         return int(reply.revision) if reply.applied else None
 
     def compare_and_delete(
@@ -198,12 +213,11 @@ class Client:
         request = sc.CompareAndDeleteCommand(
             name=name, expected_revision=expected.revision, expected_value=expected.value
         )
-        reply = self._call(
+        run = _piped(
+            lambda: native.PipelineCall(compare_and_delete=request),
             lambda n, t: n.native.CompareAndDelete(request, timeout=t),
-            timeout,
-            name,
-            write=True,
         )
+        reply = self._call(run, timeout, name, write=True)
         return bool(reply.applied)
 
     def watch(self, *names: str, replaces: int = 0, timeout: float | None = None) -> Watch:
@@ -263,18 +277,25 @@ class Client:
         )
         return list(reply.ids)
 
+    def pipeline_stats(self) -> dict[str, PipelineStats]:
+        """The pipeline counters of every node address this client has used (debugging)."""
+        with self._lock:
+            nodes = list(self._nodes.values())
+        return {node.address: node.pipeline.snapshot() for node in nodes}
+
     @property
     def leader_address(self) -> str | None:
         """The address the client currently sends calls to first, when it knows a leader."""
         return self._leader
 
     def close(self) -> None:
-        """Close every channel (open watches end). Idempotent."""
+        """Close every pipeline and channel (waiting calls raise ContextClosedError, open
+        watches end). Idempotent."""
         with self._lock:
             self._closed = True
             nodes = list(self._nodes.values())
         for node in nodes:
-            node.channel.close()
+            node.close()
 
     def __enter__(self) -> Client:
         return self
@@ -480,6 +501,25 @@ class Watch:
     def cancel(self) -> None:
         """End the subscription (iteration stops). Idempotent."""
         self._stream.cancel()
+
+
+def _piped(
+    make_call: Callable[[], native.PipelineCall], unary: Callable[[_Node, float], Any]
+) -> Callable[[_Node, float], Any]:
+    """A `Client._call` runner sending `make_call()` on the node's pipeline (the reply is
+    the answer's NativeGetResponse or WriteResponse), or `unary` where the node refuses
+    pipelines."""
+
+    def run(node: _Node, remaining: float) -> Any:
+        deadline = time.monotonic() + remaining
+        if node.pipeline.usable:
+            try:
+                return node.pipeline.call(make_call(), remaining)
+            except PipelineRefused:
+                pass  # nothing was sent: go unary on this node for a while
+        return unary(node, max(0.001, deadline - time.monotonic()))
+
+    return run
 
 
 def _change(name: str, event: Any) -> ChangeEvent:
