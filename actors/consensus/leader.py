@@ -257,12 +257,21 @@ class LeaderRole:
     # ------------------------------------------------------------- replication
 
     def _send_more(self, peer: str) -> None:
-        """Send as much as flow control allows to `peer`."""
+        """Send as much as flow control allows to `peer`.
+
+        While a message is in flight to a replicating follower, a partial batch waits for
+        its answer (or until a full message's worth has queued): the answer comes in one
+        round trip, and the next message then carries everything proposed meanwhile, so a
+        busy leader sends few large messages instead of many small ones."""
         progress = self.progress[peer]
         last_index = self.core.log.last_index
-        max_inflight = self.core.config.max_inflight
-        while progress.can_send(max_inflight):
-            if progress.state is ReplicationState.REPLICATE and progress.next_index > last_index:
+        config = self.core.config
+        while progress.can_send(config.max_inflight):
+            if progress.state is ReplicationState.REPLICATE and (
+                progress.next_index > last_index
+                or progress.inflight
+                and last_index - progress.next_index + 1 < config.max_entries_per_message
+            ):
                 return
             self._send_append(peer, progress)
 

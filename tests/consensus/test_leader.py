@@ -80,11 +80,26 @@ def test_batching_and_pipelining_respect_limits(h):
     effects = []
     for n in range(7):
         effects += leader.propose(b"%d" % n, n)
-    to_b = h.messages(effects, AppendEntries, to="b")
-    assert [len(m.entries) for m in to_b] == [1, 1]  # window of 2 filled by the first two
-    effects = h.ack(leader, "b", 3)  # frees the window
     batches = [[e.index for e in m.entries] for m in h.messages(effects, AppendEntries, "b")]
-    assert batches == [[4, 5], [6, 7]]
+    assert batches == [[2], [3, 4]]  # window of 2 filled; index 3 waited for a full message
+    effects = h.ack(leader, "b", 4)  # frees the window
+    batches = [[e.index for e in m.entries] for m in h.messages(effects, AppendEntries, "b")]
+    assert batches == [[5, 6], [7, 8]]
+
+
+def test_partial_batch_waits_for_the_answer_in_flight(h):
+    leader = h.core("a", max_entries_per_message=64, max_inflight=8)
+    h.elect(leader)
+    h.ack(leader, "b", 1)
+    effects = leader.propose(b"first", 1)
+    assert [len(m.entries) for m in h.messages(effects, AppendEntries, "b")] == [1]
+    held = []
+    for n in range(5):
+        held += leader.propose(b"%d" % n, 10 + n)
+    assert h.messages(held, AppendEntries, "b") == []  # one in flight: the rest gathers
+    effects = h.ack(leader, "b", 2)
+    batches = [[e.index for e in m.entries] for m in h.messages(effects, AppendEntries, "b")]
+    assert batches == [[3, 4, 5, 6, 7]]  # the answer releases them as one message
 
 
 def test_proposals_of_one_turn_go_out_as_one_append_per_peer(h):
@@ -95,7 +110,7 @@ def test_proposals_of_one_turn_go_out_as_one_append_per_peer(h):
     accepted = h.of(effects, ProposalAccepted)
     assert [(a.request_id, a.index) for a in accepted] == [(10, 2), (11, 3), (12, 4), (13, 5)]
     batches = [[e.index for e in m.entries] for m in h.messages(effects, AppendEntries, "b")]
-    assert batches == [[2, 3, 4], [5]]  # one message per size limit, not one per proposal
+    assert batches == [[2, 3, 4]]  # one full message, not one per proposal; 5 waits for it
     assert [e.command for e in leader.log.entries_between(2, 5)] == [b"0", b"1", b"2", b"3"]
 
 
