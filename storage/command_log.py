@@ -222,7 +222,7 @@ class CommandLog:
         fd = self._with_header()
         try:
             _pwrite_all(fd, data, self._end)
-            os.fsync(fd)
+            os.fdatasync(fd)  # data and the new size; skipping mtime saves a journal write
         except BaseException:
             self._discard_after(self._end)
             raise

@@ -272,16 +272,16 @@ def test_failed_fsync_removes_the_unacknowledged_batch(
         log.open()
         log.append(LogRecord(1, cmd("a")))
         before = path.read_bytes()
-        real_fsync = os.fsync
+        real_fdatasync = os.fdatasync
         calls: list[int] = []
 
-        def fsync_failing_once(fd: int) -> None:
+        def fdatasync_failing_once(fd: int) -> None:
             calls.append(fd)
             if len(calls) == 1:
                 raise OSError(5, "simulated I/O error")
-            real_fsync(fd)
+            real_fdatasync(fd)
 
-        monkeypatch.setattr(command_log.os, "fsync", fsync_failing_once)
+        monkeypatch.setattr(command_log.os, "fdatasync", fdatasync_failing_once)  # appends
         with pytest.raises(OSError, match="simulated"):
             log.append_many(records(2, 3))
         assert path.read_bytes() == before
@@ -298,7 +298,7 @@ def test_log_that_cannot_remove_a_failed_batch_must_be_reopened(
     with CommandLog(tmp_path) as log:
         log.open()
         log.append(LogRecord(1, cmd("a")))
-        monkeypatch.setattr(command_log.os, "fsync", failing)
+        monkeypatch.setattr(command_log.os, "fdatasync", failing)
         monkeypatch.setattr(command_log.os, "ftruncate", failing)
         with pytest.raises(OSError, match="no space"):
             log.append(LogRecord(2, cmd("b")))
