@@ -291,6 +291,7 @@ class ConsensusActor(SimpleInboxActor):
     def _run(self, effects: list[Effect], inbound: Inbound | None = None) -> bool:
         """Execute effects in order; True when one of them answered `inbound`."""
         storage: list[Any] = []
+        replies: list[tuple[Future[Message | None], Message]] = []  # released by the writer
         outgoing: dict[str, list[Message]] = {}
         waiters: list[AwaitEntry | ServeRead] = []  # to the applier together, in order
         needed = self._issued_seq
@@ -310,7 +311,10 @@ class ConsensusActor(SimpleInboxActor):
                 if inbound is not None and route.slot is inbound.reply:
                     claimed = True
                 if effect.after_persist and needed > self._durable_seq:
-                    self._held.append((needed, route, effect.message))
+                    if route.slot is not None and needed > self._issued_seq and not self._held:
+                        replies.append((route.slot, effect.message))  # waits for this batch
+                    else:
+                        self._held.append((needed, route, effect.message))
                 elif (
                     route.peer is not None
                     and self._snapshot_sender is not None
@@ -355,7 +359,8 @@ class ConsensusActor(SimpleInboxActor):
                     logger.debug("not sent to %s: its channel is closed", peer)
         if storage:
             self._issued_seq += 1
-            safe_tell(self._storage, StorageBatch(self._issued_seq, tuple(storage)))
+            batch = StorageBatch(self._issued_seq, tuple(storage), tuple(replies))
+            safe_tell(self._storage, batch)
         return claimed
 
     def _route(self, send: Send, inbound: Inbound | None, claimed: bool) -> _Route | None:

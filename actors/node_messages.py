@@ -108,10 +108,15 @@ class Connect:
 
 @dataclass(frozen=True)
 class StorageBatch:
-    """Storage effects of one consensus turn, in order, numbered `seq`."""
+    """Storage effects of one consensus turn, in order, numbered `seq`.
+
+    `replies` answer peers' requests and may leave only once this batch is durable: the
+    storage writer fills their reply slots right after its fsync (one hop less than
+    going back through the consensus actor)."""
 
     seq: int
     effects: tuple[StorageEffect, ...]
+    replies: tuple[tuple[Future[Message | None], Message], ...] = ()
 
 
 @dataclass(frozen=True)

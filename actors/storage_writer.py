@@ -149,6 +149,11 @@ class StorageWriterActor(SimpleInboxActor):
         self._write_commit_index(force=False)
         self._latencies_ms.append((time.monotonic() - started) * 1000)
         self._flushes += 1
+        for item in queued:
+            if isinstance(item, StorageBatch):
+                for slot, reply in item.replies:
+                    if not slot.done():
+                        slot.set_result(reply)
         consensus = self._consensus
         if consensus is None:
             return
