@@ -100,6 +100,13 @@ class PeerSet:
             logger.info("%s: replicating to new member %s at %s", self._node_id, peer, address)
 
     def accepts(self, sender: str) -> bool:
-        """Whether the transport should hand a request from `sender` to consensus: members,
-        or anyone while we are outside the configuration (a leader may be adding us)."""
-        return sender in self._addresses or not self.is_member
+        """Whether the transport should hand a request from `sender` to consensus: members
+        (also one whose address we have not learned yet, such as a leader whose snapshot
+        did not record its own address), peers we know, or anyone while we are outside the
+        configuration (a leader may be adding us)."""
+        membership = self._membership
+        return (
+            sender in self._addresses
+            or not self.is_member
+            or (membership is not None and sender in membership.members)
+        )

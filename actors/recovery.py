@@ -9,6 +9,7 @@ The snapshot's membership is the configuration LMDB recorded at the log base.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +51,15 @@ class RecoveredNode:
         return entries[-1].index if entries else self.base_index
 
 
-def recover(directory: Path, voters: frozenset[str], *, upstream_files: bool) -> RecoveredNode:
-    """Open and reconcile the stores in `directory` (see the module doc)."""
+def recover(
+    directory: Path,
+    voters: frozenset[str],
+    *,
+    upstream_files: bool,
+    addresses: Mapping[str, str] | None = None,
+) -> RecoveredNode:
+    """Open and reconcile the stores in `directory` (see the module doc); `voters` and
+    their `addresses` are the configured membership, used when none was recorded."""
     voter_state = VoterStateFile(directory)
     hard = voter_state.load()
     snapshots = SnapshotFiles(directory, upstream=upstream_files)
@@ -72,7 +80,7 @@ def recover(directory: Path, voters: frozenset[str], *, upstream_files: bool) ->
         if saved is not None and saved.index > base_index:
             entries, base_term = _finish_compaction(log, saved, entries, base_index)
             base_index = saved.index
-        membership = _base_membership(log, voters, directory)
+        membership = _base_membership(log, voters, addresses or {}, directory)
     except Exception:
         log.close()
         raise
@@ -96,11 +104,13 @@ def recover(directory: Path, voters: frozenset[str], *, upstream_files: bool) ->
     return RecoveredNode(log, voter_state, snapshots, durable, commit)
 
 
-def _base_membership(log: RaftLog, voters: frozenset[str], directory: Path) -> Membership:
+def _base_membership(
+    log: RaftLog, voters: frozenset[str], addresses: Mapping[str, str], directory: Path
+) -> Membership:
     """The configuration at the snapshot base: the one recorded at compaction, else (a data
     directory from before configurations were recorded) the configured voters."""
     if log.snapshot_config is None:
-        return Membership.of(voters)
+        return Membership.of(voters, (), addresses)
     try:
         return Membership.decode(log.snapshot_config)
     except ValueError as exc:

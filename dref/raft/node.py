@@ -109,7 +109,9 @@ class Node:
             raise ConfigError(f"cannot listen on {config.listen}")
         self._address = f"{host}:{port}"
         self._addresses = {**config.peers, node_id: self._address}
-        recovered = recover(config.data_dir, voters, upstream_files=config.upstream_files)
+        recovered = recover(
+            config.data_dir, voters, upstream_files=config.upstream_files, addresses=self._addresses
+        )
         try:
             self._start_actors(recovered, voters, state_machine)
             servicer = ConsensusServicer(

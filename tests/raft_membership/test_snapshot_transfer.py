@@ -54,6 +54,8 @@ def test_a_20_mb_snapshot_reaches_a_new_member_across_connection_resets(tmp_path
             tmp_path, "n1", f"127.0.0.1:{leader_port}", join=False, rpc_timeout=2.0
         )
         wait_until(lambda: leader.is_leader, what="n1 to lead again")
+        # recovered from a snapshot with no configuration entry: it still knows its address
+        assert leader.members().membership.address_map()["n1"] == f"127.0.0.1:{leader_port}"
         assert leader.propose(b"restarted", timeout=30) == str(ITEMS + 1).encode()
 
         writer.start()
