@@ -335,7 +335,8 @@ class ConsensusActor(SimpleInboxActor):
             elif isinstance(effect, ReadReady):
                 read = self._requests.pop(effect.request_id)
                 assert isinstance(read, ReadRequest)
-                waiters.append(ServeRead(effect.read_index, read.query, read.outcome))
+                if not self._answer_applied(read, effect.read_index):
+                    waiters.append(ServeRead(effect.read_index, read.query, read.outcome))
             elif isinstance(effect, Reject):
                 self._reject(effect)
             elif isinstance(effect, TakeSnapshot):
@@ -362,6 +363,20 @@ class ConsensusActor(SimpleInboxActor):
             batch = StorageBatch(self._issued_seq, tuple(storage), tuple(replies))
             safe_tell(self._storage, batch)
         return claimed
+
+    def _answer_applied(self, read: ReadRequest, read_index: int) -> bool:
+        """Answer a confirmed read here when the state machine is applied through its read
+        index; False when the applier must answer it later."""
+        try:
+            answer = self._local.query_applied(read.query, read_index)
+        except Exception as exc:  # noqa: BLE001 - the reader gets the state machine's failure
+            _fail(read.outcome, exc)
+            return True
+        if answer is None:
+            return False
+        if not read.outcome.done():
+            read.outcome.set_result(answer)
+        return True
 
     def _route(self, send: Send, inbound: Inbound | None, claimed: bool) -> _Route | None:
         """Decide where a Send goes; None drops it (an answer nobody waits for)."""

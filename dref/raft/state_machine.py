@@ -9,8 +9,10 @@ from typing import Protocol, runtime_checkable
 class StateMachine(Protocol):
     """A deterministic state machine: the same commands in the same order give the same state.
 
-    The engine calls every method from one thread. `apply` must not read clocks, random
-    numbers or anything else that differs between nodes.
+    The engine never runs two of these methods at once (they may run on different engine
+    threads, one at a time), and `query` should be quick: confirmed reads are answered on
+    the consensus thread. `apply` must not read clocks, random numbers or anything else
+    that differs between nodes.
     """
 
     def apply(self, command: bytes) -> bytes:
