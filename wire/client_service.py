@@ -41,6 +41,7 @@ from dref.errors import (
 )
 from dref.raft.config import ReadPolicyName
 from dref.storage.kv_state_machine import KeyValueStateMachine
+from dref.wire.call_refused import CallRefused
 from dref.wire.client_protocol import DEFAULT_MAX_VALUE_SIZE, LEADER_ADDRESS_KEY, now_ms
 from dref.wire.proto import dref_native_pb2 as native
 from dref.wire.proto import dref_native_pb2_grpc as native_grpc
@@ -55,7 +56,7 @@ __all__ = [
     "CallRefused",
     "KeyValueServices",
     "NodeHandle",
-    "PipelineStats",
+    "ServedPipelineStats",
     "now_ms",
 ]
 
@@ -113,18 +114,8 @@ class NodeHandle(Protocol):
     def status(self) -> Any: ...
 
 
-class CallRefused(Exception):
-    """A request refused before it runs (bad name, value too large, ...): the status code
-    and details the caller gets, as an aborted unary call or as a pipelined CallError."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-        self.details = details
-
-
 @dataclasses.dataclass
-class PipelineStats:
+class ServedPipelineStats:
     """Counters of the Pipeline streams of one node (for metrics and tests)."""
 
     open: int = 0
@@ -164,7 +155,7 @@ class KeyValueServices:
         self._pipeline_slots = threading.BoundedSemaphore(max_pipelines) if max_pipelines else None
         self._pipelines: set[_PipelineStream] = set()
         self._stats_lock = threading.Lock()
-        self._stats = PipelineStats()
+        self._stats = ServedPipelineStats()
 
     def register(self, server: grpc.Server, node: NodeHandle) -> None:
         """Add DRefRaft and DRefNative, bound to `node`, to `server` (before it starts)."""
@@ -184,7 +175,7 @@ class KeyValueServices:
         """Whether `close` was called."""
         return self._closed.is_set()
 
-    def pipeline_stats(self) -> PipelineStats:
+    def pipeline_stats(self) -> ServedPipelineStats:
         """A copy of the Pipeline counters."""
         with self._stats_lock:
             return dataclasses.replace(self._stats)

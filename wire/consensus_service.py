@@ -20,6 +20,7 @@ import grpc
 
 from dref.actors.consensus.messages import Message
 from dref.errors import CodecError
+from dref.wire.call_refused import CallRefused
 from dref.wire.consensus_codec import (
     NATIVE_SERVICE,
     Rpc,
@@ -35,7 +36,6 @@ from dref.wire.peer_stream import (
     OnReply,
     PeerStream,
     Pending,
-    Refused,
     serve_peer_stream,
 )
 
@@ -93,13 +93,13 @@ class ConsensusServicer:
         ]
 
     def admit(self, rpc: Rpc, request: bytes) -> Message:
-        """Decode a peer's request and check its sender is another member; raise Refused."""
+        """Decode a peer's request and check its sender is another member; raise CallRefused."""
         try:
             message = decode_request(rpc, request)
         except CodecError as exc:
-            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+            raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         if message.sender == self._node_id or not self._accepts(message.sender):
-            raise Refused(
+            raise CallRefused(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"unknown peer id {message.sender!r}: not a member known to node {self._node_id!r}",
             )
@@ -114,7 +114,7 @@ class ConsensusServicer:
         def handle(request: bytes, context: grpc.ServicerContext) -> object:
             try:
                 message = self.admit(rpc, request)
-            except Refused as exc:
+            except CallRefused as exc:
                 context.abort(exc.code, exc.details)
             remaining = context.time_remaining()
             wait = self._timeout if remaining is None else min(self._timeout, remaining)

@@ -19,6 +19,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from dref.actors.consensus.messages import Message
+from dref.wire.call_refused import CallRefused
 from dref.wire.consensus_codec import NATIVE_SERVICE, Rpc, decode_response, encode_response
 from dref.wire.proto import dref_consensus_pb2 as pb
 
@@ -35,17 +36,8 @@ Pending = tuple[Rpc, bytes, OnReply, float]
 """A request awaiting its answer: rpc, request bytes, reply callback, monotonic send time."""
 
 
-class Refused(Exception):
-    """A peer's request that must end its call with `code` (bad bytes, unknown sender)."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-        self.details = details
-
-
 Admit = Callable[[Rpc, bytes], Message]
-"""Decodes a request's bytes and checks its sender; raises Refused."""
+"""Decodes a request's bytes and checks its sender; raises CallRefused."""
 Submit = Callable[[Message], "Future[Message | None]"]
 
 
@@ -62,7 +54,7 @@ class _Answers:
         self.ready: list[tuple[int, Rpc, Future[Message | None]]] = []
         self.open = 0  # requests submitted and not answered yet
         self.reading = True
-        self.refused: Refused | None = None
+        self.refused: CallRefused | None = None
         self.dead = False
 
     def answered(self, ident: int, rpc: Rpc, future: Future[Message | None]) -> None:
@@ -71,7 +63,7 @@ class _Answers:
             self.ready.append((ident, rpc, future))
             self.cond.notify()
 
-    def stop_reading(self, refused: Refused | None) -> None:
+    def stop_reading(self, refused: CallRefused | None) -> None:
         with self.cond:
             self.reading = False
             if refused is not None and self.refused is None:
@@ -133,13 +125,13 @@ def serve_peer_stream(
 
 def _read_frames(frames: Iterator[bytes], answers: _Answers, admit: Admit, submit: Submit) -> None:
     """Submit every request of every frame until the peer half-closes or the call ends."""
-    refused: Refused | None = None
+    refused: CallRefused | None = None
     try:
         for data in frames:
             try:
                 frame = pb.PeerFrame.FromString(data)
             except (DecodeError, ValueError) as exc:
-                raise Refused(
+                raise CallRefused(
                     grpc.StatusCode.INVALID_ARGUMENT, f"malformed PeerFrame: {exc}"
                 ) from None
             envelopes = frame.envelopes
@@ -148,12 +140,12 @@ def _read_frames(frames: Iterator[bytes], answers: _Answers, admit: Admit, submi
             for envelope in envelopes:
                 rpc = RPC_BY_METHOD.get(envelope.method)
                 if rpc is None:
-                    raise Refused(
+                    raise CallRefused(
                         grpc.StatusCode.INVALID_ARGUMENT, f"unknown method {envelope.method!r}"
                     )
                 message = admit(rpc, envelope.payload)
                 submit(message).add_done_callback(partial(answers.answered, envelope.id, rpc))
-    except Refused as exc:
+    except CallRefused as exc:
         refused = exc
     except Exception:  # noqa: BLE001 - the call was cancelled or broke: nothing to answer
         logger.debug("peer stream ended while reading", exc_info=True)
