@@ -367,7 +367,7 @@ class RaftCore:
     def _dispatch(self, message: Message) -> None:
         state = self.state
         known = message.sender in state.voters or message.sender in state.learners
-        if not known and not isinstance(message, LEADER_MESSAGES):
+        if not known and not self._hears_stranger(message):
             return  # e.g. a removed node that does not know it, campaigning
         if message.term > state.term:
             forced = isinstance(message, RequestVote) and message.force
@@ -395,6 +395,21 @@ class RaftCore:
             self.leader_contact_ms = self.now_ms
             self.reset_election_timer()
         self.role.step(message)
+
+    def _hears_stranger(self, message: Message) -> bool:
+        """Whether a message from a sender outside our configuration is handled.
+
+        Leader messages are (a leader may be adding us). So are vote requests: our own
+        configuration may be a stale, uncommitted one that leaves out the voters of the
+        current one, and ignoring their candidates could leave no electable node. With
+        PreVote on, a real RequestVote only follows a PreVote round the sender won, and a
+        live leader's followers ignore both during their lease, so a removed node cannot
+        disrupt; without PreVote, strangers' RequestVotes stay ignored for that reason."""
+        if isinstance(message, (*LEADER_MESSAGES, PreVote)):
+            return True
+        if isinstance(message, RequestVote):
+            return self.config.pre_vote or message.force
+        return False
 
     def _answer_stale(self, message: Message) -> None:
         """Tell a stale leader or pre-candidate about our newer term so it steps down."""

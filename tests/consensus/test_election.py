@@ -126,3 +126,27 @@ def test_learner_never_campaigns(h):
     learner = h.core("l", voters=("a", "b", "c"), learners=("l",))
     assert not learner.tick(10_000)
     assert learner.state.role is Role.FOLLOWER
+
+
+def test_voter_with_a_stale_configuration_still_votes_for_a_current_voter(h):
+    # "a" holds an old, uncommitted configuration {a, c}; the current one ({a, z}) has a
+    # voter "z" that "a" does not know. Ignoring z's requests could leave nobody electable.
+    voter = h.core("a", voters=("a", "c"), durable=DurableState(term=2, entries=LOG))
+    voter.tick(500)  # outside any lease
+    pre = PreVote(sender="z", term=3, last_log_index=3, last_log_term=2)
+    [pre_reply] = h.messages(voter.receive(pre), PreVoteResponse)
+    assert pre_reply.granted
+    [reply] = h.messages(
+        voter.receive(vote("z", 3, last_index=3, last_term=2)), RequestVoteResponse
+    )
+    assert reply.granted and voter.state.voted_for == "z"
+
+
+def test_without_prevote_a_strangers_vote_request_is_ignored(h):
+    voter = h.core(
+        "a", voters=("a", "c"), durable=DurableState(term=2, entries=LOG), pre_vote=False
+    )
+    voter.tick(500)
+    term = voter.state.term
+    assert voter.receive(vote("z", term + 2, last_index=3, last_term=2)) == []
+    assert voter.state.term == term  # a removed node's term bump cannot disrupt anyone
