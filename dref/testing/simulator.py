@@ -69,7 +69,8 @@ CoreFactory = Callable[..., RaftCore]
     _TRANSFER,
     _MEMBERSHIP,
     _KILL,
-) = range(14)
+    _PROPOSE,
+) = range(15)
 _FAULTS = (_CRASH, _PARTITION, _HEAL, _PAUSE, _TRANSFER, _MEMBERSHIP, _KILL)
 
 
@@ -176,6 +177,8 @@ class SimNode:
     sync_scheduled: bool = False
     seen_leader_term: int = -1
     paused_until: int = 0
+    batch: list[ClientOp] = field(default_factory=list)
+    """Writes gathered for one `propose_many` turn (as the node runtime batches callers)."""
 
     def local_time(self, now_ms: int) -> int:
         """This node's clock reading: offset and a small rate error."""
@@ -317,6 +320,8 @@ class Simulation:
                 self._change_membership()
             elif kind == _KILL:
                 self._crash_node(self.nodes[a])
+            elif kind == _PROPOSE:
+                self._propose_batch(a)
         self.now = until_ms
 
     def _schedule(self, delay: int, kind: int, a: Any, b: Any = None) -> None:
@@ -553,6 +558,7 @@ class Simulation:
         node.core = None
         node.disk.crash()
         node.held.clear()
+        node.batch.clear()
         for op in self.ops.values():
             if op.node == node.node_id and op.outcome == "pending":
                 self._finish(op.op_id, "unknown")
@@ -659,8 +665,22 @@ class Simulation:
             lease = self.config.lease_reads and self.rng.random() < 0.5
             policy = ReadPolicy.LEASE if lease else ReadPolicy.READ_INDEX
             self._execute(node, node.core.read(op.op_id, policy, node.local_time(self.now)))
-        else:
+        elif self.rng.random() < 0.5:
             self._execute(node, node.core.propose(op.command(), op.op_id))
+        else:  # gathered with the writes that reach this node in the next few ms
+            node.batch.append(op)
+            if len(node.batch) == 1:
+                self._schedule(self.rng.randrange(4), _PROPOSE, node.node_id)
+
+    def _propose_batch(self, node_id: str) -> None:
+        """Propose a node's gathered writes in one turn (`RaftCore.propose_many`)."""
+        node = self.nodes[node_id]
+        if node.core is None or self._postponed(node, _PROPOSE, node_id):
+            return
+        ops = [op for op in node.batch if op.outcome == "pending"]
+        node.batch.clear()
+        if ops:
+            self._execute(node, node.core.propose_many([(op.command(), op.op_id) for op in ops]))
 
     def _rejected(self, reject: Reject) -> None:
         """A definite failure; a NotLeader answer redirects the client like a real one."""
