@@ -43,6 +43,7 @@ from dref.actors.consensus.messages import (
     PreVoteResponse,
     RequestId,
     RequestVote,
+    RequestVoteResponse,
     TimeoutNow,
 )
 from dref.actors.consensus.node_state import NodeState, Role
@@ -399,20 +400,20 @@ class RaftCore:
     def _hears_stranger(self, message: Message) -> bool:
         """Whether a message from a sender outside our configuration is handled.
 
-        Leader messages are (a leader may be adding us). So are vote requests: our own
-        configuration may be a stale, uncommitted one that leaves out the voters of the
-        current one, and ignoring their candidates could leave no electable node. With
-        PreVote on, a real RequestVote only follows a PreVote round the sender won, and a
-        live leader's followers ignore both during their lease, so a removed node cannot
-        disrupt; without PreVote, strangers' RequestVotes stay ignored for that reason."""
-        if isinstance(message, (*LEADER_MESSAGES, PreVote)):
+        Leader messages are (a leader may be adding us). Vote requests are only while our
+        configuration is not committed: it may then be a stale entry that a new leader will
+        overwrite, leaving out voters of the current configuration, and ignoring their
+        candidates could leave no electable node. Under a committed configuration a
+        stranger is a removed node that does not know it; its vote requests would only
+        bump terms and depose leaders, so they are ignored."""
+        if isinstance(message, LEADER_MESSAGES):
             return True
-        if isinstance(message, RequestVote):
-            return self.config.pre_vote or message.force
-        return False
+        return isinstance(message, PreVote | RequestVote) and (
+            self.config_index > self.state.commit_index
+        )
 
     def _answer_stale(self, message: Message) -> None:
-        """Tell a stale leader or pre-candidate about our newer term so it steps down."""
+        """Tell a stale leader or (pre-)candidate about our newer term so it steps down."""
         state = self.state
         if isinstance(message, LEADER_MESSAGES):
             self.send(
@@ -423,6 +424,11 @@ class RaftCore:
             self.send(
                 message.sender,
                 PreVoteResponse(sender=state.node_id, term=state.term, granted=False),
+            )
+        elif isinstance(message, RequestVote):  # the candidate learns our term and retries
+            self.send(
+                message.sender,
+                RequestVoteResponse(sender=state.node_id, term=state.term, granted=False),
             )
 
     def _check_transfer(self) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dref.actors.consensus.durable_state import DurableState
 from dref.actors.consensus.effects import PersistHardState, Send
-from dref.actors.consensus.log_entry import LogEntry
+from dref.actors.consensus.log_entry import EntryKind, LogEntry
+from dref.actors.consensus.membership import Membership
 from dref.actors.consensus.messages import (
     Heartbeat,
     PreVote,
@@ -128,25 +129,33 @@ def test_learner_never_campaigns(h):
     assert learner.state.role is Role.FOLLOWER
 
 
-def test_voter_with_a_stale_configuration_still_votes_for_a_current_voter(h):
-    # "a" holds an old, uncommitted configuration {a, c}; the current one ({a, z}) has a
-    # voter "z" that "a" does not know. Ignoring z's requests could leave nobody electable.
-    voter = h.core("a", voters=("a", "c"), durable=DurableState(term=2, entries=LOG))
+def test_voter_with_an_uncommitted_configuration_still_votes_for_a_stranger(h):
+    # "a" appended a configuration {a, c} that never committed; the cluster's current one
+    # may have a voter "z" that "a" does not know. Ignoring z could leave nobody electable.
+    stale = Membership.of(("a", "c")).encode()
+    log = (*LOG, LogEntry(4, 2, stale, EntryKind.CONFIG))
+    voter = h.core("a", durable=DurableState(term=2, entries=log))
     voter.tick(500)  # outside any lease
-    pre = PreVote(sender="z", term=3, last_log_index=3, last_log_term=2)
+    pre = PreVote(sender="z", term=3, last_log_index=4, last_log_term=2)
     [pre_reply] = h.messages(voter.receive(pre), PreVoteResponse)
     assert pre_reply.granted
     [reply] = h.messages(
-        voter.receive(vote("z", 3, last_index=3, last_term=2)), RequestVoteResponse
+        voter.receive(vote("z", 3, last_index=4, last_term=2)), RequestVoteResponse
     )
     assert reply.granted and voter.state.voted_for == "z"
 
 
-def test_without_prevote_a_strangers_vote_request_is_ignored(h):
-    voter = h.core(
-        "a", voters=("a", "c"), durable=DurableState(term=2, entries=LOG), pre_vote=False
-    )
-    voter.tick(500)
+def test_voter_with_a_committed_configuration_ignores_a_strangers_vote_request(h):
+    voter = h.core("a", durable=DurableState(term=2, entries=LOG), pre_vote=False)
+    voter.tick(500)  # no lease either: only the configuration protects it
     term = voter.state.term
     assert voter.receive(vote("z", term + 2, last_index=3, last_term=2)) == []
     assert voter.state.term == term  # a removed node's term bump cannot disrupt anyone
+
+
+def test_stale_vote_request_is_answered_with_the_newer_term(h):
+    voter = h.core("a", durable=DurableState(term=5, entries=LOG))
+    [reply] = h.messages(
+        voter.receive(vote("b", 3, last_index=3, last_term=2)), RequestVoteResponse
+    )
+    assert reply.term == 5 and not reply.granted  # so the candidate catches up and retries
