@@ -297,10 +297,6 @@ def _format_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 # -- dref transfer-leader / dref members -------------------------------------------------
 
 _MEMBER_ACTIONS = {"add": "add_voter", "add-learner": "add_learner"}
@@ -362,3 +358,7 @@ def _members(args: argparse.Namespace) -> int:
         role = "voter" if member.voter else "learner"
         print(f"{member.node_id}\t{role}\t{member.address}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
