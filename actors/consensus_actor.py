@@ -239,14 +239,8 @@ class ConsensusActor(SimpleInboxActor):
 
     def _members(self) -> MembersView:
         core = self._core
-        role = core.role
-        matches = (
-            {peer: p.match_index for peer, p in role.progress.items()}
-            if isinstance(role, LeaderRole)
-            else {}
-        )
         committed = core.config_index <= core.state.commit_index
-        return MembersView(core.membership, committed, matches)
+        return MembersView(core.membership, committed, _match_indexes(core))
 
     def _on_inbound(self, inbound: Inbound) -> None:
         request = inbound.message
@@ -424,12 +418,6 @@ class ConsensusActor(SimpleInboxActor):
     def _status(self) -> ConsensusStatus:
         core = self._core
         state = core.state
-        role = core.role
-        matches = (
-            {peer: p.match_index for peer, p in role.progress.items()}
-            if isinstance(role, LeaderRole)
-            else {}
-        )
         return ConsensusStatus(
             role=state.role.value,
             term=state.term,
@@ -437,11 +425,19 @@ class ConsensusActor(SimpleInboxActor):
             commit_index=state.commit_index,
             last_index=core.log.last_index,
             snapshot_index=core.log.snapshot_index,
-            match_indexes=matches,
+            match_indexes=_match_indexes(core),
             elections_started=self._elections_started,
             proposals=self._proposal_count,
             entries_committed=state.commit_index - self._initial_commit,
         )
+
+
+def _match_indexes(core: RaftCore) -> dict[str, int]:
+    """Each follower's match index, as the leader tracks it (empty on a non-leader)."""
+    role = core.role
+    if not isinstance(role, LeaderRole):
+        return {}
+    return {peer: progress.match_index for peer, progress in role.progress.items()}
 
 
 def _tell_waiters(applier: pykka.ActorRef[Any], waiters: list[AwaitEntry | ServeRead]) -> None:

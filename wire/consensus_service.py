@@ -25,7 +25,6 @@ from dref.wire.consensus_codec import (
     NATIVE_SERVICE,
     Rpc,
     decode_request,
-    decode_response,
     encode_request,
     encode_response,
     rpc_of,
@@ -36,6 +35,7 @@ from dref.wire.peer_stream import (
     OnReply,
     PeerStream,
     Pending,
+    deliver_answer,
     serve_peer_stream,
 )
 
@@ -212,15 +212,10 @@ class PeerClient:
     def _completed(self, rpc: Rpc, call: grpc.Future, on_reply: OnReply) -> None:
         try:
             response = call.result()
-            reply = decode_response(rpc, response, self.peer_id)
         except grpc.RpcError as exc:
             logger.debug("%s to %s failed: %s", rpc.value.method, self.peer_id, exc)
             return
-        except Exception:  # noqa: BLE001 - a bad answer is dropped, the core retries
-            logger.warning("bad %s answer from %s", rpc.value.method, self.peer_id, exc_info=True)
-            return
-        if reply is not None:
-            on_reply(reply)
+        deliver_answer(rpc, response, on_reply, self.peer_id)
 
     def close(self) -> None:
         """Cancel the stream and close the channel; calls in flight are dropped."""

@@ -17,6 +17,7 @@ from functools import partial
 
 import grpc
 from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as Proto
 
 from dref.actors.consensus.messages import Message
 from dref.wire.call_refused import CallRefused
@@ -249,13 +250,21 @@ class PeerStream:
 
 def _deliver(entry: Pending, payload: bytes, peer: str) -> None:
     rpc, _, on_reply, _ = entry
+    deliver_answer(rpc, payload, on_reply, peer)
+
+
+def deliver_answer(rpc: Rpc, response: Proto | bytes, on_reply: OnReply, peer: str) -> None:
+    """Decode a peer's answer to `rpc` (a protobuf, or its bytes) and hand it to `on_reply`;
+    a bad answer is logged and dropped (the core retries)."""
     try:
-        reply = decode_response(rpc, rpc.value.response_type.FromString(payload), peer)
+        if isinstance(response, bytes):
+            response = rpc.value.response_type.FromString(response)
+        reply = decode_response(rpc, response, peer)
     except Exception:  # noqa: BLE001 - a bad answer is dropped, the core retries
         logger.warning("bad %s answer from %s", rpc.value.method, peer, exc_info=True)
         return
     if reply is not None:
         try:
             on_reply(reply)
-        except Exception:  # noqa: BLE001 - keep the stream serving other answers
+        except Exception:  # noqa: BLE001 - keep serving other answers
             logger.exception("reply callback for %s failed", peer)

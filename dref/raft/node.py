@@ -255,24 +255,31 @@ class Node:
         leader), "lease" skips that round while the leader lease holds, "stale" reads the
         local state now. NotLeaderError when no leader is known.
         """
-        if policy == "lease":
-            self._check_open()
-            answer = self._local.try_query(request)  # the leader lease, without actor hops
-            if answer is not None:
-                return answer
-        return _wait(self.read_async(request, policy=policy), timeout, "read", self.healthy)
+        answer = self._lease_read(request, policy)
+        if answer is not None:
+            return answer
+        return _wait(self._start_read(request, policy), timeout, "read", self.healthy)
 
     def read_async(
         self, request: bytes, *, policy: ReadPolicyName = "linearizable"
     ) -> Future[bytes]:
         """Start `read` without waiting (a lease read is answered at once when it can be)."""
-        self._check_open()
+        answer = self._lease_read(request, policy)
+        if answer is None:
+            return self._start_read(request, policy)
         outcome: Future[bytes] = Future()
-        if policy == "lease":
-            answer = self._local.try_query(request)
-            if answer is not None:
-                outcome.set_result(answer)
-                return outcome
+        outcome.set_result(answer)
+        return outcome
+
+    def _lease_read(self, request: bytes, policy: ReadPolicyName) -> bytes | None:
+        """A lease read's answer in the caller's thread, without actor hops, when the
+        leader lease allows; None otherwise (and for the other policies)."""
+        self._check_open()
+        return self._local.try_query(request) if policy == "lease" else None
+
+    def _start_read(self, request: bytes, policy: ReadPolicyName) -> Future[bytes]:
+        """Hand a read to the actors; the future gets the answer."""
+        outcome: Future[bytes] = Future()
         if policy == "stale":
             safe_tell(self._applier, ServeRead(0, request, outcome))
         elif policy in _POLICIES:

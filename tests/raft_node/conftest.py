@@ -3,21 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from node_cluster import Cluster  # noqa: E402
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """A started 3-node cluster on loopback with real data dirs; closed after the test."""
-    started = Cluster(tmp_path).start_all()
-    try:
-        yield started
-    finally:
-        started.close()
+from node_cluster import cluster  # noqa: E402, F401 - the shared `cluster` fixture

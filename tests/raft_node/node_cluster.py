@@ -6,9 +6,11 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+
+import pytest
 
 from dref.raft.config import NodeConfig
 from dref.raft.node import Node
@@ -173,3 +175,13 @@ def start_member(
         **{**MEMBER_OPTIONS, **options},
     )
     return Node(config, machine), machine
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A started 3-node cluster on loopback with real data dirs; closed after the test."""
+    started = Cluster(tmp_path).start_all()
+    try:
+        yield started
+    finally:
+        started.close()
