@@ -409,8 +409,10 @@ class ConsensusActor(SimpleInboxActor):
             leader = reason.leader_id
             error: Exception = NotLeaderError(leader, self._addresses.get(leader or ""))
         elif isinstance(reason, Refused):
-            transfer = isinstance(request, TransferRequest)
-            error = (LeaderTransferError if transfer else MembershipError)(reason.why)
+            if isinstance(request, TransferRequest):
+                error = LeaderTransferError(reason.why)
+            else:
+                error = MembershipError(reason.why, retryable=reason.retryable)
         else:
             error = QuorumLostError()
         _fail(request.outcome, error)

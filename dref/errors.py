@@ -96,4 +96,10 @@ class LeaderTransferError(DRefError):
 
 
 class MembershipError(DRefError):
-    """The leader refused a membership change; the message says why (retry may succeed)."""
+    """The leader refused a membership change; the message says why. `retryable` is True
+    when the obstacle passes by itself (another change in flight, a new leader's first
+    commit pending, a learner still catching up): `Node` waits those out until its timeout."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -97,9 +97,12 @@ class QuorumLost:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """The leader declined an admin request (transfer, membership change); `why` says why."""
+    """The leader declined an admin request (transfer, membership change); `why` says why.
+    `retryable`: the obstacle is passing (a change or transfer in flight, this term's no-op
+    not yet committed, a learner catching up), so the same request may succeed soon."""
 
     why: str
+    retryable: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,14 +179,14 @@ class LeaderRole:
     def change_membership(self, request_id: RequestId, change: MembershipChange) -> None:
         """Append a one-server configuration change, if it is safe to start one now."""
         core = self.core
-        why = self._membership_refusal(change)
-        if why is None:
-            try:
-                membership = change.applied_to(core.membership)
-            except ValueError as exc:
-                why = str(exc)
-        if why is not None:
-            core.emit(Reject(request_id, Refused(why)))
+        try:
+            membership = change.applied_to(core.membership)
+        except ValueError as exc:  # invalid against the configuration in force: final
+            core.emit(Reject(request_id, Refused(str(exc))))
+            return
+        busy = self._membership_refusal(change)
+        if busy is not None:
+            core.emit(Reject(request_id, Refused(busy, retryable=True)))
             return
         entry = LogEntry(
             core.log.last_index + 1, core.state.term, membership.encode(), EntryKind.CONFIG
@@ -197,8 +197,9 @@ class LeaderRole:
             self._send_more(peer)
 
     def _membership_refusal(self, change: MembershipChange) -> str | None:
-        """Why a change may not start now, or None. One uncommitted change at a time, and
-        only after this term's no-op committed (else an older leader's change may be lost).
+        """Why a change may not start yet (each reason passes with time), or None. One
+        uncommitted change at a time, and only after this term's no-op committed (else an
+        older leader's change may be lost).
         A learner is promoted only once it holds the configuration in force: a voter that
         knows no members ignores every candidate, and could block elections for good."""
         core = self.core

@@ -334,7 +334,8 @@ class Node:
         self._change(MembershipChange(ChangeAction.ADD_LEARNER, node_id, address), timeout)
 
     def promote(self, node_id: str, *, timeout: float = 30.0) -> None:
-        """Make a caught-up learner a voter (MembershipError while it is still behind)."""
+        """Make a learner a voter once it has caught up (MembershipError if it is still
+        behind when `timeout` passes)."""
         self._change(MembershipChange(ChangeAction.PROMOTE, node_id), timeout)
 
     def add_voter(self, node_id: str, address: str, *, timeout: float = 60.0) -> None:
@@ -342,14 +343,7 @@ class Node:
         deadline = time.monotonic() + timeout
         if node_id not in self.members().membership.members:
             self.add_learner(node_id, address, timeout=timeout)
-        while True:
-            try:
-                self.promote(node_id, timeout=max(0.1, deadline - time.monotonic()))
-                return
-            except MembershipError:
-                if time.monotonic() >= deadline:
-                    raise
-            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        self.promote(node_id, timeout=max(0.1, deadline - time.monotonic()))
 
     def remove(self, node_id: str, *, timeout: float = 30.0) -> None:
         """Remove a voter or learner (this node too: it steps down once that commits)."""
@@ -361,15 +355,22 @@ class Node:
         return view
 
     def _change(self, change: MembershipChange, timeout: float) -> None:
-        outcome: Future[bytes] = Future()
-        self._check_open()
-        safe_tell(self._consensus, MembershipRequest(change, outcome))
-        _wait(
-            outcome,
-            timeout,
-            f"membership change {change.action.value} {change.node_id}",
-            self.healthy,
-        )
+        """Propose `change` and wait until it is committed and applied. A refusal that
+        passes by itself (a new leader's first commit, another change in flight, a learner
+        catching up) is retried until `timeout`; then the last refusal is raised."""
+        what = f"membership change {change.action.value} {change.node_id}"
+        deadline = time.monotonic() + timeout
+        while True:
+            outcome: Future[bytes] = Future()
+            self._check_open()
+            safe_tell(self._consensus, MembershipRequest(change, outcome))
+            try:
+                _wait(outcome, max(0.0, deadline - time.monotonic()), what, self.healthy)
+                return
+            except MembershipError as refused:
+                if not refused.retryable or time.monotonic() >= deadline:
+                    raise
+            time.sleep(min(_CHANGE_RETRY_INTERVAL, max(0.0, deadline - time.monotonic())))
 
     def wait_for_leader(self, timeout: float = 20.0) -> str:
         """Block until this node knows a leader; return its id (DRefTimeoutError otherwise)."""
@@ -444,6 +445,9 @@ class Node:
 
 _HEALTH_CHECK_INTERVAL = 0.5
 """How often a waiting caller checks that the node has not failed under it."""
+
+_CHANGE_RETRY_INTERVAL = 0.05
+"""Pause between tries of a membership change the leader refused for a passing reason."""
 
 
 def _wait(outcome: Future[bytes], timeout: float, what: str, healthy: Callable[[], bool]) -> bytes:

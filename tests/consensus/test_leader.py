@@ -255,3 +255,19 @@ def test_a_learner_is_promoted_only_once_it_holds_the_configuration_in_force(h):
     assert isinstance(refused.reason, Refused) and "catching up" in refused.reason.why
     h.ack(leader, "d", accepted.index)  # d now knows the voters it would elect with
     assert h.of(leader.change_membership(3, promote), ProposalAccepted)
+
+
+def test_passing_obstacles_are_retryable_refusals_and_bad_changes_are_not(h):
+    leader = h.core("a", voters=("a", "b"))
+    h.elect(leader)  # elected, but its no-op has not committed yet
+    learner = MembershipChange(ChangeAction.ADD_LEARNER, "d", "d:1")
+    [early] = h.of(leader.change_membership(1, learner), Reject)
+    assert early.reason == Refused("the leader has not committed an entry of its term yet", True)
+    h.ack(leader, "b", 1)
+    [accepted] = h.of(leader.change_membership(2, learner), ProposalAccepted)
+    other = MembershipChange(ChangeAction.ADD_LEARNER, "e", "e:1")
+    [busy] = h.of(leader.change_membership(3, other), Reject)
+    assert busy.reason.retryable and "not committed yet" in busy.reason.why
+    unknown = MembershipChange(ChangeAction.REMOVE, "z")
+    [invalid] = h.of(leader.change_membership(4, unknown), Reject)
+    assert isinstance(invalid.reason, Refused) and not invalid.reason.retryable

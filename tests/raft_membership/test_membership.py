@@ -4,11 +4,14 @@ and a removed member stops being replicated to. No acknowledged write is lost.""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from node_cluster import free_ports, start_member, wait_until
 
 from dref.cli import main as cli_main
+from dref.errors import MembershipError
 
 
 def test_grow_one_to_three_then_shrink_with_the_cli(tmp_path: Path, capsys) -> None:
@@ -42,4 +45,29 @@ def test_grow_one_to_three_then_shrink_with_the_cli(tmp_path: Path, capsys) -> N
         assert len(acknowledged) == 22
     finally:
         for node in nodes:
+            node.close()
+
+
+def test_changes_asked_at_once_wait_their_turn_instead_of_failing(tmp_path: Path) -> None:
+    """Right after its election, and while another change is in flight, the leader refuses
+    a change for a passing reason; the caller's add_* waits that out within its timeout."""
+    ports = free_ports(3)
+    seed, _ = start_member(tmp_path, "n1", f"127.0.0.1:{ports[0]}", join=False)
+    joiners = [
+        start_member(tmp_path, f"n{i + 2}", f"127.0.0.1:{ports[i + 1]}", join=True)[0]
+        for i in range(2)
+    ]
+    try:
+        wait_until(lambda: seed.is_leader, what="the single node to lead")
+        with ThreadPoolExecutor(2) as pool:
+            adds = [pool.submit(seed.add_learner, j.node_id, j.address) for j in joiners]
+            for add in adds:
+                add.result(timeout=60)
+        view = seed.members()
+        assert view.membership.learners == {"n2", "n3"} and view.committed
+        with pytest.raises(MembershipError) as refused:
+            seed.remove("nobody", timeout=5)
+        assert not refused.value.retryable
+    finally:
+        for node in [seed, *joiners]:
             node.close()
