@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -303,7 +304,8 @@ _MEMBER_ACTIONS = {"add": "add_voter", "add-learner": "add_learner"}
 
 
 def _admin_call(address: str, method: str, request: Any, timeout: float) -> Any:
-    """Call an admin RPC, following one not_leader redirect; DRefError when it fails."""
+    """Call an admin RPC on the leader: follow not_leader redirects, and while an election
+    runs (no leader known yet) ask again until `timeout`; DRefError when it fails."""
     import grpc
 
     from dref.errors import BackendUnavailableError
@@ -311,8 +313,10 @@ def _admin_call(address: str, method: str, request: Any, timeout: float) -> Any:
     from dref.wire.proto import dref_consensus_pb2 as pb
 
     response_type = type(request).__name__.replace("Request", "Response")
-    for _ in range(2):
-        with grpc.insecure_channel(address) as channel:
+    deadline = time.monotonic() + timeout
+    asked = address
+    while True:
+        with grpc.insecure_channel(asked) as channel:
             call = channel.unary_unary(
                 f"/{NATIVE_SERVICE}/{method}",
                 request_serializer=lambda m: m.SerializeToString(),
@@ -321,14 +325,25 @@ def _admin_call(address: str, method: str, request: Any, timeout: float) -> Any:
             try:
                 response = call(request, timeout=timeout + 5.0)
             except grpc.RpcError as exc:
-                raise BackendUnavailableError(f"{address}: {exc.details()}") from None
-        if response.error_kind == "not_leader" and response.leader_hint:
-            address = response.leader_hint
-            continue
-        if response.error_kind:
-            raise DRefError(f"{response.error_kind}: {response.error}")
-        return response
-    raise DRefError(f"no leader found from {address}")
+                if asked == address:
+                    raise BackendUnavailableError(f"{asked}: {exc.details()}") from None
+                response = None  # a stale leader hint: start again from the given node
+        if response is not None and response.error_kind != "not_leader":
+            if response.error_kind:
+                raise DRefError(f"{response.error_kind}: {response.error}")
+            return response
+        if time.monotonic() >= deadline:
+            raise DRefError(f"no leader found from {address} within {timeout:g} s")
+        hint = response.leader_hint if response is not None else ""
+        if hint and hint != asked:
+            asked = hint
+        else:
+            asked = address
+            time.sleep(_NO_LEADER_PAUSE)
+
+
+_NO_LEADER_PAUSE = 0.1
+"""Seconds between asks while the cluster elects a leader."""
 
 
 def _transfer_leader(args: argparse.Namespace) -> int:

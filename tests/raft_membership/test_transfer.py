@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from node_cluster import Cluster, wait_until
 
+from dref.cli import main as cli_main
 from dref.errors import LeaderTransferError, NotLeaderError
 
 
@@ -31,3 +34,17 @@ def test_transfer_to_a_dead_voter_fails_and_the_leader_keeps_serving(cluster: Cl
         leader.transfer_leadership(dead)
     wait_until(lambda: leader.is_leader, what="the leader to keep leading")
     assert leader.propose(b"still leading", timeout=10) == b"1"
+
+
+def test_the_cli_waits_for_an_election_instead_of_failing(tmp_path: Path, capsys) -> None:
+    """Asked before any node may campaign (3 s election timeout), `dref transfer-leader`
+    hears not_leader with no hint; it asks again until a leader exists, then transfers."""
+    slow = Cluster(tmp_path, election_timeout=3.0).start_all()
+    try:
+        asked = slow.nodes["n1"]
+        assert asked.leader_id is None
+        assert cli_main(["transfer-leader", asked.address, "--timeout", "30"]) == 0
+        new_leader = capsys.readouterr().out.strip().removeprefix("leader is now ")
+        assert wait_until(lambda: slow.nodes[new_leader].is_leader, what="the new leader")
+    finally:
+        slow.close()
