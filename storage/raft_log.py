@@ -1,22 +1,25 @@
 """The durable Raft log of a native-mode node: `command-log` plus an LMDB index beside it.
 
 Upstream's `command-log` holds (seq, command) records and nothing else, so it stays
-byte-identical while what native Raft also needs lives in LMDB (`raft-index/`): the term
-and kind of every entry, the payload of entries that are not commands (configuration
-changes), and the snapshot's base index, term and configuration. No-op and configuration
-entries appear in `command-log` as empty StateCommands, which upstream applies as no-ops.
+byte-identical while what native Raft also needs lives in LMDB (`raft-index/`). No-op and
+configuration entries appear in `command-log` as empty StateCommands, which upstream
+applies as no-ops.
+
+LMDB holds a row only where the log changes character: the first entry of each term run
+(terms never decrease along a log), and every entry that is not a command (its kind, and
+the payload of a configuration). A command without a row has the term of the entry
+before it (the snapshot's term right after the base). So the common append, commands
+in the term of the entry before them, is one command-log write and one fdatasync.
 
 The configuration at the base survives compaction: `compact_through` keeps the newest
 CONFIG payload it drops (or one staged for an installed snapshot) in LMDB meta, so a node
 whose CONFIG entries were compacted restarts with the right membership.
 
-Write order and recovery: an append writes and fsyncs `command-log` in a helper thread
-while it commits the LMDB transaction (synced) in the caller's, so the fsyncs overlap
-(os.fsync releases the GIL); it returns once both are durable. A truncation updates LMDB
-first, then `command-log`; a compaction moves the snapshot base in LMDB first, then
-truncates `command-log`. Nothing is acknowledged before both stores are durable, so on
-`open()` any entry present in only one store was never acknowledged: it is dropped and
-reported, and both stores agree again.
+Write order and recovery. An append that needs rows commits them (synced) before it
+writes command-log; a truncation cuts command-log before it deletes rows; a compaction
+moves the snapshot base in LMDB before it cuts command-log. So after a crash every
+command-log entry has its rows, and a row past command-log's end belongs to an entry
+never written: `open()` drops such rows (and reports them), and both stores agree again.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import enum
 import logging
 import struct
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,12 +105,13 @@ class RaftLog:
         self._env = lmdb.open(
             str(directory / INDEX_DIR), map_size=map_size, max_dbs=2, sync=True, metasync=True
         )
-        self._syncer = ThreadPoolExecutor(1, thread_name_prefix="dref-log-sync")
-        """Writes and fsyncs command-log while LMDB commits (see the module doc)."""
         self._entries_db = self._env.open_db(b"entries")
         self._meta_db = self._env.open_db(b"meta")
         self._last_index = 0
         self._snapshot_index = 0
+        self._snapshot_term = 0
+        self._runs: list[tuple[int, int]] = []
+        """(first index, term) of each term run after the snapshot base, oldest first."""
         self.snapshot_config: bytes | None = None
         """The CONFIG payload in force at the snapshot base (None when never recorded)."""
 
@@ -122,16 +125,13 @@ class RaftLog:
             snapshot_term = self._meta_u64(txn, _SNAPSHOT_TERM)
             config = txn.get(_SNAPSHOT_CONFIG, db=self._meta_db)
             self.snapshot_config = bytes(config) if config is not None else None
-            index_rows = {
+            rows = {
                 _U64.unpack(key)[0]: bytes(value) for key, value in txn.cursor(db=self._entries_db)
             }
-        entries: list[StoredEntry] = []
-        index = snapshot_index + 1
-        while index in index_rows and index in loaded.records:
-            entries.append(self._entry(index, index_rows[index], loaded.records[index]))
-            index += 1
-        last_good = index - 1
-        stale_rows = [i for i in index_rows if i > last_good or i <= snapshot_index]
+        last_good = snapshot_index
+        while last_good + 1 in loaded.records:
+            last_good += 1
+        stale_rows = [i for i in rows if i > last_good or i <= snapshot_index]
         stale_records = [s for s in loaded.records if s > last_good]
         if stale_rows:
             with self._env.begin(write=True) as txn:
@@ -141,7 +141,7 @@ class RaftLog:
             self._commands.truncate_from(last_good + 1)
         if any(s <= snapshot_index for s in loaded.records):
             self._commands.truncate_through(snapshot_index)
-        dropped = len({i for i in index_rows if i > last_good} | set(stale_records))
+        dropped = len([i for i in stale_rows if i > last_good]) + len(stale_records)
         if dropped:
             logger.warning(
                 "%s: dropped %d unacknowledged entries after index %d (crash between stores)",
@@ -149,8 +149,9 @@ class RaftLog:
                 dropped,
                 last_good,
             )
+        self._snapshot_index, self._snapshot_term = snapshot_index, snapshot_term
+        entries = self._rebuild(snapshot_index, last_good, rows, loaded.records)
         self._last_index = last_good
-        self._snapshot_index = snapshot_index
         commit = max(snapshot_index, min(self._commands.commit_seq, last_good))
         return RecoveredLog(
             snapshot_index=snapshot_index,
@@ -162,14 +163,43 @@ class RaftLog:
             dropped_unacknowledged=dropped,
         )
 
+    def _rebuild(
+        self, base: int, last: int, rows: dict[int, bytes], commands: dict[int, bytes]
+    ) -> list[StoredEntry]:
+        """The entries base+1..last from command-log and their LMDB rows; notes term runs."""
+        entries: list[StoredEntry] = []
+        self._runs = []
+        term = self._snapshot_term
+        for index in range(base + 1, last + 1):
+            row = rows.get(index)
+            if row is None:
+                entries.append(StoredEntry(index, term, EntryKind.COMMAND, commands[index]))
+                continue
+            entry = self._entry(index, row, commands[index])
+            if entry.term < term:
+                raise StorageError(
+                    str(self.directory / INDEX_DIR),
+                    index,
+                    f"term {entry.term} follows term {term}: terms never decrease in a log",
+                )
+            if entry.term != term:
+                self._runs.append((index, entry.term))
+                term = entry.term
+            entries.append(entry)
+        return entries
+
     # -- writes ---------------------------------------------------------------------------
 
     def append(self, entries: Sequence[StoredEntry]) -> None:
         """Durably append entries that directly follow the last one (group commit: one
-        command-log write and fsync, one synced LMDB transaction)."""
+        command-log write and fdatasync, after one synced LMDB transaction when a new term
+        starts or an entry is not a command; see the module doc)."""
         if not entries:
             return
         expected = self._last_index + 1
+        term = self._last_term
+        rows: list[StoredEntry] = []
+        runs: list[tuple[int, int]] = []
         for offset, entry in enumerate(entries):
             if entry.index != expected + offset:
                 raise StorageError(
@@ -177,13 +207,21 @@ class RaftLog:
                     entry.index,
                     f"append of index {entry.index} does not follow {expected + offset - 1}",
                 )
-        records = [
-            LogRecord(e.index, e.data if e.kind is EntryKind.COMMAND else b"") for e in entries
-        ]
-        commands = self._syncer.submit(self._commands.append_many, records)
-        try:
+            if entry.term < term:
+                raise StorageError(
+                    str(self.directory),
+                    entry.index,
+                    f"append of term {entry.term} after term {term}: terms never decrease",
+                )
+            if entry.term != term:
+                runs.append((entry.index, entry.term))
+                term = entry.term
+                rows.append(entry)
+            elif entry.kind is not EntryKind.COMMAND:
+                rows.append(entry)
+        if rows:
             with self._env.begin(write=True) as txn:
-                for entry in entries:
+                for entry in rows:
                     payload = b"" if entry.kind is EntryKind.COMMAND else entry.data
                     txn.put(
                         _u64(entry.index),
@@ -191,18 +229,24 @@ class RaftLog:
                         db=self._entries_db,
                         append=True,
                     )
-        finally:
-            commands.result()  # both stores durable (or the first failure raised) on return
+        self._commands.append_many(
+            [LogRecord(e.index, e.data if e.kind is EntryKind.COMMAND else b"") for e in entries]
+        )
+        self._runs.extend(runs)
         self._last_index = entries[-1].index
 
     def truncate_from(self, index: int) -> None:
         """Durably drop the entries at `index` and after (a conflicting, uncommitted tail)."""
         if index > self._last_index:
             return
-        with self._env.begin(write=True) as txn:
-            for row in range(max(index, self._snapshot_index + 1), self._last_index + 1):
-                txn.delete(_u64(row), db=self._entries_db)
         self._commands.truncate_from(index)
+        first = max(index, self._snapshot_index + 1)
+        with self._env.begin(write=True) as txn:
+            cursor = txn.cursor(db=self._entries_db)
+            if cursor.set_range(_u64(first)):
+                while cursor.delete():
+                    pass
+        self._runs = [run for run in self._runs if run[0] < index]
         self._last_index = max(index - 1, self._snapshot_index)
 
     def stage_snapshot_config(self, index: int, config: bytes) -> None:
@@ -223,10 +267,12 @@ class RaftLog:
             return
         config = self.snapshot_config
         with self._env.begin(write=True) as txn:
-            for row in range(self._snapshot_index + 1, min(index, self._last_index) + 1):
-                value = txn.pop(_u64(row), db=self._entries_db)
-                if value is not None and value[_ENTRY.size - 1] == EntryKind.CONFIG:
+            cursor = txn.cursor(db=self._entries_db)
+            while cursor.first() and _U64.unpack(cursor.key())[0] <= index:
+                value = cursor.value()
+                if value[_ENTRY.size - 1] == EntryKind.CONFIG:
                     config = bytes(value[_ENTRY.size :])
+                cursor.delete()
             staged = txn.pop(_STAGED_CONFIG, db=self._meta_db)
             if staged is not None and _U64.unpack_from(staged)[0] == index:
                 config = bytes(staged[_U64.size :])
@@ -237,7 +283,8 @@ class RaftLog:
         self.snapshot_config = config
         self._commands.truncate_through(index)
         self._last_index = max(self._last_index, index)
-        self._snapshot_index = index
+        self._snapshot_index, self._snapshot_term = index, term
+        self._runs = [run for run in self._runs if run[0] > index]
 
     def set_commit_index(self, index: int) -> None:
         """Durably record the commit index in command-log's header (upstream's recovery uses it)."""
@@ -246,11 +293,15 @@ class RaftLog:
 
     def close(self) -> None:
         """Close both stores. Idempotent."""
-        self._syncer.shutdown(wait=True)
         self._commands.close()
         self._env.close()
 
     # -- helpers --------------------------------------------------------------------------
+
+    @property
+    def _last_term(self) -> int:
+        """The term of the last entry (the snapshot's when none follows the base)."""
+        return self._runs[-1][1] if self._runs else self._snapshot_term
 
     def _meta_u64(self, txn: lmdb.Transaction, key: bytes) -> int:
         raw = txn.get(key, db=self._meta_db)

@@ -1,5 +1,6 @@
-"""The native-mode durable log: command-log stays upstream's format, LMDB holds terms, and
-recovery after a crash between the two stores keeps exactly the acknowledged entries."""
+"""The native-mode durable log: command-log stays upstream's format, LMDB holds where terms
+change and what is not a command, and recovery after a crash between the two stores keeps
+exactly the acknowledged entries with their right terms."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import lmdb
 import pytest
 
 from dref.errors import StorageError
 from dref.storage.command_log import CommandLog, LogRecord, decode_command_log
-from dref.storage.raft_log import EntryKind, RaftLog, StoredEntry
+from dref.storage.raft_log import INDEX_DIR, EntryKind, RaftLog, StoredEntry
 from dref.wire.proto.state_command_pb2 import StateCommand
 
 SET_A = StateCommand()
@@ -145,51 +147,125 @@ def test_an_installed_snapshot_records_the_configuration_staged_for_it(tmp_path)
     log.close()
 
 
-def test_records_without_a_term_are_unacknowledged_and_dropped(tmp_path):
+def _index_rows(directory: Path) -> dict[int, int]:
+    """LMDB's rows: index -> term (read directly, as recovery would)."""
+    env = lmdb.open(str(directory / INDEX_DIR), max_dbs=2)
+    try:
+        db = env.open_db(b"entries")
+        with env.begin() as txn:
+            return {
+                int.from_bytes(k, "big"): int.from_bytes(v[:8], "big") for k, v in txn.cursor(db=db)
+            }
+    finally:
+        env.close()
+
+
+def _put_row(directory: Path, index: int, term: int) -> None:
+    env = lmdb.open(str(directory / INDEX_DIR), max_dbs=2)
+    try:
+        db = env.open_db(b"entries")
+        with env.begin(write=True) as txn:
+            txn.put(
+                index.to_bytes(8, "big"),
+                term.to_bytes(8, "big") + bytes([EntryKind.COMMAND]),
+                db=db,
+            )
+    finally:
+        env.close()
+
+
+def test_commands_in_the_term_before_them_need_no_lmdb_row(tmp_path):
+    log, _ = _reopen(tmp_path)
+    log.append(_entries(1, 3, 1))
+    log.append(_entries(4, 2, 1))
+    log.append([StoredEntry(6, 1, EntryKind.NOOP, b""), *_entries(7, 1, 1)])
+    log.append(_entries(8, 2, 3))
+    log.close()
+    assert _index_rows(tmp_path) == {1: 1, 6: 1, 8: 3}  # run starts and the no-op only
+    # Records command-log holds beyond those rows belong to the run before them.
+    commands = CommandLog(tmp_path)
+    commands.open()
+    commands.append_many([LogRecord(10, SET_A_BYTES)])
+    commands.close()
+    log, recovered = _reopen(tmp_path)
+    assert [(e.index, e.term, e.kind) for e in recovered.entries] == [
+        *[(i, 1, EntryKind.COMMAND) for i in range(1, 6)],
+        (6, 1, EntryKind.NOOP),
+        (7, 1, EntryKind.COMMAND),
+        *[(i, 3, EntryKind.COMMAND) for i in range(8, 11)],
+    ]
+    assert recovered.dropped_unacknowledged == 0
+    log.close()
+
+
+def test_a_new_terms_row_without_its_records_is_dropped(tmp_path):
+    """A crash after the row of a new term committed, before command-log was written."""
     log, _ = _reopen(tmp_path)
     log.append(_entries(1, 2, 1))
     log.close()
-    # A crash after the command-log fsync but before the LMDB commit leaves records 3 and 4.
-    commands = CommandLog(tmp_path)
-    commands.open()
-    commands.append_many([LogRecord(3, SET_A_BYTES), LogRecord(4, SET_A_BYTES)])
-    commands.close()
+    _put_row(tmp_path, 3, 2)
     log, recovered = _reopen(tmp_path)
-    assert [e.index for e in recovered.entries] == [1, 2]
-    assert recovered.dropped_unacknowledged == 2
-    log.append(_entries(3, 1, 2))  # the stores agree again, so appends continue
+    assert [(e.index, e.term) for e in recovered.entries] == [(1, 1), (2, 1)]
+    assert recovered.dropped_unacknowledged == 1
+    log.append(_entries(3, 1, 5))  # the stores agree again, so appends continue
     log.close()
-    assert set(decode_command_log((tmp_path / "command-log").read_bytes(), "x").records) == {
-        1,
-        2,
-        3,
-    }
+    assert _index_rows(tmp_path) == {1: 1, 3: 5}
+    _, recovered = _reopen(tmp_path)
+    assert [(e.index, e.term) for e in recovered.entries][-1] == (3, 5)
 
 
-def test_terms_without_a_record_are_dropped(tmp_path):
+def test_a_truncation_cut_short_leaves_no_stale_term_behind(tmp_path):
+    """A crash after command-log was truncated, before LMDB's rows were deleted: the row of
+    the dropped term must not give its term to entries appended at that index later."""
     log, _ = _reopen(tmp_path)
-    log.append(_entries(1, 3, 1))
+    log.append(_entries(1, 2, 1))
+    log.append(_entries(3, 2, 2))
     log.close()
-    # A truncation that updated LMDB's view but crashed before rewriting command-log is the
-    # mirror case; emulate LMDB rows beyond command-log by cutting command-log instead.
     commands = CommandLog(tmp_path)
     commands.open()
     commands.truncate_from(3)
     commands.close()
     log, recovered = _reopen(tmp_path)
-    assert [e.index for e in recovered.entries] == [1, 2]
+    assert [(e.index, e.term) for e in recovered.entries] == [(1, 1), (2, 1)]
     assert recovered.dropped_unacknowledged == 1
-    log.append(_entries(3, 1, 5))
+    log.append(_entries(3, 1, 1))  # same term as entry 2: no row of its own
     log.close()
     _, recovered = _reopen(tmp_path)
-    assert [(e.index, e.term) for e in recovered.entries][-1] == (3, 5)
+    assert [(e.index, e.term) for e in recovered.entries] == [(1, 1), (2, 1), (3, 1)]
+
+
+def test_truncation_then_compaction_keep_terms_right(tmp_path):
+    log, _ = _reopen(tmp_path)
+    log.append(_entries(1, 4, 1))
+    log.append(_entries(5, 4, 2))
+    log.truncate_from(7)
+    log.append(_entries(7, 2, 4))
+    log.compact_through(6, 2)
+    log.append(_entries(9, 1, 4))
+    log.close()
+    log, recovered = _reopen(tmp_path)
+    log.close()
+    assert (recovered.snapshot_index, recovered.snapshot_term) == (6, 2)
+    assert [(e.index, e.term) for e in recovered.entries] == [(7, 4), (8, 4), (9, 4)]
+    assert _index_rows(tmp_path) == {7: 4}
+
+
+def test_terms_going_backwards_are_refused_and_reported(tmp_path):
+    log, _ = _reopen(tmp_path)
+    log.append(_entries(1, 2, 3))
+    with pytest.raises(StorageError, match="terms never decrease"):
+        log.append(_entries(3, 1, 2))
+    log.close()
+    _put_row(tmp_path, 2, 1)  # damage: a row whose term is older than the run before it
+    with pytest.raises(StorageError, match="terms never decrease"):
+        _reopen(tmp_path)
 
 
 _WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from dref.storage.raft_log import EntryKind, RaftLog, StoredEntry
+    from dref.storage.raft_log import INDEX_DIR, EntryKind, RaftLog, StoredEntry
     log = RaftLog(Path(sys.argv[1]))
     recovered = log.open()
     index = recovered.last_index
