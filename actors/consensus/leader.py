@@ -406,10 +406,9 @@ class LeaderRole:
         self.beat += 1
         self.beat_sent_ms[self.beat] = now
         horizon = now - core.config.election_timeout_ms
-        for beat, sent in list(self.beat_sent_ms.items()):
-            if sent >= horizon:
-                break
-            del self.beat_sent_ms[beat]
+        sent_ms = self.beat_sent_ms  # oldest first: drop from the front, never copy it
+        while (oldest := next(iter(sent_ms))) != self.beat and sent_ms[oldest] < horizon:
+            del sent_ms[oldest]
         self.next_heartbeat_ms = now + core.config.heartbeat_interval_ms
         commit = core.state.commit_index
         for peer, progress in self.progress.items():
