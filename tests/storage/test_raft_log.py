@@ -59,11 +59,13 @@ def test_round_trip_with_every_kind(tmp_path):
     assert upstream_view.commit_seq == 2
 
 
-def test_append_must_follow_the_last_index(tmp_path):
+def test_append_must_follow_the_last_index_in_no_older_term(tmp_path):
     log, _ = _reopen(tmp_path)
-    log.append(_entries(1, 2, 1))
+    log.append(_entries(1, 2, 3))
     with pytest.raises(StorageError, match="does not follow 2"):
-        log.append(_entries(4, 1, 1))
+        log.append(_entries(4, 1, 3))
+    with pytest.raises(StorageError, match="terms never decrease"):
+        log.append(_entries(3, 1, 2))
     log.close()
 
 
@@ -250,11 +252,9 @@ def test_truncation_then_compaction_keep_terms_right(tmp_path):
     assert _index_rows(tmp_path) == {7: 4}
 
 
-def test_terms_going_backwards_are_refused_and_reported(tmp_path):
+def test_a_row_with_an_older_term_than_the_run_before_it_is_reported(tmp_path):
     log, _ = _reopen(tmp_path)
     log.append(_entries(1, 2, 3))
-    with pytest.raises(StorageError, match="terms never decrease"):
-        log.append(_entries(3, 1, 2))
     log.close()
     _put_row(tmp_path, 2, 1)  # damage: a row whose term is older than the run before it
     with pytest.raises(StorageError, match="terms never decrease"):
