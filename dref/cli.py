@@ -323,7 +323,7 @@ def _admin_call(address: str, method: str, request: Any, timeout: float) -> Any:
                 response_deserializer=getattr(pb, response_type).FromString,
             )
             try:
-                response = call(request, timeout=timeout + 5.0)
+                response = call(request, timeout=max(0.0, deadline - time.monotonic()) + 5.0)
             except grpc.RpcError as exc:
                 if asked == address:
                     raise BackendUnavailableError(f"{asked}: {exc.details()}") from None
