@@ -38,6 +38,7 @@ from dref.wire.peer_stream import (
     deliver_answer,
     serve_peer_stream,
 )
+from dref.wire.reconnect import RECONNECT_OPTIONS
 
 logger = logging.getLogger("dref.raft")
 
@@ -140,7 +141,9 @@ class PeerClient:
     def __init__(self, peer_id: str, address: str, *, timeout: float) -> None:
         self.peer_id = peer_id
         self._timeout = timeout
-        self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._channel = grpc.insecure_channel(
+            address, options=[*CHANNEL_OPTIONS, *RECONNECT_OPTIONS]
+        )
         self._calls = {
             rpc: self._channel.unary_unary(
                 rpc.value.path,

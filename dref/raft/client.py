@@ -51,6 +51,7 @@ from dref.wire.proto import dref_native_pb2_grpc as native_grpc
 from dref.wire.proto import dref_pb2 as up
 from dref.wire.proto import dref_pb2_grpc as up_grpc
 from dref.wire.proto import state_command_pb2 as sc
+from dref.wire.reconnect import RECONNECT_OPTIONS
 
 __all__ = ["Client", "Resync", "Watch", "WatchItem"]
 
@@ -78,6 +79,7 @@ class _Node:
         options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
             ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
+            *RECONNECT_OPTIONS,
         ]
         self.channel = grpc.insecure_channel(address, options=options)
         self.raft = up_grpc.DRefRaftStub(self.channel)
