@@ -190,10 +190,12 @@ class ConsensusActor(SimpleInboxActor):
     # ------------------------------------------------------------------- events in
 
     def on_receive(self, message: Any) -> Any:
-        role_before = self._core.state.role
+        role_before, leader_before = self._core.state.role, self._core.state.leader_id
         self._local.withdraw()
         result = self._handle(message)
         role_after = self._core.state.role
+        if role_after is not role_before or self._core.state.leader_id != leader_before:
+            self._log_leadership(role_before)
         role = self._core.role
         if isinstance(role, LeaderRole):
             self._local.publish(role.lease_expiry_ms(), self._core.state.commit_index)
@@ -203,10 +205,24 @@ class ConsensusActor(SimpleInboxActor):
             safe_tell(self._applier, LeadershipLost())  # after this event's Apply effects
         return result
 
+    def _log_leadership(self, role_before: Role) -> None:
+        """An operator's record of who leads: elections won, leaders followed, step-downs."""
+        state = self._core.state
+        if state.role is Role.LEADER:
+            logger.info("became leader in term %d", state.term)
+        elif role_before is Role.LEADER:
+            logger.info(
+                "stepped down in term %d; leader now %s", state.term, state.leader_id or "unknown"
+            )
+        elif state.leader_id is not None:
+            logger.info("following %s in term %d", state.leader_id, state.term)
+
     def _handle(self, message: Any) -> Any:
         core = self._core
         if isinstance(message, Tick):
-            self._run(core.tick(message.now_ms))
+            if message.stalled_ms * 2 >= core.config.election_timeout_ms:
+                logger.info("resumed after %d ms without running", message.stalled_ms)
+            self._run(core.tick(message.now_ms, message.stalled_ms))
         elif isinstance(message, Inbound):
             self._on_inbound(message)
         elif isinstance(message, PeerReply):

@@ -22,9 +22,11 @@ from dref.actors.consensus.messages import Message
 
 @dataclass(frozen=True)
 class Tick:
-    """The ticker's clock reading (time.monotonic in ms)."""
+    """The ticker's clock reading (time.monotonic in ms), and for how long before it the
+    ticker could not run (0 normally; see `Ticker`)."""
 
     now_ms: int
+    stalled_ms: int = 0
 
 
 @dataclass(frozen=True)

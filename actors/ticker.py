@@ -1,7 +1,9 @@
 """The ticker: a named daemon thread that tells the consensus actor the time.
 
 It only sends `Tick(now_ms)` from time.monotonic; it never waits on the actor, so
-heartbeats and elections keep their pace whatever the disk does.
+heartbeats and elections keep their pace whatever the disk does. A tick that comes far
+later than its period (the process was stopped, swapped out or starved of CPU) says for
+how long: the node did not run then, so that time must not count against its peers.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import pykka
 
 from dref.actors.node_messages import Tick
 from dref.actors.safe_tell import safe_tell
+
+STALL_MS = 100
+"""A tick later than its period by more than this reports a stall (a busy 2-core box
+delays ticks by tens of milliseconds without the node being stopped)."""
 
 
 def monotonic_ms() -> int:
@@ -43,6 +49,12 @@ class Ticker:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        period_ms = int(self._period * 1000)
+        last = monotonic_ms()
         while not self._stopped.wait(self._period):
-            if not safe_tell(self._consensus, Tick(monotonic_ms())):
+            now = monotonic_ms()
+            late = now - last - period_ms
+            last = now
+            stalled = late if late > STALL_MS else 0
+            if not safe_tell(self._consensus, Tick(now, stalled)):
                 return

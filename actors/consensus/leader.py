@@ -79,6 +79,13 @@ class LeaderRole:
         if core.now_ms >= self.next_heartbeat_ms:
             self._broadcast_heartbeat()
 
+    def forgive_silence(self, stalled_ms: int) -> None:
+        """This leader did not run for `stalled_ms`: treat each voter as heard that much
+        later (at most now), so check-quorum judges only time the leader was running."""
+        now = self.core.now_ms
+        for progress in self.progress.values():
+            progress.last_heard_ms = min(now, progress.last_heard_ms + stalled_ms)
+
     def step(self, message: Message) -> None:
         """Handle a follower's answer or a forwarded read."""
         progress = self.progress.get(message.sender)

@@ -103,9 +103,21 @@ class RaftCore:
 
     # ----------------------------------------------------------------- events in
 
-    def tick(self, now_ms: int) -> list[Effect]:
-        """Time is now `now_ms` (never goes backwards): fire election and heartbeat timers."""
+    def tick(self, now_ms: int, stalled_ms: int = 0) -> list[Effect]:
+        """Time is now `now_ms` (never goes backwards): fire election and heartbeat timers.
+
+        `stalled_ms` > 0: this node did not run for that long just before (a GC pause,
+        SIGSTOP, a starved VM). Its peers could not reach it meanwhile, so that time does
+        not count against them: a follower's election deadline and leader contact, and a
+        leader's record of when each voter was last heard, move on by it (at most to now).
+        Leases are not moved: they bound real time, and this only delays elections.
+        """
         self.now_ms = max(self.now_ms, now_ms)
+        if stalled_ms > 0:
+            self.election_deadline_ms += stalled_ms
+            self.leader_contact_ms = min(self.now_ms, self.leader_contact_ms + stalled_ms)
+            if isinstance(self.role, LeaderRole):
+                self.role.forgive_silence(stalled_ms)
         self.role.tick()
         return self._ready()
 

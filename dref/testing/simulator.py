@@ -177,6 +177,8 @@ class SimNode:
     sync_scheduled: bool = False
     seen_leader_term: int = -1
     paused_until: int = 0
+    last_tick_ms: int = 0
+    """Local time of the core's last tick: a later tick after a pause reports the stall."""
     batch: list[ClientOp] = field(default_factory=list)
     """Writes gathered for one `propose_many` turn (as the node runtime batches callers)."""
 
@@ -341,6 +343,7 @@ class Simulation:
             now_ms=node.local_time(self.now),
             durable=durable,
         )
+        node.last_tick_ms = node.local_time(self.now)
         self._restore_state_machine(node, durable)
 
     @staticmethod
@@ -366,7 +369,10 @@ class Simulation:
         if self._postponed(node, _TICK, node_id):
             return
         if node.core is not None:
-            self._execute(node, node.core.tick(node.local_time(self.now)))
+            now = node.local_time(self.now)
+            stalled = max(0, now - node.last_tick_ms - 2 * self.config.tick_ms)
+            node.last_tick_ms = now
+            self._execute(node, node.core.tick(now, stalled))
         self._schedule(self.config.tick_ms, _TICK, node_id)
 
     def _deliver(self, to: str, message: Message) -> None:
