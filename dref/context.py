@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol, TypeVar, cast, overload
 
 from dref.backend import Backend
 from dref.changes import ChangeStream, Event, Subscription
-from dref.errors import ContextClosedError
+from dref.errors import ContextClosedError, QuorumLostError
 from dref.lock import DEFAULT_LOCK_TIMEOUT, Lock
 from dref.naming import call_site_name
 from dref.ref import DRef
@@ -27,6 +27,9 @@ LOCK_PREFIX = "lock:"
 """Upstream's prefix for the lock that guards a value's `modify` (spec 1.3, 1.4)."""
 
 _REQUIRED: Any = object()
+
+_CREATE_ATTEMPTS = 3
+"""How often `ref` asks to store its initial value when the outcome stays unknown."""
 
 
 class _Closeable(Protocol):
@@ -91,7 +94,9 @@ class Context:
 
         `name=None` generates a name from the call site (see `dref.naming`: deterministic
         but not shared with Scala or Rust). The default codec is MsgPack inferred from
-        `initial` (`MsgPackCodec.for_value`), writing bytes >= 0x80 in `style`.
+        `initial` (`MsgPackCodec.for_value`), writing bytes >= 0x80 in `style`. Storing
+        `initial` is asked again (up to 3 times) when a leader change leaves its outcome
+        unknown: either way the name exists afterwards, which is all `ref` promises.
         """
         if initial is _REQUIRED:
             raise TypeError("ref() needs an initial value")
@@ -101,8 +106,19 @@ class Context:
             from dref.wire.msgpack_codec import MsgPackCodec
 
             codec = MsgPackCodec.for_value(initial, style=style)
-        self._open_backend().set_if_absent(name, codec.encode(initial), None, timeout=timeout)
+        self._store_if_absent(name, codec.encode(initial), timeout)
         return DRef(self, name, codec)
+
+    def _store_if_absent(self, name: str, value: bytes, timeout: float | None) -> None:
+        """`set_if_absent`, retried while its outcome is unknown (it is idempotent here)."""
+        backend = self._open_backend()
+        for attempt in range(1, _CREATE_ATTEMPTS + 1):
+            try:
+                backend.set_if_absent(name, value, None, timeout=timeout)
+                return
+            except QuorumLostError:
+                if attempt == _CREATE_ATTEMPTS:
+                    raise
 
     def lock(
         self,
