@@ -115,19 +115,37 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.kill()
 
 
-@pytest.fixture(scope="session")
+_raft_logs: list[Path] = []
+"""The node logs of the running raft cluster, shown with any test that fails."""
+
+
+@pytest.fixture(scope="package")
 def raft_addresses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
-    """The addresses of a 3-node `dref node` cluster shared by the session."""
+    """The addresses of a 3-node `dref node` cluster shared by this folder's tests."""
     raft_conftest = _load(_TESTS / "raft_kv" / "conftest.py", "api_raft_conftest")
     cluster = raft_conftest.Cluster(
         tmp_path_factory.mktemp("raft"), 3, heartbeat_ms=50, election_ms=1000
     )
     try:
         cluster.start_all()
+        _raft_logs[:] = [cluster.root / node_id / "node.log" for node_id in cluster.addresses]
         cluster.leader()
         yield list(cluster.addresses.values())
     finally:
+        _raft_logs.clear()
         cluster.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report ends with the tail of each raft node's log (elections,
+    step-downs, stalls), which is what a failure on a loaded CI box needs explained."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed and _raft_logs:
+        for log in _raft_logs:
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+            report.sections.append((f"dref node log {log.parent.name}", tail))
 
 
 _prefixes = itertools.count()
