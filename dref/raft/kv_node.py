@@ -79,8 +79,8 @@ class KeyValueNode:
 
     @property
     def term(self) -> int:
-        """The term the reaper saw last (cheap; for log records)."""
-        return self.reaper.term
+        """The node's current term (cheap; for log records)."""
+        return self.node.term
 
     def status(self) -> NodeStatus:
         """The node's status (role, term, indexes, metrics)."""
@@ -116,8 +116,6 @@ class TtlReaper(threading.Thread):
         self._stopped = threading.Event()
         self._wake = threading.Event()
         self._wake_at_ms = 0  # when the current sleep ends (Unix ms)
-        self.term = 0
-        """The node's term at the reaper's last look."""
         self.reaped = 0
         """Names deleted by this reaper's proposals (for tests and metrics)."""
         self._cancel = state_machine.add_expiry_listener(self._scheduled)
@@ -147,7 +145,6 @@ class TtlReaper(threading.Thread):
     def _round(self) -> float:
         """One look (and maybe one batch); the seconds to sleep afterwards."""
         status = self._node.status()
-        self.term = status.term
         if status.role != "leader":
             return FOLLOWER_POLL
         now = now_ms()
@@ -175,7 +172,7 @@ class TtlReaper(threading.Thread):
 
 
 class NodeLogFilter(logging.Filter):
-    """Adds `node_id` and `term` (as the reaper last saw it) to every log record."""
+    """Adds `node_id` and the node's current `term` to every log record."""
 
     def __init__(self, node_id: str) -> None:
         super().__init__()

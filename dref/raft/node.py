@@ -179,6 +179,7 @@ class Node:
             addresses=self._addresses,
         )
         core.commit_to(recovered.commit_index)  # re-applied by the first turn's Apply
+        self._core_state = core.state  # read-only here: `term` for log records
         snapshot_sender = SnapshotSenderActor.start(
             self._addresses, node_id=node_id, timeout=config.rpc_timeout
         )
@@ -224,6 +225,12 @@ class Node:
     def leader_address(self) -> str | None:
         """The known leader's "host:port", if any."""
         return self._addresses.get(self.leader_id or "")
+
+    @property
+    def term(self) -> int:
+        """This node's current term, read without asking the actors (for log records,
+        which the consensus thread itself writes; a moment old at most)."""
+        return self._core_state.term
 
     @property
     def is_leader(self) -> bool:

@@ -4,6 +4,7 @@ same leader: no node blames its peers for time in which it did not run itself.""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -34,6 +35,10 @@ def test_a_cluster_stopped_as_a_whole_keeps_its_leader_and_term(make_cluster):
     assert {(s["leader_id"], s["term"]) for s in statuses} == {(leader, term)}
     logs = [(cluster.root / n / "node.log").read_text() for n in cluster.addresses]
     assert all("without running" in log for log in logs)  # each node noticed its stall
+    terms = re.findall(
+        r"term=(\d+) dref\.raft: (?:became leader|following \S+) in term (\d+)", "".join(logs)
+    )
+    assert len(terms) >= 3 and all(record == told for record, told in terms)  # records' term
 
 
 def test_ref_creation_survives_a_leader_stepping_down_under_it(make_cluster):
