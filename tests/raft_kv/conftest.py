@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 _HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(_HERE))  # the suite's helper modules (polling.py) are importable
 
 
 def _load(name: str) -> ModuleType:

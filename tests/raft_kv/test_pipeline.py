@@ -6,12 +6,12 @@ nodes that refuse pipelines are served by unary calls."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 import pytest
+from polling import wait_for
 
 from dref.backend import Entry
 from dref.errors import (
@@ -40,13 +40,6 @@ def served(cluster: Any) -> dict[str, int]:
     """The pipeline counters of every node of `cluster`, summed."""
     stats = [node.services.pipeline_stats() for node in cluster.nodes.values()]
     return {field: sum(getattr(s, field) for s in stats) for field in SERVED}
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.01)  # a poll under a deadline
 
 
 class Background:

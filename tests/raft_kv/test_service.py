@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
+from polling import wait_for
 
 from dref.backend import ChangeEvent, ChangeKind, Entry
 from dref.errors import (
@@ -33,13 +34,6 @@ def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as info:
         call()
     return info.value
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.02)  # a poll under a deadline
 
 
 def read_in_background(watch: Watch, count: int) -> tuple[list[object], threading.Event]:

@@ -8,8 +8,9 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
+
+from polling import wait_for
 
 import dref
 from dref.raft.client import Client
@@ -57,17 +58,10 @@ def test_ref_creation_survives_a_leader_stepping_down_under_it(make_cluster):
         creator = threading.Thread(target=lambda: created.append(ctx.ref("counter", 7)))
         creator.start()
         try:
-            _wait_for(lambda: "stepped down" in leader_log.read_text(), timeout=30)
+            wait_for(lambda: "stepped down" in leader_log.read_text(), 30, "the step-down")
         finally:
             for process in followers:
                 os.kill(process.process.pid, signal.SIGCONT)
         creator.join(60)
         assert not creator.is_alive() and created, "ref() raised; see the captured log"
         assert created[0].get() == 7
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)  # a poll under a deadline
