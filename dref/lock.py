@@ -3,7 +3,9 @@
 Acquire: write a random 8-byte token at the lock's name with create-if-absent and a TTL
 (the lease). If the name is taken, wait for its DELETE event (release or expiry) and try
 again; the subscription is made before the first try, so no release is missed. A slow
-safety-net retry (`retry_interval`) covers backends that can lose events.
+safety-net retry (`retry_interval`) covers backends that can lose events. When a leader
+change leaves the create's outcome unknown, a read tells: our token there means we hold
+the lock (no lease is left behind to expire on its own), anything else means try again.
 
 While held, a daemon thread re-arms the lease every 0.8 x TTL with a *conditional*
 expire, and a listener watches the name: a change that is not ours (a delete, an expiry,
@@ -30,7 +32,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from dref.backend import Backend, ChangeEvent, ChangeKind, Entry
-from dref.errors import ConfigError, DRefError, LockStolenError, LockTimeoutError
+from dref.errors import (
+    ConfigError,
+    DRefError,
+    LockStolenError,
+    LockTimeoutError,
+    QuorumLostError,
+)
 from dref.wire.lock_token import encode_lock_token, new_lock_token
 
 if TYPE_CHECKING:
@@ -253,9 +261,12 @@ class _Grant:
         while True:
             self._freed.clear()
             call_timeout = max(deadline - time.monotonic(), _MIN_CALL_TIMEOUT)
-            revision = self.backend.set_if_absent(
-                lock.name, self.data, lock.ttl, timeout=call_timeout
-            )
+            try:
+                revision = self.backend.set_if_absent(
+                    lock.name, self.data, lock.ttl, timeout=call_timeout
+                )
+            except QuorumLostError:
+                revision = self._ours_after_unknown_outcome(deadline)
             if revision is not None:
                 with self._state:
                     self.entry = Entry(self.data, revision)
@@ -267,6 +278,15 @@ class _Grant:
             if remaining <= 0:
                 return None
             self._freed.wait(min(remaining, lock.retry_interval))
+
+    def _ours_after_unknown_outcome(self, deadline: float) -> int | None:
+        """After a create whose outcome is unknown (the leader changed under it): the
+        revision of our write if the name holds our token, else None. The token is random,
+        so a match is our own write; and a linearizable read served in a later term has
+        settled every entry of earlier terms, so a miss means the write never happens."""
+        call_timeout = max(deadline - time.monotonic(), _MIN_CALL_TIMEOUT)
+        entry = self.backend.get(self.lock.name, timeout=call_timeout)
+        return entry.revision if entry is not None and entry.value == self.data else None
 
     def start_keep_alive(self) -> None:
         self._keep_alive = threading.Thread(

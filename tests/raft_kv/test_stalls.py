@@ -8,6 +8,7 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from polling import wait_for
@@ -42,26 +43,48 @@ def test_a_cluster_stopped_as_a_whole_keeps_its_leader_and_term(make_cluster):
     assert len(terms) >= 3 and all(record == told for record, told in terms)  # records' term
 
 
-def test_ref_creation_survives_a_leader_stepping_down_under_it(make_cluster):
-    """Both followers stop, so the leader cannot commit and steps down (check-quorum): the
-    write in flight ends with its outcome unknown. `ref` asks again, and once the
-    followers resume and a leader is elected, the name exists with its initial value."""
-    cluster = make_cluster(3, heartbeat_ms=50, election_ms=1000)
+def _under_a_step_down(cluster: Any, call: Callable[[], Any]) -> Any:
+    """`call()`'s result, run while both followers are stopped: the leader cannot commit
+    and steps down (check-quorum), so the write in flight ends with its outcome unknown.
+    The followers resume once the leader's log shows the step-down."""
     leader = cluster.leader()
     followers = [p for n, p in cluster.processes.items() if n != leader]
     leader_log = cluster.root / leader / "node.log"
+    for process in followers:
+        os.kill(process.process.pid, signal.SIGSTOP)
+    results: list[Any] = []
+    caller = threading.Thread(target=lambda: results.append(call()))
+    caller.start()
+    try:
+        wait_for(lambda: "stepped down" in leader_log.read_text(), 30, "the step-down")
+    finally:
+        for process in followers:
+            os.kill(process.process.pid, signal.SIGCONT)
+    caller.join(60)
+    assert not caller.is_alive() and results, "the call raised; see the captured log"
+    return results[0]
+
+
+def test_ref_creation_survives_a_leader_stepping_down_under_it(make_cluster):
+    """`ref` asks again; once a leader is elected, the name holds its initial value."""
+    cluster = make_cluster(3, heartbeat_ms=50, election_ms=1000)
     with dref.raft_client(list(cluster.addresses.values()), timeout=30) as ctx:
         ctx.ref("warm-up", 0)
-        for process in followers:
-            os.kill(process.process.pid, signal.SIGSTOP)
-        created: list[Any] = []
-        creator = threading.Thread(target=lambda: created.append(ctx.ref("counter", 7)))
-        creator.start()
-        try:
-            wait_for(lambda: "stepped down" in leader_log.read_text(), 30, "the step-down")
-        finally:
-            for process in followers:
-                os.kill(process.process.pid, signal.SIGCONT)
-        creator.join(60)
-        assert not creator.is_alive() and created, "ref() raised; see the captured log"
-        assert created[0].get() == 7
+        counter = _under_a_step_down(cluster, lambda: ctx.ref("counter", 7))
+        assert counter.get() == 7
+
+
+def test_lock_acquisition_survives_a_leader_stepping_down_under_it(make_cluster):
+    """The lock's create may or may not have happened: a read of its token tells. Either
+    way the caller holds the lock, and no orphaned lease blocks others until its TTL."""
+    cluster = make_cluster(3, heartbeat_ms=50, election_ms=1000)
+    with dref.raft_client(list(cluster.addresses.values()), timeout=30) as ctx:
+        backend = ctx._open_backend()
+        backend.subscribe("nightly", lambda event: None)  # so acquire's own is immediate
+        lock = ctx.lock("nightly", ttl=60, timeout=30)
+        assert _under_a_step_down(cluster, lock.acquire) is True
+        held = backend.get("nightly")
+        assert held is not None and held.revision == lock.fencing_token
+        assert not ctx.lock("nightly", ttl=60).acquire(timeout=0.5)  # really held
+        lock.release()
+        assert ctx.lock("nightly", ttl=60).acquire(timeout=5)  # free at once, not in 60 s
