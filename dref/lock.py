@@ -316,7 +316,7 @@ class _Grant:
         assert self.entry is not None
         if not self._lost:
             try:
-                deleted = self.backend.compare_and_delete(self.lock.name, self.entry)
+                deleted = self._delete_if_ours(self.entry)
             except DRefError as e:
                 name = self.lock.name
                 _log.warning("could not release lock %s (its lease ends by TTL): %s", name, e)
@@ -324,6 +324,17 @@ class _Grant:
                 if not deleted:  # the lease ran out and maybe someone else holds it now
                     self._lost = True
         self.report_lost()
+
+    def _delete_if_ours(self, entry: Entry) -> bool:
+        """Compare-and-delete our entry; False if the name no longer held it. A delete whose
+        outcome is unknown (the leader changed under it) is settled by a read: our entry
+        still there is deleted again; anything else means the lease is gone already."""
+        try:
+            return self.backend.compare_and_delete(self.lock.name, entry)
+        except QuorumLostError:
+            if self.backend.get(self.lock.name) != entry:
+                return True
+            return self.backend.compare_and_delete(self.lock.name, entry)
 
     def _on_event(self, event: ChangeEvent) -> None:
         """Backend listener (must not block): wake waiters, detect loss while held."""
