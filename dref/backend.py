@@ -13,6 +13,7 @@ import abc
 import enum
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,6 +50,17 @@ class Entry:
 
 
 _log = logging.getLogger("dref")
+
+MIN_CALL_TIMEOUT = 1.0
+"""Seconds a backend call made for a waiting caller gets at least, even when the caller's
+own deadline is nearly up: a write cut short by its timeout may have happened anyway, which
+is worse than an answer that comes a little late."""
+
+
+def call_timeout(deadline: float) -> float:
+    """The timeout of one backend call made before `deadline` (a time.monotonic value)."""
+    return max(deadline - time.monotonic(), MIN_CALL_TIMEOUT)
+
 
 Listener = Callable[[ChangeEvent], None]
 """Receives change events for one name. Called from a backend thread; must not block."""

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
-from dref.backend import Backend, ChangeEvent, ChangeKind, Entry
+from dref.backend import Backend, ChangeEvent, ChangeKind, Entry, call_timeout
 from dref.errors import (
     ConfigError,
     DRefError,
@@ -52,8 +52,6 @@ R = TypeVar("R")
 DEFAULT_LOCK_TIMEOUT = 10.0
 """Default acquisition timeout in seconds."""
 
-_MIN_CALL_TIMEOUT = 1.0
-"""Backend calls get at least this long, even when the acquisition time is nearly up."""
 
 _log = logging.getLogger("dref.lock")
 
@@ -260,10 +258,9 @@ class _Grant:
         lock = self.lock
         while True:
             self._freed.clear()
-            call_timeout = max(deadline - time.monotonic(), _MIN_CALL_TIMEOUT)
             try:
                 revision = self.backend.set_if_absent(
-                    lock.name, self.data, lock.ttl, timeout=call_timeout
+                    lock.name, self.data, lock.ttl, timeout=call_timeout(deadline)
                 )
             except QuorumLostError:
                 revision = self._ours_after_unknown_outcome(deadline)
@@ -284,8 +281,7 @@ class _Grant:
         revision of our write if the name holds our token, else None. The token is random,
         so a match is our own write; and a linearizable read served in a later term has
         settled every entry of earlier terms, so a miss means the write never happens."""
-        call_timeout = max(deadline - time.monotonic(), _MIN_CALL_TIMEOUT)
-        entry = self.backend.get(self.lock.name, timeout=call_timeout)
+        entry = self.backend.get(self.lock.name, timeout=call_timeout(deadline))
         return entry.revision if entry is not None and entry.value == self.data else None
 
     def start_keep_alive(self) -> None:

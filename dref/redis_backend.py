@@ -60,7 +60,15 @@ from redis.exceptions import (
 from redis.retry import Retry
 
 from dref import redis_scripts
-from dref.backend import Backend, ChangeEvent, ChangeKind, Entry, Listener, ListenerRegistry
+from dref.backend import (
+    Backend,
+    ChangeEvent,
+    ChangeKind,
+    Entry,
+    Listener,
+    ListenerRegistry,
+    call_timeout,
+)
 from dref.errors import (
     BackendUnavailableError,
     ConfigError,
@@ -288,7 +296,8 @@ class RedisBackend(Backend):
         For `interop_locking`, where upstream nodes update the same name under that lock.
         The write happens only while our token still holds the lock (else LockStolenError);
         `fn` gets None for an absent value and must finish within `default_ttl`. Waits for
-        the lock up to `timeout` (default: the backend timeout), else LockTimeoutError.
+        the lock up to `timeout` (default: the backend timeout), else LockTimeoutError;
+        each Redis call still gets `MIN_CALL_TIMEOUT`, so none is cut short near the end.
         Returns the revision of the write.
         """
         limit = self.timeout if timeout is None else timeout
@@ -296,8 +305,9 @@ class RedisBackend(Backend):
         lock_name = "lock:" + name
         token = encode_lock_token(new_lock_token())
         while True:
-            remaining = max(0.001, deadline - time.monotonic())
-            lock_rev = self.set_if_absent(lock_name, token, self.default_ttl, timeout=remaining)
+            lock_rev = self.set_if_absent(
+                lock_name, token, self.default_ttl, timeout=call_timeout(deadline)
+            )
             if lock_rev is not None:
                 break
             pause = min(random.uniform(0.01, 0.05), deadline - time.monotonic())
@@ -305,14 +315,13 @@ class RedisBackend(Backend):
                 raise LockTimeoutError(lock_name, limit)
             time.sleep(pause)  # upstream's Rust waiters also retry every 50 ms
         try:
-            current = self.get(name, timeout=max(0.001, deadline - time.monotonic()))
+            current = self.get(name, timeout=call_timeout(deadline))
             value = fn(None if current is None else current.value)
             self.check_value_size(name, value)
             keys = [self._key(name), revision_key(name), self._key(lock_name)]
             payload = self._payload(name, value, False)
             args = [payload, value, token]
-            remaining = max(0.001, deadline - time.monotonic())
-            rev = self._eval(redis_scripts.SET_IF_LOCKED, keys, args, remaining)
+            rev = self._eval(redis_scripts.SET_IF_LOCKED, keys, args, call_timeout(deadline))
             if rev is None:
                 raise LockStolenError(lock_name, decode_lock_token(token))
             return int(rev)

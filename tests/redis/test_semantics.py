@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from typing import Any
@@ -167,6 +169,29 @@ def test_modify_waits_for_upstream_lock_holder(backend: RedisBackend, raw: redis
     raw.delete("lock:count")
     backend.modify_with_upstream_lock("count", lambda old: b"1", timeout=2)
     assert raw.get("count") == b"1"
+
+
+def test_modify_near_its_deadline_times_out_cleanly_when_redis_stalls(own_server: Any) -> None:
+    """A call made just before the deadline still gets MIN_CALL_TIMEOUT: a Redis stall
+    then ends the wait with LockTimeoutError, not 'a write may or may not have happened'
+    (a lock write cut short at 1 ms could have taken the lock and left it behind)."""
+    url = own_server.url
+    held = redis.Redis.from_url(url)
+    held.set("lock:count", b"\x01" * 8, nx=True, ex=30)  # an upstream node is in `modify`
+    backend = RedisBackend(url, timeout=2.0)
+    pid = own_server.process.pid
+    stall = threading.Timer(0.45, os.kill, (pid, signal.SIGSTOP))
+    resume = threading.Timer(0.75, os.kill, (pid, signal.SIGCONT))
+    stall.start()
+    resume.start()
+    try:
+        with pytest.raises(LockTimeoutError):
+            backend.modify_with_upstream_lock("count", lambda old: b"1", timeout=0.5)
+    finally:
+        resume.join()
+        os.kill(pid, signal.SIGCONT)  # whatever the timers managed
+        backend.close()
+        held.close()
 
 
 def test_modify_refuses_to_write_after_losing_the_lock(
