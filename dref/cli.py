@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--heartbeat-ms", type=int)
     node.add_argument("--election-ms", type=int)
     node.add_argument("--snapshot-every", type=int)
+    node.add_argument("--keepalive-ms", type=int, help="ping streams' connections this often")
     node.add_argument("--max-value-size", type=int)
     node.add_argument("--log-level", default="INFO")
     node.add_argument("--exit-on-stdin-close", action="store_true", help=argparse.SUPPRESS)
@@ -132,6 +133,7 @@ def _node_config(args: argparse.Namespace) -> Any:
         ("heartbeat_ms", args.heartbeat_ms),
         ("election_ms", args.election_ms),
         ("snapshot_every", args.snapshot_every),
+        ("keepalive_ms", args.keepalive_ms),
     ):
         value = option if option is not None else settings.get(key)
         if value is not None:
@@ -143,6 +145,8 @@ def _node_config(args: argparse.Namespace) -> Any:
         options["election_timeout"] = timings["election_ms"] / 1000
     if "snapshot_every" in timings:
         options["snapshot_every"] = timings["snapshot_every"]
+    if "keepalive_ms" in timings:
+        options["keepalive_interval"] = timings["keepalive_ms"] / 1000
     if listen is None:
         return NodeConfig.from_env(
             Path(data_dir), bind_host=args.bind_host, node_id=node_id, **options

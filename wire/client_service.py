@@ -732,7 +732,8 @@ class _DRefNative(native_grpc.DRefNativeServicer):
 
     def Status(self, request: Any, context: Any) -> Any:
         status = _call(context, self._node, lambda _t: self._node.status())
-        return native.StatusResponse(json=json.dumps(_jsonable(status), sort_keys=True))
+        served = {**_jsonable(status), "pipelines": _jsonable(self._s.pipeline_stats())}
+        return native.StatusResponse(json=json.dumps(served, sort_keys=True))
 
     def Pipeline(self, request_iterator: Any, context: Any) -> Iterator[Any]:
         yield from self._s.pipeline(self._node, request_iterator, context)

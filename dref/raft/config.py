@@ -47,6 +47,10 @@ class NodeConfig:
     snapshot_chunk_bytes: int = 1 << 20
     """A leader sends a snapshot in InstallSnapshot chunks of at most this many bytes."""
     rpc_timeout: float = 2.0
+    keepalive_interval: float = 20.0
+    """Seconds between pings on each connection with open streams (client pipelines and
+    watches, peer streams); one unanswered for half as long is dropped, which frees the
+    thread a vanished client or peer held."""
     upstream_files: bool = True
     tick_interval: float = field(default=0.02)
     join: bool = False
@@ -81,6 +85,8 @@ class NodeConfig:
             raise ConfigError("snapshot_chunk_bytes must be positive")
         if self.rpc_timeout <= 0:
             raise ConfigError("rpc_timeout must be positive")
+        if self.keepalive_interval <= 0:
+            raise ConfigError("keepalive_interval must be positive")
 
     @classmethod
     def from_env(

@@ -100,7 +100,9 @@ class Node:
         self._executor = ThreadPoolExecutor(
             max_workers=_GRPC_WORKERS, thread_name_prefix=f"dref-grpc-{node_id}"
         )
-        self._server = grpc.server(self._executor, options=CHANNEL_OPTIONS)
+        self._server = grpc.server(
+            self._executor, options=[*CHANNEL_OPTIONS, *_keepalive_options(config)]
+        )
         try:
             port = self._server.add_insecure_port(config.listen)
         except RuntimeError as exc:
@@ -448,6 +450,21 @@ class Node:
             raise ContextClosedError(f"node {self.node_id} is closed")
         if not self.healthy():
             raise BackendUnavailableError(f"node {self.node_id} has failed; see its log")
+
+
+def _keepalive_options(config: NodeConfig) -> list[tuple[str, int]]:
+    """Server options that ping every connection with open streams each
+    `keepalive_interval` and drop one whose answer takes half as long (gRPC 1.85 needs
+    `ping_timeout_ms` for that; `keepalive_timeout_ms` alone never dropped it)."""
+    every = round(config.keepalive_interval * 1000)
+    patience = max(1, every // 2)
+    return [
+        ("grpc.keepalive_time_ms", every),
+        ("grpc.keepalive_timeout_ms", patience),
+        ("grpc.http2.ping_timeout_ms", patience),
+        ("grpc.http2.min_time_between_pings_ms", every),
+        ("grpc.http2.max_pings_without_data", 0),  # idle streams are pinged too
+    ]
 
 
 _HEALTH_CHECK_INTERVAL = 0.5

@@ -48,6 +48,7 @@ def node_arguments(
     heartbeat_ms: int | None = None,
     election_ms: int | None = None,
     snapshot_every: int | None = None,
+    keepalive_ms: int | None = None,
 ) -> list[str]:
     """The `dref node` arguments for one node."""
     args = ["node", "--id", node_id, "--listen", listen, "--data-dir", str(data_dir)]
@@ -57,6 +58,7 @@ def node_arguments(
         ("--heartbeat-ms", heartbeat_ms),
         ("--election-ms", election_ms),
         ("--snapshot-every", snapshot_every),
+        ("--keepalive-ms", keepalive_ms),
     ):
         if value is not None:
             args += [flag, str(value)]

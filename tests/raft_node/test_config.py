@@ -32,6 +32,7 @@ def make(tmp_path: Path, **changes: object) -> NodeConfig:
         {"max_clock_drift": 2.0},
         {"snapshot_every": -1},
         {"rpc_timeout": 0},
+        {"keepalive_interval": 0},
     ],
 )
 def test_invalid_settings_raise_config_error(tmp_path: Path, changes: dict[str, object]) -> None:
