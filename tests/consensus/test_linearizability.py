@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 
-from dref.testing.linearizability import Operation, OpKind, Verdict, check_history
+from testkit.linearizability import Operation, OpKind, Verdict, check_history
 
 W, R, C = OpKind.WRITE, OpKind.READ, OpKind.CAS
 

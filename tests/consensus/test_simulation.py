@@ -12,7 +12,7 @@ import pytest
 
 import dref.actors.consensus.raft as raft_module
 from dref.actors.consensus.log import RaftLog
-from dref.testing.simulator import SimulationFailure, run_seed
+from testkit.simulator import SimulationFailure, run_seed
 
 SEEDS = int(os.environ.get("DREF_SIM_SEEDS", "2000"))
 CHUNKS = 8

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from dref.testing.simulator import Simulation, run_seed
+from testkit.simulator import Simulation, run_seed
 
 SEEDS = int(os.environ.get("DREF_SIM_ADMIN_SEEDS", "1000"))
 CHUNKS = 4

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import pytest
 
-from dref.testing.simulator import SimConfig, Simulation
+from testkit.simulator import SimConfig, Simulation
 
 SEEDS = int(os.environ.get("DREF_SIM_SNAPSHOT_SEEDS", "1000"))
 CHUNKS = 2

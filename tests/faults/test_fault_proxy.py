@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from dref.testing.fault_proxy import FaultProxy
+from testkit.fault_proxy import FaultProxy
 
 
 class _Echo(socketserver.BaseRequestHandler):

@@ -19,15 +19,15 @@ from pathlib import Path
 import pytest
 
 from dref.raft.client import Client
-from dref.testing.cluster import FaultyCluster
-from dref.testing.history import (
+from testkit.cluster import FaultyCluster
+from testkit.history import (
     History,
     LinearizabilityViolation,
     Mix,
     final_reads,
     run_workers,
 )
-from dref.testing.linearizability import Operation, OpKind
+from testkit.linearizability import Operation, OpKind
 
 SECONDS = float(os.environ.get("DREF_JEPSEN_SECONDS", "12"))
 """How long each scenario's workload and nemesis run."""

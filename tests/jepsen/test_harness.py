@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from dref.testing.history import History, Worker
-from dref.testing.linearizability import Operation, OpKind, Verdict
+from testkit.history import History, Worker
+from testkit.linearizability import Operation, OpKind, Verdict
 
 
 def test_recorded_stale_read_is_an_anomaly():

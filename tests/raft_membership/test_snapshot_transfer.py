@@ -11,7 +11,7 @@ from pathlib import Path
 
 from node_cluster import free_ports, start_member, wait_until
 
-from dref.testing.fault_proxy import FaultProxy
+from testkit.fault_proxy import FaultProxy
 
 FREQUENT_SNAPSHOTS = {"snapshot_every": 5, "rpc_timeout": 2.0}
 ITEM = "x" * 1_000_000

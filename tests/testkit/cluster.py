@@ -27,7 +27,7 @@ from dref.backend import Entry
 from dref.errors import BackendUnavailableError, DRefError
 from dref.raft.client import Client
 from dref.raft.node_process import NodeProcess, free_ports, node_arguments
-from dref.testing.fault_proxy import FaultProxy
+from testkit.fault_proxy import FaultProxy
 
 __all__ = ["ClusterClient", "FaultyCluster"]
 

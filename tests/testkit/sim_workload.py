@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from dref.testing.linearizability import Operation, OpKind
+from testkit.linearizability import Operation, OpKind
 
 
 @dataclass(slots=True)

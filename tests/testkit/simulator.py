@@ -41,10 +41,10 @@ from dref.actors.consensus.membership import ChangeAction, MembershipChange
 from dref.actors.consensus.messages import InstallSnapshot, Message
 from dref.actors.consensus.node_state import Role
 from dref.actors.consensus.raft import RaftCore
-from dref.testing.linearizability import OpKind, check_history
-from dref.testing.sim_disk import FakeDisk
-from dref.testing.sim_invariants import SafetyMonitor
-from dref.testing.sim_workload import ClientOp, Workload
+from testkit.linearizability import OpKind, check_history
+from testkit.sim_disk import FakeDisk
+from testkit.sim_invariants import SafetyMonitor
+from testkit.sim_workload import ClientOp, Workload
 
 REPLAY_HINT = "DREF_SIM_SEED={seed} pytest tests/consensus/test_simulation.py -k replay"
 ADMIN_REPLAY_HINT = (

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from dref.backend import Entry
 from dref.errors import DRefError, NotLeaderError
 from dref.raft.client import Client
-from dref.testing.linearizability import CheckResult, Operation, OpKind, check_history
+from testkit.linearizability import CheckResult, Operation, OpKind, check_history
 
 __all__ = ["History", "LinearizabilityViolation", "Mix", "Worker", "final_reads", "run_workers"]
 

@@ -1,2 +1,0 @@
-"""Test harnesses shipped with dref: the deterministic Raft simulator and a linearizability
-checker for key/value histories."""
