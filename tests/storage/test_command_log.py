@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from dref.errors import StorageError
 from dref.storage import command_log
 from dref.storage.command_log import (
     CommandLog,
@@ -20,8 +22,6 @@ from dref.wire.proto.state_command_pb2 import (
     SetElementCommand,
     StateCommand,
 )
-
-from dref.errors import StorageError
 
 
 def cmd(name: str, value: bytes = b"v") -> bytes:

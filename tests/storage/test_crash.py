@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from dref.storage.command_log import CommandLog, LogRecord
 from dref.wire.proto.state_command_pb2 import SetElementCommand, StateCommand
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dref.errors import StorageError
 from dref.storage.command_log import LogRecord, decode_command_log, encode_command_log
 from dref.storage.state_snapshot import decode_state_snapshot, encode_state_snapshot
 from dref.storage.voter_state import VoterState, decode_voter_state, encode_voter_state
@@ -16,10 +20,6 @@ from dref.wire.proto.state_command_pb2 import (
     SetElementCommand,
     StateCommand,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from dref.errors import StorageError
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 u64 = st.integers(min_value=0, max_value=2**64 - 1)

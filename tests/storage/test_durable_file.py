@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from dref.storage import durable_file
 from dref.storage.durable_file import ensure_directory, fsync_directory, write_atomically
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from dref.storage.command_log import LogRecord, decode_command_log, encode_command_log
 from dref.storage.state_snapshot import decode_state_snapshot, encode_state_snapshot
 from dref.storage.voter_state import VoterState, decode_voter_state, encode_voter_state

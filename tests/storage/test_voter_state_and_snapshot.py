@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from dref.errors import StorageError
 from dref.storage.state_snapshot import (
     StateSnapshotFile,
     decode_state_snapshot,
@@ -18,8 +20,6 @@ from dref.storage.voter_state import (
 )
 from dref.wire.proto.dref_consensus_pb2 import ClusterSnapshot
 from dref.wire.proto.raft_pb2 import KVEntry
-
-from dref.errors import StorageError
 
 TERM_42_NODE_7 = bytes.fromhex("4452465401000000000000002a000000066e6f64652d37")
 
