@@ -1,30 +1,23 @@
 """Runtime side of leadership transfer and membership changes.
 
 The admin requests the consensus actor takes from `Node`, the typed errors they fail
-with, and `PeerSet`, which keeps one replicator (and one known address) per member of
-the configuration in force: started when a member appears, stopped when it leaves.
+with, and `PeerSet`, which keeps the node's transports connected to exactly the other
+members of the configuration in force (and their known addresses).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
-
-import pykka
 
 from dref.actors.consensus.membership import Membership, MembershipChange
-from dref.actors.node_messages import Connect
+from dref.actors.transport import PeerTransport
 from dref.errors import LeaderTransferError as LeaderTransferError  # re-exported
 from dref.errors import MembershipError as MembershipError  # re-exported
 
 logger = logging.getLogger("dref.raft")
-
-ReplicatorFactory = Callable[[str, str], "pykka.ActorRef[Any]"]
-"""Starts the replicator for (peer id, "host:port")."""
-
 
 @dataclass(frozen=True)
 class TransferRequest:
@@ -58,46 +51,43 @@ class MembersView:
 
 
 class PeerSet:
-    """Keeps `replicators` and `addresses` (shared with the consensus actor) in step with
-    the configuration in force."""
+    """Keeps `transports` connected to the members of the configuration in force, and
+    `addresses` (shared with the consensus actor) up to date."""
 
     def __init__(
-        self,
-        node_id: str,
-        replicators: dict[str, pykka.ActorRef[Any]],
-        addresses: dict[str, str],
-        start_replicator: ReplicatorFactory,
+        self, node_id: str, addresses: dict[str, str], transports: Sequence[PeerTransport]
     ) -> None:
         self._node_id = node_id
-        self._replicators = replicators
         self._addresses = addresses
-        self._start_replicator = start_replicator
+        self._transports = transports
         self._membership: Membership | None = None
+        self._peers: dict[str, str] = {}
         self.is_member = True
         """False while this node is outside its configuration (joining, or removed)."""
 
-    def sync(self, membership: Membership, consensus: pykka.ActorRef[Any]) -> None:
-        """Start replicators for new members, stop those of removed ones."""
+    def sync(self, membership: Membership) -> None:
+        """Connect to new members and disconnect from removed ones."""
         if membership is self._membership:
             return
         self._membership = membership
         self.is_member = self._node_id in membership.members
-        known = membership.address_map()
-        self._addresses.update(known)
-        wanted = membership.members - {self._node_id}
-        for peer in sorted(set(self._replicators) - wanted):
-            replicator = self._replicators.pop(peer)
-            replicator.stop(block=False)
-            logger.info("%s: stopped replicating to removed member %s", self._node_id, peer)
-        for peer in sorted(wanted - set(self._replicators)):
+        self._addresses.update(membership.address_map())
+        peers: dict[str, str] = {}
+        for peer in sorted(membership.members - {self._node_id}):
             address = self._addresses.get(peer)
             if address is None:
                 logger.warning("%s: member %s has no known address", self._node_id, peer)
-                continue
-            replicator = self._start_replicator(peer, address)
-            replicator.tell(Connect(consensus=consensus))
-            self._replicators[peer] = replicator
-            logger.info("%s: replicating to new member %s at %s", self._node_id, peer, address)
+            else:
+                peers[peer] = address
+        if peers == self._peers:
+            return
+        for peer in sorted(set(self._peers) - set(peers)):
+            logger.info("%s: stopped replicating to removed member %s", self._node_id, peer)
+        for peer in sorted(set(peers) - set(self._peers)):
+            logger.info("%s: replicating to member %s at %s", self._node_id, peer, peers[peer])
+        self._peers = peers
+        for transport in self._transports:
+            transport.set_peers(peers)
 
     def accepts(self, sender: str) -> bool:
         """Whether the transport should hand a request from `sender` to consensus: members

@@ -192,9 +192,9 @@ class ServeRead:
 
 @dataclass(frozen=True)
 class ApplierBatch:
-    """Several AwaitEntry / ServeRead of one consensus turn, in order: one wake-up, not N."""
+    """The state machine work of one consensus turn, in order: one wake-up, not N."""
 
-    messages: tuple[AwaitEntry | ServeRead, ...]
+    messages: tuple[ApplyEntries | RestoreState | TakeSnapshotNow | AwaitEntry | ServeRead, ...]
 
 
 @dataclass(frozen=True)
@@ -207,13 +207,3 @@ class TakeSnapshotNow:
 @dataclass(frozen=True)
 class ApplierStats:
     """Asked for the applied index."""
-
-
-# --------------------------------------------------------------- to a replicator
-
-
-@dataclass(frozen=True)
-class Deliver:
-    """Send this request to the replicator's peer."""
-
-    message: Message

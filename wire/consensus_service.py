@@ -160,6 +160,22 @@ class PeerClient:
         self._unary_only = False
         self._closed = False
 
+    def watch_reachability(self, report: Callable[[str, bool], None]) -> None:
+        """Call `report(peer, False)` when the channel fails to connect, and
+        `report(peer, True)` when it connects again after that (once per change)."""
+        unreachable = False
+
+        def changed(state: grpc.ChannelConnectivity) -> None:
+            nonlocal unreachable
+            if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE and not unreachable:
+                unreachable = True
+                report(self.peer_id, False)
+            elif state is grpc.ChannelConnectivity.READY and unreachable:
+                unreachable = False
+                report(self.peer_id, True)
+
+        self._channel.subscribe(changed, try_to_connect=False)
+
     @property
     def streaming(self) -> bool:
         """False once the peer turned out to lack PeerStream (every call is unary then)."""

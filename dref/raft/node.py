@@ -2,7 +2,8 @@
 
 A node hosts the DRefConsensus services on its gRPC port and runs the actors of
 `dref.actors`: the consensus actor (the pure RaftCore), the storage writer (group-commit
-fsync), one replicator per peer, the applier (the state machine) and a ticker. Every
+fsync), the applier (the state machine), the snapshot sender and a ticker; peers are
+reached through a `PeerTransport` (gRPC PeerStreams unless another is given). Every
 public call blocks only its caller, is thread-safe and takes a timeout.
 """
 
@@ -26,6 +27,7 @@ from dref.actors.consensus.membership import ChangeAction, MembershipChange
 from dref.actors.consensus.messages import Message
 from dref.actors.consensus.raft import RaftCore
 from dref.actors.consensus_actor import ConsensusActor, ConsensusStatus
+from dref.actors.grpc_transport import GrpcPeerTransport
 from dref.actors.local_reads import LocalReads
 from dref.actors.membership import (
     MembershipRequest,
@@ -40,17 +42,18 @@ from dref.actors.node_messages import (
     Connect,
     FsyncStats,
     Inbound,
+    PeerReply,
     Proposal,
     ReadRequest,
     ServeRead,
     StatusQuery,
 )
 from dref.actors.recovery import recover
-from dref.actors.replicator import ReplicatorActor
 from dref.actors.safe_tell import safe_tell
 from dref.actors.snapshot_sender import SnapshotSenderActor
 from dref.actors.storage_writer import StorageWriterActor
 from dref.actors.ticker import Ticker, monotonic_ms
+from dref.actors.transport import OnMessage, PeerTransport
 from dref.errors import (
     BackendUnavailableError,
     ConfigError,
@@ -63,12 +66,14 @@ from dref.raft.config import NodeConfig, ReadPolicyName, split_address
 from dref.raft.state_machine import StateMachine
 from dref.raft.status import NodeMetrics, NodeStatus
 from dref.wire.admin_service import admin_handlers
-from dref.wire.consensus_service import CHANNEL_OPTIONS, ConsensusServicer, PeerClient
+from dref.wire.consensus_service import CHANNEL_OPTIONS, ConsensusServicer
 
 __all__ = ["Node"]
 
 ServiceRegistrar = Callable[[grpc.Server, "Node"], None]
 """Adds a servicer (for example the DRefRaft client service) to the node's gRPC server."""
+TransportFactory = Callable[[str, OnMessage], PeerTransport]
+"""Builds a transport for (node id, where peers' answers go)."""
 
 _POLICIES = {"linearizable": ReadPolicy.READ_INDEX, "lease": ReadPolicy.LEASE}
 _ASK_TIMEOUT = 5.0
@@ -86,11 +91,13 @@ class Node:
         state_machine: StateMachine,
         *,
         services: Iterable[ServiceRegistrar] = (),
+        transport: TransportFactory | None = None,
     ) -> None:
         self._config = config
+        self._transport_factory = transport or self._grpc_transport
         self._closed = False
         self._actors: list[pykka.ActorRef[Any]] = []
-        self._replicators: dict[str, pykka.ActorRef[Any]] = {}
+        self._transports: list[PeerTransport] = []
         self._ticker: Ticker | None = None
         self._proposals: BatchInbox[Proposal] = BatchInbox()
         self._reads: BatchInbox[ReadRequest] = BatchInbox()
@@ -117,7 +124,7 @@ class Node:
         try:
             self._start_actors(recovered, voters, state_machine)
             servicer = ConsensusServicer(
-                node_id, self._peer_set.accepts, self._submit, config.rpc_timeout
+                node_id, self._peer_set.accepts, self.submit_peer_request, config.rpc_timeout
             )
             self._server.add_generic_rpc_handlers(servicer.handlers())
             self._server.add_generic_rpc_handlers([admin_handlers(self)])
@@ -155,15 +162,10 @@ class Node:
         )
         self._actors.append(applier)
 
-        def start_replicator(peer: str, address: str) -> pykka.ActorRef[Any]:
-            client = PeerClient(peer, address, timeout=config.rpc_timeout)
-            return ReplicatorActor.start(client, node_id=node_id)
-
-        replicators = {
-            peer: start_replicator(peer, address) for peer, address in config.peers.items()
-        }
-        self._replicators = replicators
-        self._peer_set = PeerSet(node_id, replicators, self._addresses, start_replicator)
+        transport = self._transport_factory(node_id, self._answer)
+        snapshot_transport = self._transport_factory(node_id, self._answer)
+        self._transports = [transport, snapshot_transport]
+        self._peer_set = PeerSet(node_id, self._addresses, self._transports)
         core = RaftCore(
             node_id,
             sorted(voters),
@@ -182,15 +184,13 @@ class Node:
         )
         core.commit_to(recovered.commit_index)  # re-applied by the first turn's Apply
         self._core_state = core.state  # read-only here: `term` for log records
-        snapshot_sender = SnapshotSenderActor.start(
-            self._addresses, node_id=node_id, timeout=config.rpc_timeout
-        )
+        snapshot_sender = SnapshotSenderActor.start(snapshot_transport, node_id=node_id)
         self._actors.append(snapshot_sender)
         self._consensus = ConsensusActor.start(
             core,
             storage=storage,
             applier=applier,
-            replicators=replicators,
+            transport=transport,
             addresses=self._addresses,
             peers=self._peer_set,
             snapshot_sender=snapshot_sender,
@@ -201,10 +201,7 @@ class Node:
         self._actors.insert(0, self._consensus)
         self._applier, self._storage = applier, storage
         storage.tell(Connect(consensus=self._consensus))
-        snapshot_sender.tell(Connect(consensus=self._consensus))
         applier.tell(Connect(consensus=self._consensus, storage=storage))
-        for replicator in replicators.values():
-            replicator.tell(Connect(consensus=self._consensus))
 
     # ------------------------------------------------------------------ public API
 
@@ -406,11 +403,13 @@ class Node:
             self._ticker.stop()
         self._server.stop(grace=0.2).wait(timeout=5)
         self._executor.shutdown(wait=False, cancel_futures=True)
-        for actor in [*self._actors, *self._replicators.values()]:
+        for actor in self._actors:
             try:
                 actor.stop(block=True, timeout=10)
             except pykka.ActorDeadError:
                 pass
+        for transport in self._transports:
+            transport.close()
 
     def __enter__(self) -> Node:
         return self
@@ -425,8 +424,16 @@ class Node:
 
     # ------------------------------------------------------------------- internals
 
-    def _submit(self, message: Message) -> Future[Message | None]:
-        """Hand a peer's request to the consensus actor (used by the gRPC servicer)."""
+    def _grpc_transport(self, node_id: str, on_answer: OnMessage) -> PeerTransport:
+        return GrpcPeerTransport(node_id, on_answer, timeout=self._config.rpc_timeout)
+
+    def _answer(self, message: Message) -> None:
+        """A peer's answer to one of our requests, on a transport thread."""
+        safe_tell(self._consensus, PeerReply(message))
+
+    def submit_peer_request(self, message: Message) -> Future[Message | None]:
+        """Hand a peer's request to the consensus actor; the future gets the answer.
+        Transports call this (the gRPC servicer, an in-memory network)."""
         reply: Future[Message | None] = Future()
         if not safe_tell(self._consensus, Inbound(message, reply)):
             reply.set_exception(ContextClosedError("node closed"))

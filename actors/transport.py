@@ -1,0 +1,146 @@
+"""The seam between a node and the network its peers are on.
+
+A `PeerTransport` carries the consensus actor's requests to peers and hands their answers
+back through the `OnMessage` callback it was built with; requests from peers reach the
+node through its `Inbox`, which returns a future for the answer. `send` never blocks: a
+message for a peer that is unknown, unreachable or slow is dropped, and the core's flow
+control sends again. Implementations: `GrpcPeerTransport` (the `PeerStream` gRPC service,
+`actors/grpc_transport.py`) and `InMemoryNetwork` below, which links nodes of one process
+without sockets for fast tests. The deterministic simulator has its own seeded network.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from typing import Protocol
+
+from dref.actors.consensus.messages import Message
+
+logger = logging.getLogger("dref.raft")
+
+OnMessage = Callable[[Message], None]
+"""Receives a peer's answer to one of our requests."""
+OnReachability = Callable[[str, bool], None]
+"""Told when a peer becomes unreachable (False) or reachable again (True)."""
+Inbox = Callable[[Message], "Future[Message | None]"]
+"""Hands a peer's request to the node; the future gets the node's answer (None: none)."""
+
+
+class PeerTransport(Protocol):
+    """Sends consensus requests to peers; see the module doc."""
+
+    def send(self, peer: str, message: Message) -> None:
+        """Queue `message` (a request) for `peer` without blocking; may drop it."""
+        ...
+
+    def set_peers(self, addresses: Mapping[str, str]) -> None:
+        """The peers to reach and their addresses; others are disconnected."""
+        ...
+
+    def close(self) -> None:
+        """Drop every connection; later sends are dropped."""
+        ...
+
+
+def log_reachability(node_id: str) -> OnReachability:
+    """The default reachability report: one log line per change."""
+
+    def report(peer: str, reachable: bool) -> None:
+        if reachable:
+            logger.info("%s: peer %s is reachable", node_id, peer)
+        else:
+            logger.warning("%s: peer %s is unreachable", node_id, peer)
+
+    return report
+
+
+class InMemoryNetwork:
+    """Nodes of one process linked by function calls, with links that can be cut."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inboxes: dict[str, Inbox] = {}
+        self._cut: set[tuple[str, str]] = set()
+
+    def attach(self, node_id: str, inbox: Inbox) -> None:
+        """Requests addressed to `node_id` go to `inbox` from now on."""
+        with self._lock:
+            self._inboxes[node_id] = inbox
+
+    def detach(self, node_id: str) -> None:
+        with self._lock:
+            self._inboxes.pop(node_id, None)
+
+    def cut(self, a: str, b: str) -> None:
+        """Drop messages between `a` and `b`, both ways, until `heal`."""
+        with self._lock:
+            self._cut |= {(a, b), (b, a)}
+
+    def heal(self) -> None:
+        with self._lock:
+            self._cut.clear()
+
+    def transport(
+        self, node_id: str, on_answer: OnMessage, on_reachability: OnReachability | None = None
+    ) -> InMemoryTransport:
+        return InMemoryTransport(self, node_id, on_answer, on_reachability)
+
+    def route(self, sender: str, peer: str) -> Inbox | None:
+        """The inbox a message from `sender` to `peer` reaches, or None (cut or absent)."""
+        with self._lock:
+            if (sender, peer) in self._cut:
+                return None
+            return self._inboxes.get(peer)
+
+
+class InMemoryTransport:
+    """One node's `PeerTransport` on an `InMemoryNetwork`."""
+
+    def __init__(
+        self,
+        network: InMemoryNetwork,
+        node_id: str,
+        on_answer: OnMessage,
+        on_reachability: OnReachability | None = None,
+    ) -> None:
+        self._network = network
+        self._node_id = node_id
+        self._on_answer = on_answer
+        self._on_reachability = on_reachability or log_reachability(node_id)
+        self._peers: frozenset[str] = frozenset()
+        self._unreachable: set[str] = set()
+        self._closed = False
+
+    def send(self, peer: str, message: Message) -> None:
+        if self._closed or peer not in self._peers:
+            return
+        inbox = self._network.route(self._node_id, peer)
+        self._report(peer, inbox is not None)
+        if inbox is None:
+            return
+        inbox(message).add_done_callback(self._answered)
+
+    def _answered(self, reply: Future[Message | None]) -> None:
+        if reply.exception() is not None:
+            return  # the peer closed
+        answer = reply.result()
+        if answer is not None and not self._closed:
+            self._on_answer(answer)
+
+    def _report(self, peer: str, reachable: bool) -> None:
+        if reachable == (peer not in self._unreachable):
+            return
+        if reachable:
+            self._unreachable.discard(peer)
+        else:
+            self._unreachable.add(peer)
+        self._on_reachability(peer, reachable)
+
+    def set_peers(self, addresses: Mapping[str, str]) -> None:
+        self._peers = frozenset(addresses)
+
+    def close(self) -> None:
+        self._closed = True
