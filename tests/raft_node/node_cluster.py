@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from dref.actors.transport import InMemoryNetwork
 from dref.raft.config import NodeConfig
 from dref.raft.node import Node
 
@@ -79,7 +80,16 @@ def wait_until(
 class Cluster:
     """Three (or n) nodes with fixed ports and data dirs; nodes can be stopped and restarted."""
 
-    def __init__(self, root: Path, size: int = 3, **options: object) -> None:
+    def __init__(
+        self,
+        root: Path,
+        size: int = 3,
+        *,
+        network: InMemoryNetwork | None = None,
+        **options: object,
+    ) -> None:
+        self.network = network
+        """Peers talk over this in-process network instead of gRPC, when given."""
         self.ids = [f"n{i}" for i in range(1, size + 1)]
         self.addresses = {
             node_id: f"127.0.0.1:{port}"
@@ -108,7 +118,12 @@ class Cluster:
 
     def start(self, node_id: str) -> Node:
         machine = ListMachine()
-        node = Node(self.config(node_id), machine)
+        network = self.network
+        if network is None:
+            node = Node(self.config(node_id), machine)
+        else:
+            node = Node(self.config(node_id), machine, transport=network.transport)
+            network.attach(node_id, node.submit_peer_request)
         self.nodes[node_id], self.machines[node_id] = node, machine
         return node
 
@@ -118,6 +133,8 @@ class Cluster:
         return self
 
     def stop(self, node_id: str) -> None:
+        if self.network is not None:
+            self.network.detach(node_id)
         self.nodes.pop(node_id).close()
 
     def close(self) -> None:

@@ -6,6 +6,9 @@ delays, duplicates and reorders messages and can be partitioned; clients running
 key/value workload. A chaos phase injects faults, then a quiet phase heals everything.
 Admin seeds (`SimConfig.for_admin_seed`) also transfer leadership and change membership
 (one server at a time, learners first, often killing the leader right after) at random.
+Each node runs its core inside the same `ReadyStep` as the node runtime (without reply
+slots: answers travel as messages), so reply routing and durability ordering (a send
+marked after-persist waits for its batch's fsync) are covered by every seed.
 Safety properties are checked as the run goes (`SafetyMonitor`) and the client history
 is checked for linearizability at the end. Any failure raises `SimulationFailure` naming
 the seed and the command that replays it.
@@ -22,25 +25,14 @@ from typing import Any
 
 from dref.actors.consensus.config import RaftConfig, ReadPolicy
 from dref.actors.consensus.durable_state import DurableState, Snapshot
-from dref.actors.consensus.effects import (
-    AppendToLog,
-    Apply,
-    Effect,
-    PersistHardState,
-    ProposalAccepted,
-    ReadReady,
-    Reject,
-    RestoreSnapshot,
-    Send,
-    TakeSnapshot,
-    TransferCompleted,
-    TruncateLog,
-)
+from dref.actors.consensus.effects import NotLeader, QuorumLost, Refused
 from dref.actors.consensus.log_entry import EntryKind
 from dref.actors.consensus.membership import ChangeAction, MembershipChange
 from dref.actors.consensus.messages import InstallSnapshot, Message
 from dref.actors.consensus.node_state import Role
 from dref.actors.consensus.raft import RaftCore
+from dref.actors.node_messages import ApplyEntries, RestoreState, TakeSnapshotNow
+from dref.actors.ready import Committed, ReadAt, Ready, ReadyStep, Transferred
 from testkit.linearizability import OpKind, check_history
 from testkit.sim_disk import FakeDisk
 from testkit.sim_invariants import SafetyMonitor
@@ -53,6 +45,15 @@ ADMIN_REPLAY_HINT = (
 
 CoreFactory = Callable[..., RaftCore]
 """Builds a node's core; tests swap in a deliberately broken subclass."""
+SimStep = ReadyStep[None, int]
+"""A node's Ready step; callers are client op ids (admin requests: negative ids)."""
+StepFactory = Callable[[RaftCore], SimStep]
+"""Wraps a node's core in its Ready step; tests swap in a deliberately broken one."""
+
+
+def message_step(core: RaftCore) -> SimStep:
+    """The Ready step as a message transport uses it: every answer is a message."""
+    return ReadyStep(core, reply_slots=False)
 
 (
     _DELIVER,
@@ -168,12 +169,14 @@ class SimNode:
     clock_offset: int
     clock_rate: float
     core: RaftCore | None = None
+    step: SimStep | None = None
+    issued_batch: int = 0
+    """The last storage batch this node's step handed out (all of it is on the disk queue)."""
     kv: dict[str, int] = field(default_factory=dict)
     applied_index: int = 0
     applied_term: int = 0
     accepted: dict[int, tuple[int, int]] = field(default_factory=dict)
     reads: list[tuple[int, int]] = field(default_factory=list)
-    held: list[Send] = field(default_factory=list)
     sync_scheduled: bool = False
     seen_leader_term: int = -1
     paused_until: int = 0
@@ -197,8 +200,10 @@ class Simulation:
         core_factory: CoreFactory = RaftCore,
         *,
         admin: bool = False,
+        step_factory: StepFactory = message_step,
     ) -> None:
         self.seed = seed
+        self.step_factory = step_factory
         self.rng = random.Random(seed)
         if config is None:
             config = (SimConfig.for_admin_seed if admin else SimConfig.for_seed)(self.rng)
@@ -343,6 +348,8 @@ class Simulation:
             now_ms=node.local_time(self.now),
             durable=durable,
         )
+        node.step = self.step_factory(node.core)
+        node.issued_batch = 0
         node.last_tick_ms = node.local_time(self.now)
         self._restore_state_machine(node, durable)
 
@@ -354,7 +361,6 @@ class Simulation:
         node.applied_term = snapshot.term if snapshot else 0
         node.accepted.clear()
         node.reads.clear()
-        node.held.clear()
         node.seen_leader_term = -1
 
     def _postponed(self, node: SimNode, kind: int, a: Any, b: Any = None) -> bool:
@@ -372,7 +378,8 @@ class Simulation:
             now = node.local_time(self.now)
             stalled = max(0, now - node.last_tick_ms - 2 * self.config.tick_ms)
             node.last_tick_ms = now
-            self._execute(node, node.core.tick(now, stalled))
+            assert node.step is not None
+            self._carry(node, node.step.tick(now, stalled))
         self._schedule(self.config.tick_ms, _TICK, node_id)
 
     def _deliver(self, to: str, message: Message) -> None:
@@ -383,7 +390,8 @@ class Simulation:
             return
         if isinstance(message, InstallSnapshot) and message.offset > 0:
             self.snapshot_chunks += 1
-        self._execute(node, node.core.receive(message))
+        assert node.step is not None
+        self._carry(node, node.step.receive(message))
 
     def _sync(self, node_id: str) -> None:
         node = self.nodes[node_id]
@@ -394,44 +402,45 @@ class Simulation:
             self._flush(node)
 
     def _flush(self, node: SimNode) -> None:
-        """fsync: queued writes become durable, held messages leave, the core hears of it."""
-        assert node.core is not None
+        """fsync: queued writes become durable; the step releases what waited for them."""
+        assert node.step is not None
         last = node.disk.sync()
-        held, node.held = node.held, []
-        for send in held:
-            self._send(node.node_id, send)
-        if last is not None:
-            self._execute(node, node.core.persisted(*last))
+        index, term = last if last is not None else (None, 0)
+        self._carry(node, node.step.durable(node.issued_batch, index, term))
 
-    def _execute(self, node: SimNode, effects: list[Effect]) -> None:
+    def _carry(self, node: SimNode, ready: Ready[None, int]) -> None:
+        """Do what one turn's Ready asks: queue its storage batch on the disk first (the
+        node's storage writer receives a batch before any later snapshot), then state
+        machine work, callers' outcomes and messages."""
         core = node.core
         assert core is not None
-        for effect in effects:
-            if isinstance(effect, Send):
-                if effect.after_persist and node.disk.pending:
-                    node.held.append(effect)
-                else:
-                    self._send(node.node_id, effect)
-            elif isinstance(effect, PersistHardState | AppendToLog | TruncateLog):
-                self._write(node, effect)
-            elif isinstance(effect, RestoreSnapshot):
+        assert not ready.answers and not ready.answers_on_persist, "no reply slots here"
+        for effect in ready.persist:
+            self._write(node, effect)
+        if ready.persist:
+            node.issued_batch = ready.batch
+        for work in ready.state_machine:
+            if isinstance(work, RestoreState):
                 self.snapshots_installed += 1
-                self._write(node, effect)
-                node.kv = json.loads(effect.data)
-                node.applied_index, node.applied_term = effect.index, effect.term
-            elif isinstance(effect, Apply):
-                self._apply(node, effect)
-            elif isinstance(effect, ProposalAccepted):
-                node.accepted[effect.index] = (effect.request_id, effect.term)
-            elif isinstance(effect, TransferCompleted):
-                self._admin_done(effect.request_id, "ok")
-            elif isinstance(effect, ReadReady):
-                node.reads.append((effect.read_index, effect.request_id))
+                node.kv = json.loads(work.data)
+                node.applied_index, node.applied_term = work.index, work.term
+            elif isinstance(work, ApplyEntries):
+                self._apply(node, work)
+            elif isinstance(work, Committed):
+                node.accepted[work.index] = (work.caller, work.term)
+            elif isinstance(work, ReadAt):
+                node.reads.append((work.read_index, work.caller))
                 self._serve_reads(node)
-            elif isinstance(effect, Reject):
-                self._rejected(effect)
-            elif isinstance(effect, TakeSnapshot):
+            elif isinstance(work, TakeSnapshotNow):
                 self._take_snapshot(node)
+        for caller, outcome in ready.outcomes:
+            if isinstance(outcome, Transferred):
+                self._admin_done(caller, "ok")
+            else:
+                self._rejected(caller, outcome)
+        for peer, messages in ready.messages.items():
+            for message in messages:
+                self._send(node.node_id, peer, message)
         if core.state.role is Role.LEADER and node.seen_leader_term != core.state.term:
             node.seen_leader_term = core.state.term
             self.leader_hint = node.node_id
@@ -444,7 +453,7 @@ class Simulation:
             delay = self.rng.randrange(self.config.max_sync_delay_ms + 1)
             self._schedule(delay, _SYNC, node.node_id)
 
-    def _apply(self, node: SimNode, effect: Apply) -> None:
+    def _apply(self, node: SimNode, effect: ApplyEntries) -> None:
         for entry in effect.entries:
             if entry.index != node.applied_index + 1:
                 raise AssertionError(
@@ -465,9 +474,9 @@ class Simulation:
                     self._finish(request_id, "ok", succeeded=result)
                 else:
                     self._finish(request_id, "failed")
-        assert node.core is not None
+        assert node.step is not None
         self._serve_reads(node)
-        self._execute(node, node.core.applied(node.applied_index))
+        self._carry(node, node.step.applied(node.applied_index))
 
     @staticmethod
     def _apply_command(node: SimNode, op: ClientOp) -> bool | None:
@@ -510,20 +519,21 @@ class Simulation:
                 membership.addresses,
             )
         )
-        self._execute(node, node.core.snapshot_taken(node.applied_index, node.applied_term, data))
+        assert node.step is not None
+        self._carry(node, node.step.snapshot_taken(node.applied_index, node.applied_term, data))
 
     # ------------------------------------------------------------------- network
 
-    def _send(self, sender: str, send: Send) -> None:
+    def _send(self, sender: str, to: str, message: Message) -> None:
         config = self.config
         rng = self.rng
         self.messages += 1
-        if (sender, send.to) in self.blocked or rng.random() < config.drop_rate:
+        if (sender, to) in self.blocked or rng.random() < config.drop_rate:
             return
         copies = 2 if rng.random() < config.duplicate_rate else 1
         for _ in range(copies):
             delay = rng.randint(config.min_delay_ms, config.max_delay_ms)
-            self._schedule(delay, _DELIVER, send.to, send.message)
+            self._schedule(delay, _DELIVER, to, message)
 
     def _victim(self) -> str:
         """Half the faults hit the node most recently seen leading, where bugs hide."""
@@ -562,8 +572,8 @@ class Simulation:
         if node.core is None:
             return
         node.core = None
+        node.step = None
         node.disk.crash()
-        node.held.clear()
         node.batch.clear()
         for op in self.ops.values():
             if op.node == node.node_id and op.outcome == "pending":
@@ -614,7 +624,8 @@ class Simulation:
             return
         others = sorted(leader.core.state.voters - {leader.node_id})
         target = self.rng.choice([*others, None])
-        self._execute(leader, leader.core.transfer_leadership(self._next_admin_id(), target))
+        assert leader.step is not None
+        self._carry(leader, leader.step.transfer(self._next_admin_id(), target))
 
     def _change_membership(self) -> None:
         """Ask the leader for a random one-server change; often kill it right after."""
@@ -638,7 +649,8 @@ class Simulation:
         if not choices:
             return
         change = rng.choice(choices)
-        self._execute(leader, core.change_membership(self._next_admin_id(), change))
+        assert leader.step is not None
+        self._carry(leader, leader.step.change_membership(self._next_admin_id(), change))
         if rng.random() < 0.3:
             self._schedule(rng.randrange(0, 30), _KILL, leader.node_id)
 
@@ -663,16 +675,17 @@ class Simulation:
 
     def _submit(self, op: ClientOp) -> None:
         node = self.nodes[op.node]
-        if op.outcome != "pending" or node.core is None:
+        if op.outcome != "pending" or node.step is None:
             return
         if self._postponed(node, _SUBMIT, op):
             return
+        now = node.local_time(self.now)
         if op.kind is OpKind.READ:
             lease = self.config.lease_reads and self.rng.random() < 0.5
             policy = ReadPolicy.LEASE if lease else ReadPolicy.READ_INDEX
-            self._execute(node, node.core.read(op.op_id, policy, node.local_time(self.now)))
+            self._carry(node, node.step.callers([], [(op.op_id, policy)], now))
         elif self.rng.random() < 0.5:
-            self._execute(node, node.core.propose(op.command(), op.op_id))
+            self._carry(node, node.step.callers([(op.command(), op.op_id)], [], now))
         else:  # gathered with the writes that reach this node in the next few ms
             node.batch.append(op)
             if len(node.batch) == 1:
@@ -681,25 +694,26 @@ class Simulation:
     def _propose_batch(self, node_id: str) -> None:
         """Propose a node's gathered writes in one turn (`RaftCore.propose_many`)."""
         node = self.nodes[node_id]
-        if node.core is None or self._postponed(node, _PROPOSE, node_id):
+        if node.step is None or self._postponed(node, _PROPOSE, node_id):
             return
         ops = [op for op in node.batch if op.outcome == "pending"]
         node.batch.clear()
         if ops:
-            self._execute(node, node.core.propose_many([(op.command(), op.op_id) for op in ops]))
+            proposals = [(op.command(), op.op_id) for op in ops]
+            self._carry(node, node.step.callers(proposals, [], node.local_time(self.now)))
 
-    def _rejected(self, reject: Reject) -> None:
+    def _rejected(self, caller: int, reason: NotLeader | QuorumLost | Refused) -> None:
         """A definite failure; a NotLeader answer redirects the client like a real one."""
-        if reject.request_id < 0:
-            self._admin_done(reject.request_id, "refused")
+        if caller < 0:
+            self._admin_done(caller, "refused")
             return
-        op = self.ops[reject.request_id]
-        leader = getattr(reject.reason, "leader_id", None)
+        op = self.ops[caller]
+        leader = getattr(reason, "leader_id", None)
         if leader is None or leader == op.node:
             self.believed_leader.pop(op.client, None)
         else:
             self.believed_leader[op.client] = leader
-        self._finish(reject.request_id, "failed")
+        self._finish(caller, "failed")
 
     def _client_timeout(self, client: int, op_id: int) -> None:
         op = self.ops[op_id]
@@ -735,8 +749,14 @@ class Simulation:
 
 
 def run_seed(
-    seed: int, core_factory: CoreFactory = RaftCore, *, admin: bool = False
+    seed: int,
+    core_factory: CoreFactory = RaftCore,
+    *,
+    admin: bool = False,
+    step_factory: StepFactory = message_step,
 ) -> dict[str, int]:
     """Run one seed with a seed-chosen configuration; raises SimulationFailure on a violation.
     `admin` seeds also transfer leadership and change membership under the faults."""
-    return Simulation(seed, core_factory=core_factory, admin=admin).run()
+    return Simulation(
+        seed, core_factory=core_factory, admin=admin, step_factory=step_factory
+    ).run()
