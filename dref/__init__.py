@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dref.backend import ReadPolicyName
 from dref.changes import Changed, ChangeStream, Deleted, Event, Lagged, Subscription, Undecodable
 from dref.context import Context
 from dref.errors import (
@@ -72,10 +73,10 @@ __all__ = [
 ]
 
 
-def local(**options: Any) -> Context:
+def local(*, read_policy: ReadPolicyName = "linearizable", **options: Any) -> Context:
     """A context on a fresh in-memory backend (`LocalBackend(**options)`: `default_ttl`,
     `max_value_size`), for tests and single-process programs."""
-    return Context(LocalBackend(**options))
+    return Context(LocalBackend(**options), read_policy=read_policy)
 
 
 def redis(url: str, **options: Any) -> Context:

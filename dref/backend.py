@@ -16,8 +16,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-from dref.errors import ValueTooLargeError
+from dref.errors import ConfigError, ValueTooLargeError
 
 
 class ChangeKind(enum.Enum):
@@ -50,6 +51,20 @@ class Entry:
 
 
 _log = logging.getLogger("dref")
+
+ReadPolicyName = Literal["linearizable", "lease", "stale"]
+"""How fresh a read must be: linearizable (sees every write acknowledged before it began),
+lease (the Raft leader answers from its lease, trusting bounded clock drift), or stale (any
+state a node has applied). Local and Redis have one copy, so every policy reads it."""
+
+
+def read_policy_name(policy: object) -> ReadPolicyName:
+    """`policy` checked as a read policy name; ConfigError naming the valid ones otherwise."""
+    if policy not in get_args(ReadPolicyName):
+        valid = ", ".join(repr(p) for p in get_args(ReadPolicyName))
+        raise ConfigError(f"read policy must be one of {valid}, not {policy!r}")
+    return policy  # type: ignore[return-value]
+
 
 MIN_CALL_TIMEOUT = 1.0
 """Seconds a backend call made for a waiting caller gets at least, even when the caller's
@@ -115,8 +130,11 @@ class Backend(abc.ABC):
         """Write only if `name` is absent; returns the new revision, or None if present."""
 
     @abc.abstractmethod
-    def get(self, name: str, *, timeout: float | None = None) -> Entry | None:
-        """The current value and revision, or None if absent or expired."""
+    def get(
+        self, name: str, *, policy: ReadPolicyName = "linearizable", timeout: float | None = None
+    ) -> Entry | None:
+        """The current value and revision, or None if absent or expired; `policy` says how
+        fresh (see `ReadPolicyName`)."""
 
     @abc.abstractmethod
     def delete(self, name: str, *, timeout: float | None = None) -> int:

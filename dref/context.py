@@ -11,7 +11,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar, cast, overload
 
-from dref.backend import Backend
+from dref.backend import Backend, ReadPolicyName, read_policy_name
 from dref.changes import ChangeStream, Event, Subscription
 from dref.errors import ContextClosedError, QuorumLostError
 from dref.lock import DEFAULT_LOCK_TIMEOUT, Lock
@@ -43,8 +43,9 @@ class Context:
     made from it raises `ContextClosedError`.
     """
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, *, read_policy: ReadPolicyName = "linearizable") -> None:
         self._backend = backend
+        self._read_policy = read_policy_name(read_policy)
         self._guard = threading.Lock()
         self._closed = False
         self._open: set[object] = set()  # streams, subscriptions and held locks
@@ -53,6 +54,11 @@ class Context:
     def backend(self) -> Backend:
         """The byte-level backend (for tools and tests; applications use refs and locks)."""
         return self._backend
+
+    @property
+    def read_policy(self) -> ReadPolicyName:
+        """How `DRef.get` reads when not told otherwise (see `dref.backend.ReadPolicyName`)."""
+        return self._read_policy
 
     @property
     def closed(self) -> bool:

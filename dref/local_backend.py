@@ -22,7 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from dref.backend import Backend, ChangeEvent, ChangeKind, Entry, Listener, ListenerRegistry
+from dref.backend import (
+    Backend,
+    ChangeEvent,
+    ChangeKind,
+    Entry,
+    Listener,
+    ListenerRegistry,
+    ReadPolicyName,
+)
 from dref.errors import ConfigError, ContextClosedError
 
 __all__ = ["DEFAULT_MAX_VALUE_SIZE", "LocalBackend"]
@@ -93,8 +101,10 @@ class LocalBackend(Backend):
 
         return self._run(name, op)
 
-    def get(self, name: str, *, timeout: float | None = None) -> Entry | None:
-        """The live value and its revision, or None."""
+    def get(
+        self, name: str, *, policy: ReadPolicyName = "linearizable", timeout: float | None = None
+    ) -> Entry | None:
+        """The live value and its revision, or None (one copy: every policy reads it)."""
 
         def op(events: list[ChangeEvent]) -> Entry | None:
             item = self._items.get(name)

@@ -27,7 +27,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
-from dref.backend import Backend, ChangeEvent, ChangeKind, Entry, Listener, ListenerRegistry
+from dref.backend import (
+    Backend,
+    ChangeEvent,
+    ChangeKind,
+    Entry,
+    Listener,
+    ListenerRegistry,
+    ReadPolicyName,
+)
 from dref.errors import ConfigError, ContextClosedError, DRefError
 from dref.raft.client import Client, Resync, Watch
 from dref.wire.client_protocol import DEFAULT_MAX_VALUE_SIZE
@@ -86,10 +94,13 @@ class RaftBackend(Backend):
         self._check(name, value)
         return self._seen(name, self.client.set_if_absent(name, value, ttl, timeout=timeout))
 
-    def get(self, name: str, *, timeout: float | None = None) -> Entry | None:
-        """Linearizable read of the live entry."""
+    def get(
+        self, name: str, *, policy: ReadPolicyName = "linearizable", timeout: float | None = None
+    ) -> Entry | None:
+        """The live entry, read as `policy` says: linearizable (ReadIndex on the leader),
+        lease (the leader's lease), or stale (the applied state of the node asked)."""
         self._check(name)
-        return self.client.get(name, timeout=timeout)
+        return self.client.get(name, policy=policy, timeout=timeout)
 
     def delete(self, name: str, *, timeout: float | None = None) -> int:
         """Delete even if absent; the revision of the delete."""

@@ -67,6 +67,7 @@ from dref.backend import (
     Entry,
     Listener,
     ListenerRegistry,
+    ReadPolicyName,
     call_timeout,
 )
 from dref.errors import (
@@ -186,8 +187,11 @@ class RedisBackend(Backend):
         script = redis_scripts.SET_IF_ABSENT
         return self._write(script, name, value, False, [value, _ttl_arg(ttl)], timeout)
 
-    def get(self, name: str, *, timeout: float | None = None) -> Entry | None:
-        """One ``MGET`` of the value and its revision counter (0 when there is none)."""
+    def get(
+        self, name: str, *, policy: ReadPolicyName = "linearizable", timeout: float | None = None
+    ) -> Entry | None:
+        """One ``MGET`` of the value and its revision counter (0 when there is none), from
+        the server of `url` whatever the policy (dref never reads from replicas)."""
         value, revision = self._read_many([name], timeout)[0]
         return None if value is None else Entry(value, revision)
 
@@ -664,8 +668,10 @@ class _Watcher(threading.Thread):
         self._backend._registry.publish(ChangeEvent(name, kind, value, revision))
 
 
-def redis_context(url: str, **options: Any) -> Context:
+def redis_context(
+    url: str, *, read_policy: ReadPolicyName = "linearizable", **options: Any
+) -> Context:
     """A `dref.context.Context` on a `RedisBackend(url, **options)`."""
     from dref.context import Context
 
-    return Context(RedisBackend(url, **options))
+    return Context(RedisBackend(url, **options), read_policy=read_policy)

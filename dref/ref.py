@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from dref.backend import Entry, ReadPolicyName, read_policy_name
 from dref.changes import DEFAULT_BUFFER, ChangeStream, Event, Subscription
 from dref.errors import DRefTimeoutError, NotFoundError
 from dref.wire.codec import Codec
@@ -54,22 +55,32 @@ class DRef(Generic[T]):
 
     # -- reads ---------------------------------------------------------------------------
 
-    def get(self, timeout: float | None = None) -> T:
-        """The current value; `NotFoundError` ("Element <name> not found") if absent."""
-        entry = self._context._open_backend().get(self.name, timeout=timeout)
+    def get(self, timeout: float | None = None, *, policy: ReadPolicyName | None = None) -> T:
+        """The current value; `NotFoundError` ("Element <name> not found") if absent.
+        `policy`: how fresh (linearizable, lease or stale); None: the context's default."""
+        entry = self._read(timeout, policy)
         if entry is None:
             raise NotFoundError(self.name)
         return self.codec.decode(entry.value)
 
-    def get_or(self, default: D, timeout: float | None = None) -> T | D:
+    def get_or(
+        self, default: D, timeout: float | None = None, *, policy: ReadPolicyName | None = None
+    ) -> T | D:
         """The current value, or `default` if absent."""
-        entry = self._context._open_backend().get(self.name, timeout=timeout)
+        entry = self._read(timeout, policy)
         return default if entry is None else self.codec.decode(entry.value)
 
-    def revision(self, timeout: float | None = None) -> int | None:
+    def revision(
+        self, timeout: float | None = None, *, policy: ReadPolicyName | None = None
+    ) -> int | None:
         """The revision of the write that stored the current value, or None if absent."""
-        entry = self._context._open_backend().get(self.name, timeout=timeout)
+        entry = self._read(timeout, policy)
         return None if entry is None else entry.revision
+
+    def _read(self, timeout: float | None, policy: ReadPolicyName | None) -> Entry | None:
+        context = self._context
+        chosen = context.read_policy if policy is None else read_policy_name(policy)
+        return context._open_backend().get(self.name, policy=chosen, timeout=timeout)
 
     # -- writes --------------------------------------------------------------------------
 

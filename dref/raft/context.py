@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from dref.backend import ReadPolicyName
 from dref.context import Context
 from dref.raft.client import Client
 from dref.raft_backend import DEFAULT_TTL, RaftBackend
@@ -36,6 +37,7 @@ def raft_context(
     timeout: float = 10.0,
     max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
     ready_timeout: float = 30.0,
+    read_policy: ReadPolicyName = "linearizable",
 ) -> Context:
     """A context on a key/value node embedded here (`peers`: the OTHER voters' id -> address).
 
@@ -85,7 +87,7 @@ def raft_context(
         max_value_size=max_value_size,
         on_close=stop,
     )
-    return Context(backend)
+    return Context(backend, read_policy=read_policy)
 
 
 def raft_client_context(
@@ -94,10 +96,13 @@ def raft_client_context(
     default_ttl: float = DEFAULT_TTL,
     timeout: float = 10.0,
     max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+    read_policy: ReadPolicyName = "linearizable",
 ) -> Context:
-    """A context on the running cluster reachable at some of `addresses` ("host:port")."""
+    """A context on the running cluster reachable at some of `addresses` ("host:port");
+    `read_policy` is how `DRef.get` reads unless told otherwise."""
     client = Client(list(addresses), timeout=timeout)
-    return Context(RaftBackend(client, default_ttl=default_ttl, max_value_size=max_value_size))
+    backend = RaftBackend(client, default_ttl=default_ttl, max_value_size=max_value_size)
+    return Context(backend, read_policy=read_policy)
 
 
 def _ms(seconds: float | None) -> int | None:

@@ -21,7 +21,7 @@ from types import ModuleType
 import pytest
 
 import dref
-from dref.backend import Backend, ChangeEvent, Entry, Listener
+from dref.backend import Backend, ChangeEvent, Entry, Listener, ReadPolicyName
 
 _TESTS = Path(__file__).resolve().parent.parent
 
@@ -61,8 +61,10 @@ class Prefixed(Backend):
     ) -> int | None:
         return self.inner.set_if_absent(self.prefix + name, value, ttl, timeout=timeout)
 
-    def get(self, name: str, *, timeout: float | None = None) -> Entry | None:
-        return self.inner.get(self.prefix + name, timeout=timeout)
+    def get(
+        self, name: str, *, policy: ReadPolicyName = "linearizable", timeout: float | None = None
+    ) -> Entry | None:
+        return self.inner.get(self.prefix + name, policy=policy, timeout=timeout)
 
     def delete(self, name: str, *, timeout: float | None = None) -> int:
         return self.inner.delete(self.prefix + name, timeout=timeout)
