@@ -81,8 +81,14 @@ def local(*, read_policy: ReadPolicyName = "linearizable", **options: Any) -> Co
 
 def redis(url: str, **options: Any) -> Context:
     """A context on the Redis server at `url` (`dref.redis_backend.RedisBackend` options)."""
-    from dref.redis_backend import redis_context
-
+    try:
+        from dref.redis_backend import redis_context
+    except ModuleNotFoundError as missing:
+        if missing.name != "redis":
+            raise
+        raise ConfigError(
+            "dref.redis needs the redis package: pip install 'dref-py[redis]'"
+        ) from None
     return redis_context(url, **options)
 
 

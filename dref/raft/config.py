@@ -18,8 +18,10 @@ DEFAULT_PORT = 8082
 """Upstream's gRPC port when `DREF_PORT` is not set (spec 1.7)."""
 
 
-def split_address(address: str, what: str) -> tuple[str, int]:
+def split_address(address: object, what: str) -> tuple[str, int]:
     """Parse "host:port" (port 0 allowed); ConfigError naming `what` otherwise."""
+    if not isinstance(address, str):
+        raise ConfigError(f"{what} must be a 'host:port' string, got {address!r}")
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ConfigError(f"{what} must be 'host:port', got {address!r}")
@@ -60,6 +62,11 @@ class NodeConfig:
         if not self.node_id or not isinstance(self.node_id, str):
             raise ConfigError("node_id must be a non-empty string")
         split_address(self.listen, "listen")
+        if not isinstance(self.peers, Mapping):
+            raise ConfigError(
+                "peers must map each other voter's id to its 'host:port',"
+                f" got a {type(self.peers).__name__}"
+            )
         peers = dict(self.peers)
         if self.join and peers:
             raise ConfigError("a joining node learns its peers from the leader; give none")
@@ -73,6 +80,8 @@ class NodeConfig:
                 raise ConfigError(f"peer {peer_id!r} needs a real port, got {address!r}")
         object.__setattr__(self, "peers", peers)
         object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise ConfigError(f"data directory {self.data_dir} is a file, not a directory")
         if not 0 < self.tick_interval <= self.heartbeat_interval:
             raise ConfigError("tick_interval must lie in (0, heartbeat_interval]")
         if self.election_timeout <= self.heartbeat_interval:

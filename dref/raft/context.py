@@ -16,6 +16,7 @@ from typing import Any
 
 from dref.backend import ReadPolicyName
 from dref.context import Context
+from dref.errors import ConfigError
 from dref.raft.client import Client
 from dref.raft_backend import DEFAULT_TTL, RaftBackend
 from dref.wire.client_protocol import DEFAULT_MAX_VALUE_SIZE
@@ -44,7 +45,17 @@ def raft_context(
     Times are in seconds; None keeps the node's defaults. Calls go through the local node
     to the leader; `timeout` bounds each call. Closing the context stops the node.
     """
-    data = Path(data_dir)
+    from dref.raft.config import NodeConfig
+
+    options: dict[str, Any] = {}
+    if heartbeat_interval is not None:
+        options["heartbeat_interval"] = heartbeat_interval
+    if election_timeout is not None:
+        options["election_timeout"] = election_timeout
+    if snapshot_every is not None:
+        options["snapshot_every"] = snapshot_every
+    config = NodeConfig(node_id, listen, peers, data_dir, **options)  # checks every argument
+    data = config.data_dir
     data.mkdir(parents=True, exist_ok=True)
     stop: Callable[[], object]
     if isolate:
@@ -63,17 +74,8 @@ def raft_context(
         child = NodeProcess(arguments, ready_timeout=ready_timeout, log=data / "node.log")
         address, stop = child.address, child.stop
     else:
-        from dref.raft.config import NodeConfig
         from dref.raft.kv_node import KeyValueNode
 
-        options: dict[str, Any] = {}
-        if heartbeat_interval is not None:
-            options["heartbeat_interval"] = heartbeat_interval
-        if election_timeout is not None:
-            options["election_timeout"] = election_timeout
-        if snapshot_every is not None:
-            options["snapshot_every"] = snapshot_every
-        config = NodeConfig(node_id, listen, dict(peers), data, **options)
         node = KeyValueNode(config, max_value_size=max_value_size)
         address, stop = node.address, node.close
     try:
@@ -100,9 +102,27 @@ def raft_client_context(
 ) -> Context:
     """A context on the running cluster reachable at some of `addresses` ("host:port");
     `read_policy` is how `DRef.get` reads unless told otherwise."""
-    client = Client(list(addresses), timeout=timeout)
+    client = Client(_checked_addresses(addresses), timeout=timeout)
     backend = RaftBackend(client, default_ttl=default_ttl, max_value_size=max_value_size)
     return Context(backend, read_policy=read_policy)
+
+
+def _checked_addresses(addresses: object) -> list[str]:
+    """`addresses` as a list of "host:port" (each with a real port); ConfigError otherwise."""
+    from dref.raft.config import split_address
+
+    if isinstance(addresses, str | bytes) or not isinstance(addresses, list | tuple):
+        raise ConfigError(
+            "addresses must be a list of 'host:port' strings, got "
+            f"{type(addresses).__name__} {addresses!r} (for one node: [{addresses!r}])"
+        )
+    if not addresses:
+        raise ConfigError("addresses must name at least one node ('host:port')")
+    for address in addresses:
+        _, port = split_address(address, "each address")
+        if port == 0:
+            raise ConfigError(f"address {address!r} needs a real port")
+    return list(addresses)
 
 
 def _ms(seconds: float | None) -> int | None:

@@ -107,15 +107,18 @@ class Node:
         self._executor = ThreadPoolExecutor(
             max_workers=_GRPC_WORKERS, thread_name_prefix=f"dref-grpc-{node_id}"
         )
-        self._server = grpc.server(
-            self._executor, options=[*CHANNEL_OPTIONS, *_keepalive_options(config)]
-        )
+        # No SO_REUSEPORT: a second node on a port in use must fail, not share it.
+        server_options = [*CHANNEL_OPTIONS, *_keepalive_options(config), ("grpc.so_reuseport", 0)]
+        self._server = grpc.server(self._executor, options=server_options)
         try:
             port = self._server.add_insecure_port(config.listen)
-        except RuntimeError as exc:
-            raise ConfigError(f"cannot listen on {config.listen}: {exc}") from None
+        except RuntimeError:
+            port = 0
         if port == 0:
-            raise ConfigError(f"cannot listen on {config.listen}")
+            raise ConfigError(
+                f"cannot listen on {config.listen}: the port is in use or the host is not"
+                " an address of this machine"
+            )
         self._address = f"{host}:{port}"
         self._addresses = {**config.peers, node_id: self._address}
         recovered = recover(

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-from dref.errors import BackendUnavailableError
+from dref.errors import BackendUnavailableError, ConfigError
 
 __all__ = ["READY_PREFIX", "NodeProcess", "free_ports", "node_arguments"]
 
@@ -37,6 +37,20 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def _log_tail(log: IO[bytes] | Path | None, lines: int = 5) -> str:
+    """The last lines the child logged, to end an error message with (empty when none)."""
+    if not isinstance(log, Path):
+        return ""
+    try:
+        with open(log, "rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - 4096))
+            text = file.read().decode(errors="replace")
+    except OSError:
+        return ""
+    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    return (":\n  " + "\n  ".join(tail)) if tail else ""
 
 
 def node_arguments(
@@ -96,11 +110,18 @@ class NodeProcess:
             target=self._read_stdout, args=(ready,), name="dref-node-stdout", daemon=True
         )
         self._reader.start()
-        if not ready.wait(ready_timeout) or not self.address:
+        if not ready.wait(ready_timeout):
             self.kill()
             raise BackendUnavailableError(
                 f"dref node {' '.join(arguments)} did not become ready within {ready_timeout:g} s"
+                f"{_log_tail(log)}"
             )
+        if not self.address:  # it exited first: its own error names the cause
+            code = self.process.wait(30)
+            self._close_pipes()
+            tail = _log_tail(log)
+            error = ConfigError if "dref node:" in tail else BackendUnavailableError
+            raise error(f"dref node {' '.join(arguments)} exited with status {code}{tail}")
 
     def _read_stdout(self, ready: threading.Event) -> None:
         assert self.process.stdout is not None
