@@ -54,7 +54,7 @@ def raft_context(
         options["election_timeout"] = election_timeout
     if snapshot_every is not None:
         options["snapshot_every"] = snapshot_every
-    config = NodeConfig(node_id, listen, peers, data_dir, **options)  # checks every argument
+    config = NodeConfig(node_id, listen, peers, Path(data_dir), **options)  # checks them all
     data = config.data_dir
     data.mkdir(parents=True, exist_ok=True)
     stop: Callable[[], object]
