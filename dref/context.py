@@ -7,12 +7,14 @@ stop, held locks are released (their holders see a loss), and the backend is clo
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar, cast, overload
 
 from dref.backend import Backend, ReadPolicyName, read_policy_name
 from dref.changes import ChangeStream, Event, Subscription
+from dref.combiner import UpdateCombiner
 from dref.errors import ContextClosedError, QuorumLostError
 from dref.lock import DEFAULT_LOCK_TIMEOUT, Lock
 from dref.naming import call_site_name
@@ -49,6 +51,9 @@ class Context:
         self._guard = threading.Lock()
         self._closed = False
         self._open: set[object] = set()  # streams, subscriptions and held locks
+        self._combiners: weakref.WeakValueDictionary[str, UpdateCombiner] = (
+            weakref.WeakValueDictionary()
+        )
 
     @property
     def backend(self) -> Backend:
@@ -183,6 +188,14 @@ class Context:
         self.close()
 
     # -- for DRef and Lock ---------------------------------------------------------------
+
+    def _combiner(self, name: str) -> UpdateCombiner:
+        """The one combiner of updates to `name` in this context (while any thread uses it)."""
+        with self._guard:
+            combiner = self._combiners.get(name)
+            if combiner is None:
+                combiner = self._combiners[name] = UpdateCombiner(name, self._open_backend)
+            return combiner
 
     def _open_backend(self) -> Backend:
         if self._closed:

@@ -2,7 +2,9 @@
 
 Read-modify-write (`modify`, `update`, `get_and_update`, `update_and_get`) is a
 compare-and-set loop: read the value with its revision, apply `f`, write only if the
-revision is unchanged, otherwise back off a little (randomised) and start again. There is
+revision is unchanged, otherwise back off a little (randomised) and start again. Calls on
+one name from threads of one context are combined (`dref.combiner`): one read, every
+queued `f` in order, one write. There is
 no lock, global or distributed, so concurrent updates of different names never wait for
 each other; the price is that **`f` may run more than once** and must have no side
 effects. A plain `set` racing an update is not lost silently: the update then retries on
@@ -12,14 +14,12 @@ created with ``interop_locking=True`` does the same, for names upstream nodes al
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from dref.backend import Entry, ReadPolicyName, read_policy_name
 from dref.changes import DEFAULT_BUFFER, ChangeStream, Event, Subscription
-from dref.errors import DRefTimeoutError, NotFoundError
+from dref.errors import NotFoundError
 from dref.wire.codec import Codec
 
 if TYPE_CHECKING:
@@ -34,8 +34,6 @@ D = TypeVar("D")
 DEFAULT_MODIFY_TIMEOUT = 30.0
 """How long (seconds) a read-modify-write keeps retrying before `DRefTimeoutError`."""
 
-_BACKOFF_FIRST = 0.0005
-_BACKOFF_MAX = 0.05
 
 
 class DRef(Generic[T]):
@@ -111,24 +109,14 @@ class DRef(Generic[T]):
         limit = DEFAULT_MODIFY_TIMEOUT if timeout is None else timeout
         if self._context._open_backend().interop_locking:
             return self._modify_under_upstream_lock(f, limit)
-        deadline = time.monotonic() + limit
-        backoff = _BACKOFF_FIRST
-        while True:
-            backend = self._context._open_backend()
-            entry = backend.get(self.name, timeout=_remaining(deadline, limit))
-            if entry is None:
-                raise NotFoundError(self.name)
-            result, new_value = f(self.codec.decode(entry.value))
-            data = self.codec.encode(new_value)
-            remaining = _remaining(deadline, limit)
-            written = backend.compare_and_set(self.name, entry, data, None, timeout=remaining)
-            if written is not None:
-                return result
-            pause = random.uniform(0, backoff)
-            if time.monotonic() + pause >= deadline:
-                raise DRefTimeoutError(f"update of {self.name} did not succeed within {limit:g} s")
-            time.sleep(pause)  # randomised backoff between conflicting writers
-            backoff = min(backoff * 2, _BACKOFF_MAX)
+        codec = self.codec
+
+        def step(old: bytes) -> tuple[B, bytes]:
+            result, new_value = f(codec.decode(old))
+            return result, codec.encode(new_value)
+
+        result: B = self._context._combiner(self.name).run(step, limit)
+        return result
 
     def _modify_under_upstream_lock(self, f: Callable[[T], tuple[B, T]], limit: float) -> B:
         """`modify` as upstream does it, for backends configured with `interop_locking`."""
@@ -177,9 +165,3 @@ class DRef(Generic[T]):
         returned subscription is cancelled (or the context closes)."""
         return self._context._open_subscription(self.name, self.codec.decode, callback, buffer)
 
-
-def _remaining(deadline: float, limit: float) -> float:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise DRefTimeoutError(f"did not finish within {limit:g} s")
-    return remaining

@@ -55,3 +55,57 @@ def test_updates_of_two_names_do_not_interfere(
     for t in threads:
         t.join(timeout=60)
     assert (a.get(), b.get()) == (2 * updates, 2 * updates)
+
+
+def test_updates_of_one_name_by_threads_of_one_context_are_combined(
+    ctx: dref.Context, backend_name: str
+) -> None:
+    threads, updates = 16, 20
+    counter = ctx.ref("combined", 0)
+    first = counter.revision()
+    assert first is not None
+    start = threading.Barrier(threads)
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            start.wait(timeout=30)
+            for _ in range(updates):
+                counter.update(lambda n: n + 1)
+        except BaseException as e:  # surfaced by the assertion below
+            failures.append(e)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(timeout=120)
+    assert not failures
+    assert counter.get() == threads * updates
+    if backend_name == "raft":  # round trips of milliseconds: callers queue up and combine
+        writes = counter.revision() - first  # type: ignore[operator]
+        assert writes < threads * updates / 2
+
+
+def test_a_failing_function_fails_only_its_own_caller(ctx: dref.Context) -> None:
+    counter = ctx.ref("partly", 0)
+    errors: list[BaseException] = []
+
+    def bad(n: int) -> int:
+        raise ValueError("refused")
+
+    def work(f: Callable[[int], int]) -> None:
+        try:
+            for _ in range(10):
+                counter.update(f)
+        except ValueError as e:
+            errors.append(e)
+
+    workers = [threading.Thread(target=work, args=(lambda n: n + 1,)) for _ in range(4)]
+    workers.append(threading.Thread(target=work, args=(bad,)))
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(timeout=60)
+    assert len(errors) == 1 and str(errors[0]) == "refused"
+    assert counter.get() == 40
