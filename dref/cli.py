@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -60,11 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     cluster = commands.add_parser("cluster", help="run a local cluster: cluster up --nodes N")
     cluster.add_argument("action", choices=["up"])
-    cluster.add_argument("--nodes", type=int, default=3)
+    cluster.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
     cluster.add_argument("--base-port", type=int, help="ports base, base+1, ... (default: free)")
-    cluster.add_argument("--data-dir", type=Path, default=Path("dref-cluster"))
-    cluster.add_argument("--heartbeat-ms", type=int)
-    cluster.add_argument("--election-ms", type=int)
+    cluster.add_argument(
+        "--data-dir", type=Path, help="keep node data here (default: a new temporary directory)"
+    )
+    cluster.add_argument(
+        "--restart", action="store_true", help="restart a node that exits (default: report it)"
+    )
+    cluster.add_argument("--heartbeat-ms", type=int, help="leader heartbeat interval")
+    cluster.add_argument("--election-ms", type=int, help="election timeout")
 
     status = commands.add_parser("status", help="show one node's status")
     status.add_argument("address", help="HOST:PORT of the node")
@@ -231,7 +237,7 @@ def _wait_for_eof(stop: threading.Event) -> None:
 
 
 def _cluster_up(args: argparse.Namespace) -> int:
-    from dref.raft.node_process import NodeProcess, free_ports, node_arguments
+    from dref.raft.node_process import free_ports
 
     if args.nodes < 1:
         raise ConfigError("--nodes must be at least 1")
@@ -240,34 +246,91 @@ def _cluster_up(args: argparse.Namespace) -> int:
     else:
         ports = [args.base_port + i for i in range(args.nodes)]
     addresses = {f"n{i + 1}": f"127.0.0.1:{port}" for i, port in enumerate(ports)}
+    root = args.data_dir or Path(tempfile.mkdtemp(prefix="dref-cluster-"))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    children: list[NodeProcess] = []
+    cluster = _LocalCluster(addresses, root, args)
     try:
-        for node_id, address in addresses.items():
-            peers = {p: a for p, a in addresses.items() if p != node_id}
-            data_dir = args.data_dir / node_id
-            data_dir.mkdir(parents=True, exist_ok=True)
-            arguments = node_arguments(
-                node_id,
-                address,
-                peers,
-                data_dir,
-                heartbeat_ms=args.heartbeat_ms,
-                election_ms=args.election_ms,
-            )
-            children.append(NodeProcess(arguments, log=data_dir / "node.log"))
-            print(f"{node_id} {address} (log: {data_dir / 'node.log'})", flush=True)
+        for node_id in addresses:
+            cluster.start(node_id)
+        endpoints = ",".join(addresses.values())
+        print(f"endpoints {endpoints}  (export DREF_ENDPOINTS={endpoints})", flush=True)
+        print(f"data in {root}", flush=True)
         print("cluster up; press Ctrl-C to stop", flush=True)
-        while not stop.wait(0.5):
-            if any(not child.alive for child in children):
-                print("a node exited; stopping the cluster", file=sys.stderr)
-                break
+        while not stop.wait(0.5) and cluster.watch():
+            pass
     finally:
-        codes = [child.stop() for child in children]
+        codes = cluster.stop()
     print("cluster stopped", flush=True)
     return 0 if stop.is_set() and not any(codes) else 1
+
+
+class _LocalCluster:
+    """The `dref node` children of `dref cluster up`: a node that exits is reported, and
+    restarted with `--restart` (at most once every RESTART_PAUSE seconds each)."""
+
+    RESTART_PAUSE = 2.0
+
+    def __init__(self, addresses: dict[str, str], root: Path, args: argparse.Namespace) -> None:
+        self._addresses = addresses
+        self._root = root
+        self._args = args
+        self._children: dict[str, Any] = {}
+        self._started: dict[str, float] = {}
+        self._exited: set[str] = set()
+
+    def start(self, node_id: str) -> None:
+        from dref.raft.node_process import NodeProcess, node_arguments
+
+        address = self._addresses[node_id]
+        peers = {p: a for p, a in self._addresses.items() if p != node_id}
+        data_dir = self._root / node_id
+        data_dir.mkdir(parents=True, exist_ok=True)
+        arguments = node_arguments(
+            node_id,
+            address,
+            peers,
+            data_dir,
+            heartbeat_ms=self._args.heartbeat_ms,
+            election_ms=self._args.election_ms,
+        )
+        child = NodeProcess(arguments, log=data_dir / "node.log")
+        self._children[node_id], self._started[node_id] = child, time.monotonic()
+        log = data_dir / "node.log"
+        print(f"{node_id} {address} pid {child.process.pid} (log: {log})", flush=True)
+
+    def watch(self) -> bool:
+        """Report (and maybe restart) nodes that exited; False once none is left."""
+        now = time.monotonic()
+        for node_id, child in list(self._children.items()):
+            if child.alive:
+                continue
+            code = child.process.poll()
+            if not self._args.restart:
+                del self._children[node_id]
+                running = ", ".join(sorted(self._children)) or "none"
+                print(
+                    f"{node_id} exited with status {code}; still running: {running}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                continue
+            if node_id not in self._exited:
+                self._exited.add(node_id)
+                print(f"{node_id} exited with status {code}; restarting it", flush=True)
+            if now - self._started[node_id] < self.RESTART_PAUSE:
+                continue  # it ran only briefly: wait before trying again
+            self._exited.discard(node_id)
+            try:
+                self.start(node_id)
+            except DRefError as exc:
+                print(f"{node_id} did not restart: {exc}", file=sys.stderr, flush=True)
+                self._started[node_id] = now
+        return bool(self._children)
+
+    def stop(self) -> list[int]:
+        return [child.stop() for child in self._children.values() if child.alive]
 
 
 # -- dref status ---------------------------------------------------------------------------

@@ -4,9 +4,12 @@ that exits with its parent's pipe, and an in-process (isolate=False) embedded no
 from __future__ import annotations
 
 import json
+import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -57,25 +60,89 @@ def test_a_node_exits_when_its_parents_pipe_closes(tmp_path):
     assert child.process.wait(timeout=30) == 0
 
 
+class ClusterUp:
+    """A `dref cluster up` process whose output lines are read with a deadline."""
+
+    def __init__(self, *extra: str) -> None:
+        command = [sys.executable, "-m", "dref.cli", "cluster", "up", "--nodes", "3"]
+        command += ["--heartbeat-ms", "50", "--election-ms", "800", *extra]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.nodes = [self.expect("n").split() for _ in range(3)]
+        self.addresses = [node[1] for node in self.nodes]
+        self.pids = {node[0]: int(node[3]) for node in self.nodes}
+        endpoints = self.expect("endpoints")
+        assert endpoints.split()[1] == ",".join(self.addresses)
+        self.data_line = self.expect("data in")
+        self.expect("cluster up")
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def expect(self, prefix: str, timeout: float = 60.0) -> str:
+        """The next output line starting with `prefix` (skipping others)."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(f"no line starting with {prefix!r} within {timeout} s")
+
+    def close(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=60)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(timeout=30)
+
+
 def test_cluster_up_starts_serves_and_stops_on_ctrl_c(tmp_path):
-    command = [sys.executable, "-m", "dref.cli", "cluster", "up", "--nodes", "3"]
-    command += ["--data-dir", str(tmp_path), "--heartbeat-ms", "50", "--election-ms", "800"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    cluster = ClusterUp("--data-dir", str(tmp_path))
     try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(4)]
-        assert lines[-1].startswith("cluster up"), lines
-        addresses = [line.split()[1] for line in lines[:3]]
-        with Client(addresses[2:], timeout=30) as client:
+        assert cluster.data_line == f"data in {tmp_path}"
+        with Client(cluster.addresses[2:], timeout=30) as client:
             client.set("k", b"v")
             assert client.get("k").value == b"v"
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0
-        assert "cluster stopped" in process.stdout.read()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=30)
+        assert cluster.close() == 0
+    cluster.expect("cluster stopped")
+
+
+def test_cluster_up_keeps_the_others_when_a_node_dies_and_restarts_it_on_request(tmp_path):
+    cluster = ClusterUp()  # data in a new temporary directory, never the working directory
+    try:
+        assert "dref-cluster-" in cluster.data_line
+        os.kill(cluster.pids["n1"], signal.SIGKILL)
+        assert "still running: n2, n3" in cluster.expect("n1 exited")
+        with Client(cluster.addresses[1:], timeout=30) as client:
+            client.set("k", b"after")  # two of three still form a quorum
+    finally:
+        cluster.close()
+
+    restarting = ClusterUp("--restart", "--data-dir", str(tmp_path))
+    try:
+        pid = restarting.pids["n2"]
+        with Client(restarting.addresses, timeout=30) as client:
+            client.set("k", b"v1")  # n2 stays up for at least the restart pause
+        os.kill(pid, signal.SIGKILL)
+        assert "restarting it" in restarting.expect("n2 exited")
+        assert int(restarting.expect("n2 ").split()[3]) != pid
+        with Client(restarting.addresses[1:2], timeout=30) as client:  # via the new n2
+            client.set("k", b"v2")
+            assert client.get("k").value == b"v2"
+    finally:
+        assert restarting.close() == 0
 
 
 def test_an_embedded_node_in_this_process(tmp_path):
