@@ -34,8 +34,8 @@ from dref.actors.node_messages import (
 )
 from dref.actors.safe_tell import safe_tell
 from dref.actors.simple_inbox import SimpleInboxActor
+from dref.contracts.state_machine import StateMachine
 from dref.errors import NotLeaderError, QuorumLostError
-from dref.raft.state_machine import StateMachine
 
 logger = logging.getLogger("dref.raft")
 

@@ -19,6 +19,14 @@ from typing import Any
 
 import pykka
 
+from dref.actors.admin_requests import (
+    LeaderTransferError,
+    MembershipError,
+    MembershipRequest,
+    MembersQuery,
+    MembersView,
+    TransferRequest,
+)
 from dref.actors.batch_inbox import BatchInbox
 from dref.actors.consensus.effects import NotLeader, Refused
 from dref.actors.consensus.leader import LeaderRole
@@ -26,15 +34,6 @@ from dref.actors.consensus.messages import InstallSnapshot, Message
 from dref.actors.consensus.node_state import Role
 from dref.actors.consensus.raft import RaftCore
 from dref.actors.local_reads import LocalReads
-from dref.actors.membership import (
-    LeaderTransferError,
-    MembershipError,
-    MembershipRequest,
-    MembersQuery,
-    MembersView,
-    PeerSet,
-    TransferRequest,
-)
 from dref.actors.node_messages import (
     Applied,
     ApplierBatch,
@@ -57,7 +56,7 @@ from dref.actors.safe_tell import safe_tell
 from dref.actors.simple_inbox import SimpleInboxActor
 from dref.actors.snapshot_sender import SendChunk
 from dref.actors.ticker import monotonic_ms
-from dref.actors.transport import PeerTransport
+from dref.actors.transport import PeerSet, PeerTransport
 from dref.errors import NotLeaderError, QuorumLostError
 
 logger = logging.getLogger("dref.raft")

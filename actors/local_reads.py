@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 
 from dref.actors.ticker import monotonic_ms
-from dref.raft.state_machine import StateMachine
+from dref.contracts.state_machine import StateMachine
 
 
 class LocalReads:

@@ -23,7 +23,6 @@ from dref.actors.consensus.effects import (
     TruncateLog,
 )
 from dref.actors.consensus.membership import Membership
-from dref.actors.entry_mapping import to_stored
 from dref.actors.node_messages import (
     CommitReached,
     Connect,
@@ -36,8 +35,9 @@ from dref.actors.node_messages import (
 )
 from dref.actors.safe_tell import safe_tell
 from dref.actors.simple_inbox import SimpleInboxActor
-from dref.actors.snapshot_files import SnapshotFiles
+from dref.storage.entry_mapping import to_stored
 from dref.storage.raft_log import RaftLog, StoredEntry
+from dref.storage.snapshot_files import SnapshotFiles
 from dref.storage.voter_state import VoterState, VoterStateFile
 
 logger = logging.getLogger("dref.raft")

@@ -4,19 +4,22 @@ A `PeerTransport` carries the consensus actor's requests to peers and hands thei
 back through the `OnMessage` callback it was built with; requests from peers reach the
 node through its `Inbox`, which returns a future for the answer. `send` never blocks: a
 message for a peer that is unknown, unreachable or slow is dropped, and the core's flow
-control sends again. Implementations: `GrpcPeerTransport` (the `PeerStream` gRPC service,
-`actors/grpc_transport.py`) and `InMemoryNetwork` below, which links nodes of one process
-without sockets for fast tests. The deterministic simulator has its own seeded network.
+control sends again. `PeerSet` keeps a node's transports connected to exactly the other
+members of the configuration in force. Implementations: `GrpcPeerTransport` (the
+`PeerStream` gRPC service, `actors/grpc_transport.py`) and `InMemoryNetwork` below, which
+links nodes of one process without sockets for fast tests. The deterministic simulator
+has its own seeded network.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Protocol
 
+from dref.actors.consensus.membership import Membership
 from dref.actors.consensus.messages import Message
 
 logger = logging.getLogger("dref.raft")
@@ -144,3 +147,55 @@ class InMemoryTransport:
 
     def close(self) -> None:
         self._closed = True
+
+
+class PeerSet:
+    """Keeps `transports` connected to the members of the configuration in force, and
+    `addresses` (shared with the consensus actor) up to date."""
+
+    def __init__(
+        self, node_id: str, addresses: dict[str, str], transports: Sequence[PeerTransport]
+    ) -> None:
+        self._node_id = node_id
+        self._addresses = addresses
+        self._transports = transports
+        self._membership: Membership | None = None
+        self._peers: dict[str, str] = {}
+        self.is_member = True
+        """False while this node is outside its configuration (joining, or removed)."""
+
+    def sync(self, membership: Membership) -> None:
+        """Connect to new members and disconnect from removed ones."""
+        if membership is self._membership:
+            return
+        self._membership = membership
+        self.is_member = self._node_id in membership.members
+        self._addresses.update(membership.address_map())
+        peers: dict[str, str] = {}
+        for peer in sorted(membership.members - {self._node_id}):
+            address = self._addresses.get(peer)
+            if address is None:
+                logger.warning("%s: member %s has no known address", self._node_id, peer)
+            else:
+                peers[peer] = address
+        if peers == self._peers:
+            return
+        for peer in sorted(set(self._peers) - set(peers)):
+            logger.info("%s: stopped replicating to removed member %s", self._node_id, peer)
+        for peer in sorted(set(peers) - set(self._peers)):
+            logger.info("%s: replicating to member %s at %s", self._node_id, peer, peers[peer])
+        self._peers = peers
+        for transport in self._transports:
+            transport.set_peers(peers)
+
+    def accepts(self, sender: str) -> bool:
+        """Whether the transport should hand a request from `sender` to consensus: members
+        (also one whose address we have not learned yet, such as a leader whose snapshot
+        did not record its own address), peers we know, or anyone while we are outside the
+        configuration (a leader may be adding us)."""
+        membership = self._membership
+        return (
+            sender in self._addresses
+            or not self.is_member
+            or (membership is not None and sender in membership.members)
+        )

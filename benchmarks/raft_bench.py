@@ -311,7 +311,6 @@ def _became_leader(kv: Any) -> bool:
 
 def bench_dref(seconds: float, logs: Path) -> tuple[dict[str, Stats], dict[str, Stats], str]:
     """Embedded and network rows for dref, plus a line of leader storage metrics."""
-    import dref.raft  # noqa: F401 - first: importing client_service alone is circular
     from dref.wire.client_protocol import now_ms
     from dref.wire.proto import dref_native_pb2 as native
     from dref.wire.proto import state_command_pb2 as sc

@@ -92,9 +92,17 @@ def redis(url: str, **options: Any) -> Context:
     return redis_context(url, **options)
 
 
+def embedded_raft_context(**options: Any) -> Context:
+    """What calling `dref.raft(...)` runs: a context on a node embedded here
+    (`dref.raft_context.raft_context`)."""
+    from dref.raft_context import raft_context
+
+    return raft_context(**options)
+
+
 def raft_client(addresses: list[str], **options: Any) -> Context:
     """A context on a running Raft cluster reachable at some of `addresses` ("host:port")."""
-    from dref.raft.context import raft_client_context
+    from dref.raft_context import raft_client_context
 
     return raft_client_context(addresses, **options)
 

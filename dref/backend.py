@@ -10,61 +10,29 @@ is written against this class only.
 from __future__ import annotations
 
 import abc
-import enum
 import logging
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal, get_args
 
-from dref.errors import ConfigError, ValueTooLargeError
+from dref.contracts.changes import ChangeEvent, ChangeKind, Entry, Listener, ListenerRegistry
+from dref.contracts.read_policy import ReadPolicyName, read_policy_name
+from dref.errors import ValueTooLargeError
 
-
-class ChangeKind(enum.Enum):
-    """What happened to a name."""
-
-    SET = "set"
-    DELETE = "delete"
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeEvent:
-    """One change to one name, as a backend observed it.
-
-    `value` is None for deletes. `revision` is the revision of the write that caused the
-    change, or 0 when the backend cannot know it (a change written by an upstream node).
-    """
-
-    name: str
-    kind: ChangeKind
-    value: bytes | None
-    revision: int
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A stored value together with the revision of the write that stored it."""
-
-    value: bytes
-    revision: int
+__all__ = [
+    "MIN_CALL_TIMEOUT",
+    "Backend",
+    "ChangeEvent",
+    "ChangeKind",
+    "Entry",
+    "Listener",
+    "ListenerRegistry",
+    "ReadPolicyName",
+    "call_timeout",
+    "read_policy_name",
+]
 
 
 _log = logging.getLogger("dref")
-
-ReadPolicyName = Literal["linearizable", "lease", "stale"]
-"""How fresh a read must be: linearizable (sees every write acknowledged before it began),
-lease (the Raft leader answers from its lease, trusting bounded clock drift), or stale (any
-state a node has applied). Local and Redis have one copy, so every policy reads it."""
-
-
-def read_policy_name(policy: object) -> ReadPolicyName:
-    """`policy` checked as a read policy name; ConfigError naming the valid ones otherwise."""
-    if policy not in get_args(ReadPolicyName):
-        valid = ", ".join(repr(p) for p in get_args(ReadPolicyName))
-        raise ConfigError(f"read policy must be one of {valid}, not {policy!r}")
-    return policy  # type: ignore[return-value]
-
 
 MIN_CALL_TIMEOUT = 1.0
 """Seconds a backend call made for a waiting caller gets at least, even when the caller's
@@ -75,10 +43,6 @@ is worse than an answer that comes a little late."""
 def call_timeout(deadline: float) -> float:
     """The timeout of one backend call made before `deadline` (a time.monotonic value)."""
     return max(deadline - time.monotonic(), MIN_CALL_TIMEOUT)
-
-
-Listener = Callable[[ChangeEvent], None]
-"""Receives change events for one name. Called from a backend thread; must not block."""
 
 
 class Backend(abc.ABC):
@@ -185,41 +149,3 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections and stop background threads. Idempotent."""
-
-
-class ListenerRegistry:
-    """Listeners per name, for backends to fan events out to. Thread-safe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_name: dict[str, list[Listener]] = {}
-
-    def add(self, name: str, listener: Listener) -> Callable[[], None]:
-        """Register `listener` for `name`; returns its cancel function (idempotent)."""
-        with self._lock:
-            self._by_name.setdefault(name, []).append(listener)
-
-        def cancel() -> None:
-            with self._lock:
-                listeners = self._by_name.get(name)
-                if listeners and listener in listeners:
-                    listeners.remove(listener)
-                    if not listeners:
-                        del self._by_name[name]
-
-        return cancel
-
-    def names(self) -> list[str]:
-        """Names that have at least one listener."""
-        with self._lock:
-            return list(self._by_name)
-
-    def publish(self, event: ChangeEvent) -> None:
-        """Call every listener of `event.name`; a failing listener never stops the rest."""
-        with self._lock:
-            listeners = list(self._by_name.get(event.name, ()))
-        for listener in listeners:
-            try:
-                listener(event)
-            except Exception:  # one bad listener must not starve the others
-                _log.exception("change listener failed for %s", event.name)

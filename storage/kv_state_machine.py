@@ -33,20 +33,20 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from dref.backend import ChangeEvent, ChangeKind, ListenerRegistry
+from dref.contracts.changes import ChangeEvent, ChangeKind, ListenerRegistry
 from dref.errors import CodecError
 from dref.storage.expiry_index import ExpiryIndex
 from dref.wire.proto import state_command_pb2 as sc
 from dref.wire.proto.dref_native_pb2 import CommandResult, KeyValueQuery, KeyValueQueryResult
 from dref.wire.proto.raft_pb2 import KeyValueSnapshot, KVEntry
 
-__all__ = ["KeyValueStateMachine", "StoredEntry"]
+__all__ = ["KeyValueStateMachine", "StoredValue"]
 
 _log = logging.getLogger("dref.kv")
 
 
 @dataclass(frozen=True, slots=True)
-class StoredEntry:
+class StoredValue:
     """One stored value: its bytes, expiry (Unix ms, None = never) and revision."""
 
     value: bytes
@@ -91,7 +91,7 @@ class KeyValueStateMachine:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[str, StoredEntry] = {}
+        self._entries: dict[str, StoredValue] = {}
         self._expiries = ExpiryIndex()
         self._revision = 0
         self.listeners = ListenerRegistry()
@@ -114,7 +114,7 @@ class KeyValueStateMachine:
         """Call `callback(expire_at)` whenever an entry gets an expiry (for the TTL reaper)."""
         return self._expiry_scheduled.add(callback)
 
-    def entry(self, name: str) -> StoredEntry | None:
+    def entry(self, name: str) -> StoredValue | None:
         """The stored entry of `name`, expired or not (a local, unreplicated read)."""
         with self._lock:
             return self._entries.get(name)
@@ -180,7 +180,7 @@ class KeyValueStateMachine:
             top = snap.revision
             for entry in snap.entries:
                 expire_at = entry.expireAt if entry.HasField("expireAt") else None
-                self._entries[entry.key] = StoredEntry(entry.value, expire_at, entry.revision)
+                self._entries[entry.key] = StoredValue(entry.value, expire_at, entry.revision)
                 if expire_at is not None:
                     self._expiries.add(expire_at, entry.key)
                 top = max(top, entry.revision)
@@ -294,7 +294,7 @@ class KeyValueStateMachine:
     ) -> CommandResult:
         self._forget_expiry(name)
         self._revision += 1
-        self._entries[name] = StoredEntry(value, expire_at, self._revision)
+        self._entries[name] = StoredValue(value, expire_at, self._revision)
         if expire_at is not None:
             self._expiries.add(expire_at, name)
             scheduled.append(expire_at)
@@ -311,7 +311,7 @@ class KeyValueStateMachine:
     def _rearm(self, name: str, expire_at: int, scheduled: list[int]) -> CommandResult:
         self._forget_expiry(name)
         stored = self._entries[name]
-        self._entries[name] = StoredEntry(stored.value, expire_at, stored.revision)
+        self._entries[name] = StoredValue(stored.value, expire_at, stored.revision)
         self._expiries.add(expire_at, name)
         scheduled.append(expire_at)
         return CommandResult(applied=True, revision=stored.revision)

@@ -48,7 +48,7 @@ _STAGED_CONFIG = b"staged_config"  # u64 index, then the configuration of a snap
 logger = logging.getLogger("dref.storage")
 
 
-class EntryKind(enum.IntEnum):
+class StoredKind(enum.IntEnum):
     """What a log entry carries."""
 
     COMMAND = 0  # a state-machine command, stored in command-log
@@ -62,7 +62,7 @@ class StoredEntry:
 
     index: int
     term: int
-    kind: EntryKind
+    kind: StoredKind
     data: bytes
 
 
@@ -173,7 +173,7 @@ class RaftLog:
         for index in range(base + 1, last + 1):
             row = rows.get(index)
             if row is None:
-                entries.append(StoredEntry(index, term, EntryKind.COMMAND, commands[index]))
+                entries.append(StoredEntry(index, term, StoredKind.COMMAND, commands[index]))
                 continue
             entry = self._entry(index, row, commands[index])
             if entry.term < term:
@@ -217,12 +217,12 @@ class RaftLog:
                 runs.append((entry.index, entry.term))
                 term = entry.term
                 rows.append(entry)
-            elif entry.kind is not EntryKind.COMMAND:
+            elif entry.kind is not StoredKind.COMMAND:
                 rows.append(entry)
         if rows:
             with self._env.begin(write=True) as txn:
                 for entry in rows:
-                    payload = b"" if entry.kind is EntryKind.COMMAND else entry.data
+                    payload = b"" if entry.kind is StoredKind.COMMAND else entry.data
                     txn.put(
                         _u64(entry.index),
                         _ENTRY.pack(entry.term, entry.kind) + payload,
@@ -230,7 +230,7 @@ class RaftLog:
                         append=True,
                     )
         self._commands.append_many(
-            [LogRecord(e.index, e.data if e.kind is EntryKind.COMMAND else b"") for e in entries]
+            [LogRecord(e.index, e.data if e.kind is StoredKind.COMMAND else b"") for e in entries]
         )
         self._runs.extend(runs)
         self._last_index = entries[-1].index
@@ -270,7 +270,7 @@ class RaftLog:
             cursor = txn.cursor(db=self._entries_db)
             while cursor.first() and _U64.unpack(cursor.key())[0] <= index:
                 value = cursor.value()
-                if value[_ENTRY.size - 1] == EntryKind.CONFIG:
+                if value[_ENTRY.size - 1] == StoredKind.CONFIG:
                     config = bytes(value[_ENTRY.size :])
                 cursor.delete()
             staged = txn.pop(_STAGED_CONFIG, db=self._meta_db)
@@ -312,10 +312,10 @@ class RaftLog:
             raise StorageError(str(self.directory / INDEX_DIR), index, "index row is truncated")
         term, kind_value = _ENTRY.unpack_from(row)
         try:
-            kind = EntryKind(kind_value)
+            kind = StoredKind(kind_value)
         except ValueError:
             raise StorageError(
                 str(self.directory / INDEX_DIR), index, f"unknown entry kind {kind_value}"
             ) from None
-        data = command if kind is EntryKind.COMMAND else row[_ENTRY.size :]
+        data = command if kind is StoredKind.COMMAND else row[_ENTRY.size :]
         return StoredEntry(index=index, term=term, kind=kind, data=data)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dref.actors.consensus.log_entry import LogEntry
 
 
-class RaftLog:
+class InMemoryLog:
     """Entries after the snapshot base, with the lookups replication and voting need."""
 
     def __init__(

@@ -30,7 +30,7 @@ from dref.actors.consensus.effects import (
 )
 from dref.actors.consensus.follower import FollowerRole
 from dref.actors.consensus.leader import LeaderRole
-from dref.actors.consensus.log import RaftLog
+from dref.actors.consensus.log import InMemoryLog
 from dref.actors.consensus.log_entry import EntryKind, LogEntry
 from dref.actors.consensus.membership import Membership, MembershipChange
 from dref.actors.consensus.messages import (
@@ -87,7 +87,7 @@ class RaftCore:
         )
         self.transfer: PendingTransfer | None = None
         base_index = snapshot.index if snapshot else 0
-        self.log = RaftLog(base_index, snapshot.term if snapshot else 0, durable.entries)
+        self.log = InMemoryLog(base_index, snapshot.term if snapshot else 0, durable.entries)
         self._track_config_entries(durable.entries)
         self.snapshot: Snapshot | None = snapshot
         self.state.commit_index = self.state.applied_index = base_index

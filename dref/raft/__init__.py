@@ -11,10 +11,10 @@ import sys
 import types
 from typing import Any
 
+from dref.contracts.state_machine import BatchStateMachine, StateMachine
 from dref.raft.client import Client
 from dref.raft.config import NodeConfig
 from dref.raft.node import Node
-from dref.raft.state_machine import BatchStateMachine, StateMachine
 from dref.raft.status import NodeMetrics, NodeStatus
 
 __all__ = [
@@ -30,9 +30,9 @@ __all__ = [
 
 class _CallableModule(types.ModuleType):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from dref.raft.context import raft_context
-
-        return raft_context(*args, **kwargs)
+        # The context factory belongs to the public layer above this package; the parent
+        # package (always imported before this one) hands it out without an upward import.
+        return sys.modules["dref"].embedded_raft_context(*args, **kwargs)
 
 
 sys.modules[__name__].__class__ = _CallableModule

@@ -28,13 +28,13 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 
-from dref.backend import ChangeEvent, ChangeKind, Entry
+from dref.contracts.changes import ChangeEvent, ChangeKind, Entry
 from dref.errors import (
     BackendUnavailableError,
     ContextClosedError,
@@ -92,10 +92,25 @@ class _Node:
         self.channel.close()
 
 
+RetryPolicy = Callable[[DRefError, bool], bool]
+"""Asked with (the failure, whether the call writes) before a call is tried again."""
+
+
 class Client:
     """Blocking, thread-safe calls to a cluster known by some of its node addresses."""
 
-    def __init__(self, addresses: list[str], *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        addresses: list[str],
+        *,
+        timeout: float = 10.0,
+        address_map: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        """`address_map` translates any address the client would dial (a configured one or
+        a leader hint) into the one to use, for nodes reached through proxies or NAT.
+        `retry(error, write)` is asked before a failed call is tried again within its
+        timeout; False raises `error` at once (None: retry whatever may succeed later)."""
         if not addresses:
             raise ValueError("give at least one node address (host:port)")
         if timeout <= 0:
@@ -107,6 +122,8 @@ class Client:
         self._leader: str | None = None
         self._next = 0
         self._aliases: dict[str, str] = {}  # node id -> address
+        self._address_map = dict(address_map or {})
+        self._retry = retry
         self._closed = False
         for address in addresses:
             self._node(address)
@@ -308,6 +325,7 @@ class Client:
     # -- routing ------------------------------------------------------------------------
 
     def _node(self, address: str) -> _Node:
+        address = self._address_map.get(address, address)
         with self._lock:
             if self._closed:
                 raise ContextClosedError("the Raft client is closed")
@@ -338,6 +356,8 @@ class Client:
         leader_id = _leader_id(error.details() or "")
         if hint is None and leader_id:
             hint = self._aliases.get(leader_id) or self._discover(leader_id, deadline)
+        if hint is not None:
+            hint = self._address_map.get(hint, hint)
         if hint is None or hint == address:
             self._skip(address)
             return False
@@ -387,6 +407,8 @@ class Client:
                 return run(node, remaining)
             except grpc.RpcError as error:
                 failure, again_now = self._classify(node, error, deadline, name, value, write)
+                if self._retry is not None and not self._retry(failure, write):
+                    raise failure from None
             pause = 0.0 if again_now and attempt == 0 else _backoff(attempt)
             pause = min(pause, deadline - time.monotonic())
             if pause > 0:

@@ -7,12 +7,8 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from dref.errors import ConfigError
-
-ReadPolicyName = Literal["linearizable", "lease", "stale"]
-"""How a read is served: ReadIndex round, leader lease, or this node's state as it is."""
 
 DEFAULT_PORT = 8082
 """Upstream's gRPC port when `DREF_PORT` is not set (spec 1.7)."""

@@ -16,10 +16,11 @@ from types import TracebackType
 from dref.errors import ContextClosedError, DRefError, NotLeaderError
 from dref.raft.config import NodeConfig
 from dref.raft.node import Node
+from dref.raft.server.pipelines import MAX_PIPELINES
+from dref.raft.server.services import MAX_WATCHES, KeyValueServices
 from dref.raft.status import NodeStatus
 from dref.storage.kv_state_machine import KeyValueStateMachine
 from dref.wire.client_protocol import DEFAULT_MAX_VALUE_SIZE, now_ms
-from dref.wire.client_service import MAX_PIPELINES, MAX_WATCHES, KeyValueServices
 from dref.wire.proto import state_command_pb2 as sc
 from dref.wire.proto.dref_native_pb2 import CommandResult
 

@@ -20,6 +20,12 @@ from typing import Any
 import grpc
 import pykka
 
+from dref.actors.admin_requests import (
+    MembershipRequest,
+    MembersQuery,
+    MembersView,
+    TransferRequest,
+)
 from dref.actors.applier import ApplierActor
 from dref.actors.batch_inbox import BatchInbox
 from dref.actors.consensus.config import RaftConfig, ReadPolicy
@@ -29,13 +35,6 @@ from dref.actors.consensus.raft import RaftCore
 from dref.actors.consensus_actor import ConsensusActor, ConsensusStatus
 from dref.actors.grpc_transport import GrpcPeerTransport
 from dref.actors.local_reads import LocalReads
-from dref.actors.membership import (
-    MembershipRequest,
-    MembersQuery,
-    MembersView,
-    PeerSet,
-    TransferRequest,
-)
 from dref.actors.node_messages import (
     ApplierStats,
     CallersWaiting,
@@ -48,12 +47,13 @@ from dref.actors.node_messages import (
     ServeRead,
     StatusQuery,
 )
-from dref.actors.recovery import recover
 from dref.actors.safe_tell import safe_tell
 from dref.actors.snapshot_sender import SnapshotSenderActor
 from dref.actors.storage_writer import StorageWriterActor
 from dref.actors.ticker import Ticker, monotonic_ms
-from dref.actors.transport import OnMessage, PeerTransport
+from dref.actors.transport import OnMessage, PeerSet, PeerTransport
+from dref.contracts.read_policy import ReadPolicyName
+from dref.contracts.state_machine import StateMachine
 from dref.errors import (
     BackendUnavailableError,
     ConfigError,
@@ -62,10 +62,10 @@ from dref.errors import (
     MembershipError,
     QuorumLostError,
 )
-from dref.raft.config import NodeConfig, ReadPolicyName, split_address
-from dref.raft.state_machine import StateMachine
+from dref.raft.config import NodeConfig, split_address
+from dref.raft.server.admin import admin_handlers
 from dref.raft.status import NodeMetrics, NodeStatus
-from dref.wire.admin_service import admin_handlers
+from dref.storage.recovery import recover
 from dref.wire.consensus_service import CHANNEL_OPTIONS, ConsensusServicer
 
 __all__ = ["Node"]

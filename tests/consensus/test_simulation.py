@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 import dref.actors.consensus.raft as raft_module
-from dref.actors.consensus.log import RaftLog
+from dref.actors.consensus.log import InMemoryLog
 from dref.actors.ready import ReadyStep
 from testkit.simulator import SimConfig, Simulation, SimulationFailure, StepFactory, run_seed
 
@@ -47,7 +47,7 @@ def first_failure(seeds: range) -> str:
 
 
 def test_simulator_catches_a_voter_that_ignores_the_election_restriction(monkeypatch) -> None:
-    monkeypatch.setattr(RaftLog, "is_up_to_date", lambda self, last_index, last_term: True)
+    monkeypatch.setattr(InMemoryLog, "is_up_to_date", lambda self, last_index, last_term: True)
     report = first_failure(range(50))
     assert "leader completeness" in report or "state machine safety" in report
     assert "replay: DREF_SIM_SEED=" in report

@@ -42,6 +42,9 @@ def test_wheel_holds_only_the_dref_package(wheel):
         "dref/py.typed",
     ):
         assert expected in names, expected
+    shipped_tooling = [n for n in names if "testkit" in n or "/testing/" in n or "tests/" in n]
+    assert not shipped_tooling, shipped_tooling
+    assert "dref/raft/server/services.py" in names and "dref/contracts/changes.py" in names
 
 
 def test_fresh_virtualenv_imports_every_part(wheel, tmp_path):

@@ -194,7 +194,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster
     """`raft_context` (what `dref.raft(...)` calls) embedding n1, isolated in a child process,
     with n2, n3 as `dref node` processes whose long election timeouts keep them followers;
     n1 is made the leader (by transfer if another node won the first election)."""
-    from dref.raft.context import raft_context
+    from dref.raft_context import raft_context
 
     root = tmp_path_factory.mktemp("embedded")
     cluster = Cluster(root, 3, heartbeat_ms=50, election_ms=10_000)

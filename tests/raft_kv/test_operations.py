@@ -17,8 +17,8 @@ import pytest
 import dref
 from dref.errors import NotLeaderError
 from dref.raft.client import Client
-from dref.raft.context import raft_client_context
 from dref.raft.node_process import NodeProcess, free_ports
+from dref.raft_context import raft_client_context
 
 
 def test_dref_node_reads_a_json_or_toml_config(tmp_path):
@@ -191,3 +191,24 @@ def test_calls_fail_within_their_deadline_when_the_quorum_is_gone(make_cluster):
             ):
                 call()
             assert time.monotonic() - started < 6
+
+
+def test_python_dash_m_dref_is_the_dref_command(tmp_path):
+    help_text = subprocess.run(
+        [sys.executable, "-m", "dref", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert help_text.returncode == 0 and "cluster" in help_text.stdout
+    (port,) = free_ports(1)
+    args = ["node", "--id", "m", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path)]
+    child = NodeProcess(args, log=tmp_path / "log")  # started as python -m dref.cli
+    try:
+        status = subprocess.run(
+            [sys.executable, "-m", "dref", "status", child.address, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["node_id"] == "m"
+    finally:
+        child.stop()

@@ -118,6 +118,28 @@ def test_client_follows_the_address_hint_from_a_follower(kv_cluster):
         assert client.status(follower.address)["role"] == "follower"
 
 
+def test_a_retry_policy_decides_whether_a_failed_call_is_tried_again(kv_cluster):
+    follower = kv_cluster.followers()[-1]
+    asked: list[tuple[type, bool]] = []
+
+    def never(error: Exception, write: bool) -> bool:
+        asked.append((type(error), write))
+        return False
+
+    with Client([follower.address], timeout=10, retry=never) as client:
+        with pytest.raises(NotLeaderError):
+            client.set("retry-policy", b"1")  # the follower's hint is not followed
+    assert asked == [(NotLeaderError, True)]
+
+
+def test_an_address_map_redirects_every_address_the_client_dials(kv_cluster):
+    leader = kv_cluster.leader()
+    alias = "127.0.0.1:1"  # nothing listens there
+    with Client([alias], timeout=10, address_map={alias: leader.address}) as client:
+        client.set("mapped", b"1")
+        assert client.leader_address == leader.address
+
+
 def test_client_finds_the_leader_by_id_when_there_is_no_address_hint(make_kv_cluster):
     cluster = make_kv_cluster(3, leader_address_hint=False)
     leader = cluster.leader()

@@ -9,7 +9,7 @@ import pytest
 
 from dref.backend import ChangeEvent, ChangeKind
 from dref.errors import CodecError
-from dref.storage.kv_state_machine import KeyValueStateMachine, StoredEntry
+from dref.storage.kv_state_machine import KeyValueStateMachine, StoredValue
 from dref.wire.proto.dref_consensus_pb2 import ClusterSnapshot
 from dref.wire.proto.state_command_pb2 import StateCommand
 
@@ -27,8 +27,8 @@ def test_set_overwrites_and_each_write_takes_the_next_revision(cmd):
     assert cmd.result(sm.apply(cmd.set_("b", b"x", 500))).revision == 2
     r = cmd.result(sm.apply(cmd.set_("a", b"2")))
     assert (r.applied, r.revision) == (True, 3)
-    assert sm.entry("a") == StoredEntry(b"2", None, 3)
-    assert sm.entry("b") == StoredEntry(b"x", 500, 2)
+    assert sm.entry("a") == StoredValue(b"2", None, 3)
+    assert sm.entry("b") == StoredValue(b"x", 500, 2)
     assert events == [
         ChangeEvent("a", ChangeKind.SET, b"1", 1),
         ChangeEvent("a", ChangeKind.SET, b"2", 3),
@@ -69,7 +69,7 @@ def test_expire_rearms_without_revision_or_event(cmd):
     events = recorder(sm, "k")
     r = cmd.result(sm.apply(cmd.expire("k", 900)))
     assert (r.applied, r.revision) == (True, 1)
-    assert sm.entry("k") == StoredEntry(b"v", 900, 1)
+    assert sm.entry("k") == StoredValue(b"v", 900, 1)
     assert sm.due_names(500) == [] and sm.next_expiry() == 900
     assert not cmd.result(sm.apply(cmd.expire("absent", 900))).applied
     assert sm.entry("absent") is None
@@ -111,11 +111,11 @@ def test_compare_and_set(cmd):
     assert not cmd.result(sm.apply(cmd.cas("k", 7, b"a", b"b"))).applied
     r = cmd.result(sm.apply(cmd.cas("k", 1, b"a", b"b", expire_at=50)))
     assert (r.applied, r.revision) == (True, 2)
-    assert sm.entry("k") == StoredEntry(b"b", 50, 2)
+    assert sm.entry("k") == StoredValue(b"b", 50, 2)
     # an expired entry counts as absent when the command carries a later `now`
     assert not cmd.result(sm.apply(cmd.cas("k", 0, b"", b"c", now=49))).applied
     assert cmd.result(sm.apply(cmd.cas("k", 0, b"", b"c", now=50))).applied
-    assert sm.entry("k") == StoredEntry(b"c", None, 3)
+    assert sm.entry("k") == StoredValue(b"c", None, 3)
     assert sm.next_expiry() is None
 
 
@@ -178,7 +178,7 @@ def test_snapshot_round_trip_keeps_revisions_and_signals_resync(cmd):
     other.add_expiry_listener(scheduled.append)
     other.restore(data)
     assert other.snapshot() == data
-    assert other.entry("a") == StoredEntry(b"1", 100, 1) and other.revision == 3
+    assert other.entry("a") == StoredValue(b"1", 100, 1) and other.revision == 3
     assert other.due_names(100) == ["a"]
     assert events == [] and resyncs == [None] and scheduled == [100]
     assert cmd.result(other.apply(cmd.set_("c", b"3"))).revision == 4  # counter restored

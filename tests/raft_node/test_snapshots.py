@@ -8,7 +8,7 @@ from pathlib import Path
 
 from node_cluster import Cluster, wait_until
 
-from dref.actors.snapshot_files import SnapshotFiles
+from dref.storage.snapshot_files import SnapshotFiles
 
 
 def test_small_snapshot_every_compacts_and_a_wiped_follower_catches_up(tmp_path: Path) -> None:

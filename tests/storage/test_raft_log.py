@@ -17,7 +17,7 @@ import pytest
 
 from dref.errors import StorageError
 from dref.storage.command_log import CommandLog, LogRecord, decode_command_log
-from dref.storage.raft_log import INDEX_DIR, EntryKind, RaftLog, StoredEntry
+from dref.storage.raft_log import INDEX_DIR, RaftLog, StoredEntry, StoredKind
 from dref.wire.proto.state_command_pb2 import StateCommand
 
 SET_A = StateCommand()
@@ -28,7 +28,7 @@ SET_A_BYTES = SET_A.SerializeToString()
 
 def _entries(first: int, count: int, term: int) -> list[StoredEntry]:
     return [
-        StoredEntry(i, term, EntryKind.COMMAND, SET_A_BYTES) for i in range(first, first + count)
+        StoredEntry(i, term, StoredKind.COMMAND, SET_A_BYTES) for i in range(first, first + count)
     ]
 
 
@@ -41,9 +41,9 @@ def test_round_trip_with_every_kind(tmp_path):
     log, recovered = _reopen(tmp_path)
     assert recovered.entries == [] and recovered.last_index == 0
     entries = [
-        StoredEntry(1, 1, EntryKind.NOOP, b""),
-        StoredEntry(2, 1, EntryKind.COMMAND, SET_A_BYTES),
-        StoredEntry(3, 2, EntryKind.CONFIG, b"voters=a,b,c"),
+        StoredEntry(1, 1, StoredKind.NOOP, b""),
+        StoredEntry(2, 1, StoredKind.COMMAND, SET_A_BYTES),
+        StoredEntry(3, 2, StoredKind.CONFIG, b"voters=a,b,c"),
     ]
     log.append(entries)
     log.set_commit_index(2)
@@ -111,10 +111,10 @@ def test_compaction_keeps_the_newest_configuration_it_drops(tmp_path):
     assert recovered.snapshot_config is None
     log.append(
         [
-            StoredEntry(1, 1, EntryKind.CONFIG, b"first"),
-            StoredEntry(2, 1, EntryKind.CONFIG, b"second"),
+            StoredEntry(1, 1, StoredKind.CONFIG, b"first"),
+            StoredEntry(2, 1, StoredKind.CONFIG, b"second"),
             *_entries(3, 2, 1),
-            StoredEntry(5, 1, EntryKind.CONFIG, b"third"),
+            StoredEntry(5, 1, StoredKind.CONFIG, b"third"),
         ]
     )
     log.compact_through(3, 1)
@@ -134,7 +134,7 @@ def test_compaction_keeps_the_newest_configuration_it_drops(tmp_path):
 
 def test_an_installed_snapshot_records_the_configuration_staged_for_it(tmp_path):
     log, _ = _reopen(tmp_path)
-    log.append([StoredEntry(1, 1, EntryKind.CONFIG, b"old"), *_entries(2, 2, 1)])
+    log.append([StoredEntry(1, 1, StoredKind.CONFIG, b"old"), *_entries(2, 2, 1)])
     log.stage_snapshot_config(10, b"leader's")
     log.truncate_from(1)
     log.compact_through(10, 2)
@@ -169,7 +169,7 @@ def _put_row(directory: Path, index: int, term: int) -> None:
         with env.begin(write=True) as txn:
             txn.put(
                 index.to_bytes(8, "big"),
-                term.to_bytes(8, "big") + bytes([EntryKind.COMMAND]),
+                term.to_bytes(8, "big") + bytes([StoredKind.COMMAND]),
                 db=db,
             )
     finally:
@@ -180,7 +180,7 @@ def test_commands_in_the_term_before_them_need_no_lmdb_row(tmp_path):
     log, _ = _reopen(tmp_path)
     log.append(_entries(1, 3, 1))
     log.append(_entries(4, 2, 1))
-    log.append([StoredEntry(6, 1, EntryKind.NOOP, b""), *_entries(7, 1, 1)])
+    log.append([StoredEntry(6, 1, StoredKind.NOOP, b""), *_entries(7, 1, 1)])
     log.append(_entries(8, 2, 3))
     log.close()
     assert _index_rows(tmp_path) == {1: 1, 6: 1, 8: 3}  # run starts and the no-op only
@@ -191,10 +191,10 @@ def test_commands_in_the_term_before_them_need_no_lmdb_row(tmp_path):
     commands.close()
     log, recovered = _reopen(tmp_path)
     assert [(e.index, e.term, e.kind) for e in recovered.entries] == [
-        *[(i, 1, EntryKind.COMMAND) for i in range(1, 6)],
-        (6, 1, EntryKind.NOOP),
-        (7, 1, EntryKind.COMMAND),
-        *[(i, 3, EntryKind.COMMAND) for i in range(8, 11)],
+        *[(i, 1, StoredKind.COMMAND) for i in range(1, 6)],
+        (6, 1, StoredKind.NOOP),
+        (7, 1, StoredKind.COMMAND),
+        *[(i, 3, StoredKind.COMMAND) for i in range(8, 11)],
     ]
     assert recovered.dropped_unacknowledged == 0
     log.close()
@@ -265,12 +265,12 @@ _WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from dref.storage.raft_log import INDEX_DIR, EntryKind, RaftLog, StoredEntry
+    from dref.storage.raft_log import INDEX_DIR, StoredKind, RaftLog, StoredEntry
     log = RaftLog(Path(sys.argv[1]))
     recovered = log.open()
     index = recovered.last_index
     for batch in range(100000):
-        entries = [StoredEntry(index + k + 1, 7, EntryKind.COMMAND, b"") for k in range(5)]
+        entries = [StoredEntry(index + k + 1, 7, StoredKind.COMMAND, b"") for k in range(5)]
         log.append(entries)
         index += 5
         print(index, flush=True)

@@ -15,107 +15,21 @@ from __future__ import annotations
 import contextlib
 import itertools
 import signal
-import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-import grpc
-
-from dref.backend import Entry
-from dref.errors import BackendUnavailableError, DRefError
+from dref.errors import DRefError
 from dref.raft.client import Client
 from dref.raft.node_process import NodeProcess, free_ports, node_arguments
 from testkit.fault_proxy import FaultProxy
 
-__all__ = ["ClusterClient", "FaultyCluster"]
+__all__ = ["FaultyCluster"]
 
 _POLL = 0.05
 _NOT_CONNECTED = "failed to connect to all addresses"
 """gRPC's UNAVAILABLE detail when no connection was made, so nothing was sent."""
-
-
-class ClusterClient(Client):
-    """A `Client` that maps a proxy address in a leader hint to the node's real address.
-
-    A node hints the leader by the address it dials, which in this topology is a proxy;
-    following it would send client traffic through a faulty link. With `strict_writes`,
-    a write is retried only when it surely did not happen (a not-leader answer, or no
-    connection at all); after any other failure it raises, as a Jepsen client does, since
-    a retried write may apply twice (see `set` and `compare_and_set`).
-    """
-
-    def __init__(
-        self,
-        addresses: list[str],
-        real: Mapping[str, str],
-        *,
-        timeout: float = 10.0,
-        strict_writes: bool = False,
-    ) -> None:
-        self._real = dict(real)
-        self._strict = strict_writes
-        self._writing = threading.local()
-        super().__init__(addresses, timeout=timeout)
-
-    def set(
-        self, name: str, value: bytes, ttl: float | None = None, *, timeout: float | None = None
-    ) -> int:
-        """`Client.set`, marked as a write for `strict_writes`."""
-        with self._write():
-            return super().set(name, value, ttl, timeout=timeout)
-
-    def compare_and_set(
-        self,
-        name: str,
-        expected: Entry | None,
-        value: bytes,
-        ttl: float | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> int | None:
-        """`Client.compare_and_set`, marked as a write for `strict_writes`."""
-        with self._write():
-            return super().compare_and_set(name, expected, value, ttl, timeout=timeout)
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[None]:
-        self._writing.active = True
-        try:
-            yield
-        finally:
-            self._writing.active = False
-
-    def _classify(
-        self,
-        node: Any,
-        error: grpc.RpcError,
-        deadline: float,
-        name: str,
-        value: bytes,
-        idempotent: bool,
-    ) -> tuple[DRefError, bool]:
-        if self._strict and getattr(self._writing, "active", False):
-            code, details = error.code(), error.details() or ""
-            never_sent = code == grpc.StatusCode.UNAVAILABLE and _NOT_CONNECTED in details
-            not_leader = code == grpc.StatusCode.FAILED_PRECONDITION
-            if not (never_sent or not_leader):
-                raise BackendUnavailableError(
-                    f"{node.address}: {code.name}: {details} (the write may or may not"
-                    " have been applied)"
-                )
-        return super()._classify(node, error, deadline, name, value, idempotent)
-
-    def _node(self, address: str) -> Any:
-        return super()._node(self._real.get(address, address))
-
-    def _follow(self, address: str, error: grpc.RpcError, deadline: float) -> bool:
-        followed = super()._follow(address, error, deadline)
-        with self._lock:
-            if self._leader is not None:
-                self._leader = self._real.get(self._leader, self._leader)
-        return followed
 
 
 class FaultyCluster:
@@ -165,16 +79,16 @@ class FaultyCluster:
         node_ids: Iterable[str] | None = None,
         *,
         timeout: float = 5.0,
-        strict_writes: bool = False,
     ) -> Client:
         """A client knowing the real addresses of `node_ids` (default: all); closed by
-        `close()`. `strict_writes`: see `ClusterClient`."""
+        `close()`. A node hints the leader by the address it dials, which here is a proxy:
+        the client maps it to the node's real address, so client traffic never goes
+        through a faulty link meant for peers."""
         ids = list(self.ids if node_ids is None else node_ids)
-        client = ClusterClient(
+        client = Client(
             [self.addresses[n] for n in ids],
-            self.real_addresses(),
             timeout=timeout,
-            strict_writes=strict_writes,
+            address_map=self.real_addresses(),
         )
         self._clients.append(client)
         return client

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from dref.actors.consensus.durable_state import DurableState, Snapshot
 from dref.actors.consensus.membership import Membership
-from dref.actors.entry_mapping import from_stored
-from dref.actors.snapshot_files import SavedSnapshot, SnapshotFiles
 from dref.errors import StorageError
+from dref.storage.entry_mapping import from_stored
 from dref.storage.raft_log import INDEX_DIR, RaftLog, StoredEntry
+from dref.storage.snapshot_files import SavedSnapshot, SnapshotFiles
 from dref.storage.voter_state import VoterStateFile
 
 logger = logging.getLogger("dref.raft")

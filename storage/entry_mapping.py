@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from dref.actors.consensus.log_entry import EntryKind, LogEntry
-from dref.storage.raft_log import EntryKind as StoredKind
-from dref.storage.raft_log import StoredEntry
+from dref.storage.raft_log import StoredEntry, StoredKind
 
 _TO_STORED = {
     EntryKind.NORMAL: StoredKind.COMMAND,

@@ -1,0 +1,3 @@
+"""Contracts shared across the layers: the `StateMachine` protocol, change events and read
+policies. Modules here import nothing from the project but `dref.errors` and each other,
+so any layer may use them (see docs/write-path.md and tests/packaging/test_layers.py)."""

@@ -1,0 +1,160 @@
+"""`DRefNative.Pipeline` streams: many callers' key/value calls, several to a frame, started
+on the node as their frame arrives and answered as they complete."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, cast
+
+import grpc
+
+from dref.raft.server.operations import (
+    NATIVE_OPERATIONS,
+    NodeHandle,
+    Operation,
+    PipelineOutcome,
+    status_of,
+)
+from dref.wire.call_refused import CallRefused
+from dref.wire.proto import dref_native_pb2 as native
+
+MAX_PIPELINES = 16
+"""Open Pipeline streams per node. Each holds a gRPC server thread (as a Watch does) plus a
+reader thread; a client process needs one per node however many callers it has."""
+
+FRAME_BYTES = 4 * 1024 * 1024
+"""A Pipeline frame of results stops growing past this size (clients accept 64 MiB)."""
+
+_IDLE_CHECK = 0.5
+"""Seconds a stream waits for work before re-checking whether it should end."""
+
+
+
+if TYPE_CHECKING:
+    from dref.raft.server.services import KeyValueServices
+
+_log = logging.getLogger("dref.service")
+
+
+@dataclasses.dataclass
+class ServedPipelineStats:
+    """Counters of the Pipeline streams of one node (for metrics and tests)."""
+
+    open: int = 0
+    frames_in: int = 0
+    calls_in: int = 0
+    frames_out: int = 0
+    results_out: int = 0
+
+
+
+class PipelineStream:
+    """One open Pipeline: a reader thread starts each call on the node as its frame arrives,
+    completions land in the outbox, and `frames` (the handler's thread) sends them."""
+
+    def __init__(self, services: KeyValueServices, node: NodeHandle, context: Any) -> None:
+        self._s = services
+        self._node = node
+        self._context = context
+        self._outbox: queue.SimpleQueue[PipelineOutcome | None] = queue.SimpleQueue()  # None: wake
+        self._lock = threading.Lock()
+        self._pending = 0  # calls started and not yet in the outbox
+        self._reading = True  # the client has not half-closed
+
+    def wake(self) -> None:
+        """Make `frames` re-check whether the stream should end."""
+        self._outbox.put(None)
+
+    def read(self, requests: Iterator[native.PipelineFrame]) -> None:
+        """The reader thread: start every call of every frame until the client half-closes
+        or the RPC ends."""
+        try:
+            for frame in requests:
+                self._s.count(frames_in=1, calls_in=len(frame.calls))
+                for call in frame.calls:
+                    self._start(call)
+        except grpc.RpcError:
+            pass  # the RPC was cancelled or failed; `frames` sees the context end
+        except Exception:
+            _log.exception("pipeline reader of node %s failed", self._node.node_id)
+        finally:
+            with self._lock:
+                self._reading = False
+            self.wake()
+
+    def frames(self) -> Iterator[native.PipelineFrame]:
+        """Frames of results: wait for the first completion, then take every one queued."""
+        while not self._finished():
+            try:
+                item = self._outbox.get(timeout=_IDLE_CHECK)
+            except queue.Empty:
+                continue
+            results: list[native.PipelineResult] = []
+            size = 0
+            while True:
+                if item is not None:
+                    result = self._result(item)
+                    results.append(result)
+                    size += result.ByteSize()
+                if size >= FRAME_BYTES:
+                    break
+                try:
+                    item = self._outbox.get_nowait()
+                except queue.Empty:
+                    break
+            if results:
+                self._s.count(frames_out=1, results_out=len(results))
+                yield native.PipelineFrame(results=results)
+
+    def _finished(self) -> bool:
+        if self._s.closed or not self._context.is_active():
+            return True
+        with self._lock:
+            idle = not self._reading and self._pending == 0
+        return idle and self._outbox.empty()
+
+    def _start(self, call: native.PipelineCall) -> None:
+        """Validate and start one call; its outcome reaches the outbox when it completes."""
+        kind = call.WhichOneof("request")
+        try:
+            build = NATIVE_OPERATIONS.get(kind or "")
+            if build is None:
+                raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "the call names no operation")
+            op = build(self._s, getattr(call, cast(str, kind)))
+            outcome = op.start(self._s, self._node)
+        except Exception as exc:
+            self._outbox.put(self._error(call.id, exc))
+            return
+        with self._lock:
+            self._pending += 1
+        call_id = call.id
+        outcome.add_done_callback(lambda done: self._completed(call_id, op, done))
+
+    def _completed(self, call_id: int, op: Operation, outcome: Future[bytes]) -> None:
+        # runs on whichever engine thread completed the future: only queue it
+        self._outbox.put((call_id, op, outcome))
+        with self._lock:
+            self._pending -= 1
+
+    def _result(self, item: PipelineOutcome) -> native.PipelineResult:
+        if isinstance(item, native.PipelineResult):
+            return item
+        call_id, op, outcome = item
+        try:
+            return op.answer(call_id, outcome.result(timeout=0))
+        except Exception as exc:
+            return self._error(call_id, exc)
+
+    def _error(self, call_id: int, exc: Exception) -> native.PipelineResult:
+        code, details, leader_address = status_of(exc, self._s.leader_address_hint)
+        if code == grpc.StatusCode.INTERNAL:
+            _log.error("node %s failed a pipelined call", self._node.node_id, exc_info=exc)
+        error = native.CallError(code=code.name, details=details, leader_address=leader_address)
+        return native.PipelineResult(id=call_id, error=error)
+
+
