@@ -126,9 +126,10 @@ def test_a_retry_policy_decides_whether_a_failed_call_is_tried_again(kv_cluster)
         asked.append((type(error), write))
         return False
 
-    with Client([follower.address], timeout=10, retry=never) as client:
-        with pytest.raises(NotLeaderError):
-            client.set("retry-policy", b"1")  # the follower's hint is not followed
+    with Client([follower.address], timeout=10, retry=never) as client, pytest.raises(
+        NotLeaderError
+    ):
+        client.set("retry-policy", b"1")  # the follower's hint is not followed
     assert asked == [(NotLeaderError, True)]
 
 
@@ -136,8 +137,8 @@ def test_an_address_map_redirects_every_address_the_client_dials(kv_cluster):
     leader = kv_cluster.leader()
     alias = "127.0.0.1:1"  # nothing listens there
     with Client([alias], timeout=10, address_map={alias: leader.address}) as client:
-        client.set("mapped", b"1")
-        assert client.leader_address == leader.address
+        revision = client.set("mapped", b"1")  # would find nobody at the alias itself
+        assert client.get("mapped") == Entry(b"1", revision)
 
 
 def test_client_finds_the_leader_by_id_when_there_is_no_address_hint(make_kv_cluster):
