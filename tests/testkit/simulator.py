@@ -7,8 +7,9 @@ key/value workload. A chaos phase injects faults, then a quiet phase heals every
 Admin seeds (`SimConfig.for_admin_seed`) also transfer leadership and change membership
 (one server at a time, learners first, often killing the leader right after) at random.
 Each node runs its core inside the same `ReadyStep` as the node runtime (without reply
-slots: answers travel as messages), so reply routing and durability ordering (a send
-marked after-persist waits for its batch's fsync) are covered by every seed.
+slots: answers travel as messages) and sends through a `PeerTransport` (`SimTransport`),
+so reply routing and durability ordering (a send marked after-persist waits for its
+batch's fsync) are covered by every seed.
 Safety properties are checked as the run goes (`SafetyMonitor`) and the client history
 is checked for linearizability at the end. Any failure raises `SimulationFailure` naming
 the seed and the command that replays it.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import heapq
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -170,6 +171,7 @@ class SimNode:
     clock_rate: float
     core: RaftCore | None = None
     step: SimStep | None = None
+    transport: SimTransport | None = None
     issued_batch: int = 0
     """The last storage batch this node's step handed out (all of it is on the disk queue)."""
     kv: dict[str, int] = field(default_factory=dict)
@@ -188,6 +190,28 @@ class SimNode:
     def local_time(self, now_ms: int) -> int:
         """This node's clock reading: offset and a small rate error."""
         return self.clock_offset + int(now_ms * self.clock_rate)
+
+
+class SimTransport:
+    """A node's `PeerTransport` on the simulated network: `send` hands the message to the
+    simulation, which drops, delays, duplicates or delivers it as the seed decides."""
+
+    def __init__(self, simulation: Simulation, node_id: str) -> None:
+        self._simulation = simulation
+        self._node_id = node_id
+        self._peers: frozenset[str] | None = None  # None: every node (no PeerSet here)
+        self._closed = False
+
+    def send(self, peer: str, message: Message) -> None:
+        if self._closed or (self._peers is not None and peer not in self._peers):
+            return
+        self._simulation.transmit(self._node_id, peer, message)
+
+    def set_peers(self, addresses: Mapping[str, str]) -> None:
+        self._peers = frozenset(addresses)
+
+    def close(self) -> None:
+        self._closed = True
 
 
 class Simulation:
@@ -349,6 +373,7 @@ class Simulation:
             durable=durable,
         )
         node.step = self.step_factory(node.core)
+        node.transport = SimTransport(self, node_id)
         node.issued_batch = 0
         node.last_tick_ms = node.local_time(self.now)
         self._restore_state_machine(node, durable)
@@ -438,9 +463,10 @@ class Simulation:
                 self._admin_done(caller, "ok")
             else:
                 self._rejected(caller, outcome)
+        assert node.transport is not None
         for peer, messages in ready.messages.items():
             for message in messages:
-                self._send(node.node_id, peer, message)
+                node.transport.send(peer, message)
         if core.state.role is Role.LEADER and node.seen_leader_term != core.state.term:
             node.seen_leader_term = core.state.term
             self.leader_hint = node.node_id
@@ -524,7 +550,8 @@ class Simulation:
 
     # ------------------------------------------------------------------- network
 
-    def _send(self, sender: str, to: str, message: Message) -> None:
+    def transmit(self, sender: str, to: str, message: Message) -> None:
+        """The network: drop, duplicate or schedule the delivery of one message."""
         config = self.config
         rng = self.rng
         self.messages += 1
@@ -573,6 +600,8 @@ class Simulation:
             return
         node.core = None
         node.step = None
+        if node.transport is not None:
+            node.transport.close()
         node.disk.crash()
         node.batch.clear()
         for op in self.ops.values():
