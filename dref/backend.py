@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from dref.contracts.changes import ChangeEvent, ChangeKind, Entry, Listener, ListenerRegistry
 from dref.contracts.read_policy import ReadPolicyName, read_policy_name
-from dref.errors import ValueTooLargeError
+from dref.errors import ConfigError, ValueTooLargeError
 
 __all__ = [
     "MIN_CALL_TIMEOUT",
@@ -64,6 +64,16 @@ class Backend(abc.ABC):
     """Update values as upstream does (under the lock ``lock:<name>``) instead of by
     compare-and-set, for names that upstream nodes also update. See
     `modify_with_upstream_lock`."""
+
+    def reopen_after_fork(self) -> Backend:
+        """A backend with the same settings for a child process forked while this one was
+        open: its own connections and threads, none of the parent's. Called in the child
+        right after `fork()`; the parent's backend is then left untouched there (closing
+        it would close connections the parent still uses)."""
+        raise ConfigError(
+            f"{type(self).__name__} cannot be used in a child process after fork():"
+            " open the context after forking"
+        )
 
     def check_value_size(self, name: str, value: bytes) -> None:
         """Raise ValueTooLargeError if `value` exceeds `max_value_size`."""

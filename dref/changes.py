@@ -176,6 +176,13 @@ class ChangeStream(Generic[T]):
     ) -> None:
         self.close()
 
+    def _reattach(self, backend: Backend) -> None:
+        """In a child forked while this stream was open: listen on the child's backend.
+        Runs while the child has no other thread (the parent's listener is not ours)."""
+        self._ready = threading.Condition(threading.Lock())
+        if not self._closed:
+            self._cancel = backend.subscribe(self.name, self._push)
+
     def _push(self, event: ChangeEvent) -> None:
         """The backend listener: buffer the raw event, dropping the oldest when full."""
         with self._ready:
@@ -245,6 +252,16 @@ class Subscription(Generic[T]):
         tb: TracebackType | None,
     ) -> None:
         self.cancel()
+
+    def _restart(self, backend: Backend) -> None:
+        """In a child forked while this subscription was active: the callback thread did
+        not survive the fork, so start the child's own on the child's backend."""
+        self._stream._reattach(backend)
+        if self.active:
+            self._thread = threading.Thread(
+                target=self._run, name=self._thread.name, daemon=True
+            )
+            self._thread.start()
 
     def _run(self) -> None:
         for event in self._stream:

@@ -2,10 +2,18 @@
 
 Closing a context stops what it started: open change streams end, `on_change` threads
 stop, held locks are released (their holders see a loss), and the backend is closed.
+
+Fork: a context opened before `fork()` (gunicorn `--preload`, multiprocessing) reopens
+itself in the child right after the fork: the child gets its own backend connections,
+its change streams and `on_change` callbacks listen again (on new threads), and nothing
+of the parent's (sockets, threads, locks) is used or closed by the child. Locks the
+parent holds stay the parent's.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -29,6 +37,11 @@ LOCK_PREFIX = "lock:"
 """Upstream's prefix for the lock that guards a value's `modify` (spec 1.3, 1.4)."""
 
 _REQUIRED: Any = object()
+
+_log = logging.getLogger("dref")
+
+_CONTEXTS: weakref.WeakSet[Context] = weakref.WeakSet()
+"""Every live context of this process, reopened in a forked child."""
 
 _CREATE_ATTEMPTS = 3
 """How often `ref` asks to store its initial value when the outcome stays unknown."""
@@ -54,6 +67,9 @@ class Context:
         self._combiners: weakref.WeakValueDictionary[str, UpdateCombiner] = (
             weakref.WeakValueDictionary()
         )
+        self._inherited: list[Backend] = []  # a parent's backends, never used or closed
+        self._closed_because = "the context is closed"
+        _CONTEXTS.add(self)
 
     @property
     def backend(self) -> Backend:
@@ -197,9 +213,29 @@ class Context:
                 combiner = self._combiners[name] = UpdateCombiner(name, self._open_backend)
             return combiner
 
+    def _after_fork(self) -> None:
+        """In a forked child, before anything else runs: fresh locks, the child's own
+        backend, and its open change streams and subscriptions listening again."""
+        self._guard = threading.Lock()
+        self._combiners = weakref.WeakValueDictionary()
+        if self._closed:
+            return
+        inherited = self._backend
+        self._inherited.append(inherited)
+        self._backend = inherited.reopen_after_fork()
+        still_open, self._open = self._open, set()
+        for item in still_open:
+            if isinstance(item, Subscription):
+                item._restart(self._backend)
+            elif isinstance(item, ChangeStream):
+                item._reattach(self._backend)
+            else:
+                continue  # a lock the parent holds stays the parent's
+            self._open.add(item)
+
     def _open_backend(self) -> Backend:
         if self._closed:
-            raise ContextClosedError("the context is closed")
+            raise ContextClosedError(self._closed_because)
         return self._backend
 
     def _track(self, item: object) -> None:
@@ -241,3 +277,16 @@ class Context:
         subscription = Subscription(stream, callback, on_cancel=self._untrack)
         self._track(subscription)
         return subscription
+
+
+def _reopen_contexts_in_child() -> None:
+    for context in list(_CONTEXTS):
+        try:
+            context._after_fork()
+        except Exception as exc:  # noqa: BLE001 - the child goes on; calls name the cause
+            _log.warning("a dref context is unusable in this forked child: %s", exc)
+            context._closed = True
+            context._closed_because = f"it could not be reopened after fork(): {exc}"
+
+
+os.register_at_fork(after_in_child=_reopen_contexts_in_child)

@@ -77,6 +77,15 @@ class LocalBackend(Backend):
 
     # -- Backend -----------------------------------------------------------------------
 
+    def reopen_after_fork(self) -> LocalBackend:
+        """The child's own copy of the values (one process's memory, as after any fork),
+        with fresh locks and expiry thread. Runs while the child has no other thread."""
+        copy = LocalBackend(default_ttl=self.default_ttl, max_value_size=self.max_value_size)
+        copy._items = dict(self._items)
+        copy._revision = self._revision
+        copy._deadlines = list(self._deadlines)
+        return copy
+
     def set(
         self, name: str, value: bytes, ttl: float | None = None, *, timeout: float | None = None
     ) -> int:

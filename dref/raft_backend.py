@@ -94,6 +94,16 @@ class RaftBackend(Backend):
         self._check(name, value)
         return self._seen(name, self.client.set_if_absent(name, value, ttl, timeout=timeout))
 
+    def reopen_after_fork(self) -> Backend:
+        """Refused: gRPC cannot be used in a child forked while the parent had calls or
+        streams in flight (its core aborts the child), and a Raft context always has a
+        watch or pipeline stream open."""
+        raise ConfigError(
+            "a Raft context opened before fork() cannot be used in the child (gRPC does not"
+            " survive fork): open it after forking, for example in gunicorn's post_fork hook"
+            " or at the first request"
+        )
+
     def get(
         self, name: str, *, policy: ReadPolicyName = "linearizable", timeout: float | None = None
     ) -> Entry | None:

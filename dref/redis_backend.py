@@ -148,6 +148,17 @@ class RedisBackend(Backend):
         poll_interval: float = 1.0,
         max_connections: int = 64,
     ) -> None:
+        self._settings: dict[str, Any] = {
+            "url": url,
+            "default_ttl": default_ttl,
+            "timeout": timeout,
+            "style": style,
+            "ca_file": ca_file,
+            "interop_locking": interop_locking,
+            "max_value_size": max_value_size,
+            "poll_interval": poll_interval,
+            "max_connections": max_connections,
+        }
         if style not in ("rust", "scala"):
             raise ConfigError(f"style must be 'rust' or 'scala', not {style!r}")
         if timeout <= 0 or default_ttl <= 0 or poll_interval <= 0:
@@ -186,6 +197,10 @@ class RedisBackend(Backend):
         self.check_value_size(name, value)
         script = redis_scripts.SET_IF_ABSENT
         return self._write(script, name, value, False, [value, _ttl_arg(ttl)], timeout)
+
+    def reopen_after_fork(self) -> RedisBackend:
+        """New connections and a new pub/sub thread for a forked child, same settings."""
+        return RedisBackend(**self._settings)
 
     def get(
         self, name: str, *, policy: ReadPolicyName = "linearizable", timeout: float | None = None

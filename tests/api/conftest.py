@@ -51,6 +51,9 @@ class Prefixed(Backend):
     def effective_ttl(self, ttl: float) -> float:
         return self.inner.effective_ttl(ttl)
 
+    def reopen_after_fork(self) -> Backend:
+        return Prefixed(self.inner.reopen_after_fork(), self.prefix)
+
     def set(
         self, name: str, value: bytes, ttl: float | None = None, *, timeout: float | None = None
     ) -> int:
