@@ -20,7 +20,7 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-from dref.errors import DRefError
+from dref.errors import BackendUnavailableError, DRefError, NotLeaderError, QuorumLostError
 from dref.raft.client import Client
 from dref.raft.node_process import NodeProcess, free_ports, node_arguments
 from testkit.fault_proxy import FaultProxy
@@ -79,16 +79,20 @@ class FaultyCluster:
         node_ids: Iterable[str] | None = None,
         *,
         timeout: float = 5.0,
+        strict_writes: bool = False,
     ) -> Client:
         """A client knowing the real addresses of `node_ids` (default: all); closed by
         `close()`. A node hints the leader by the address it dials, which here is a proxy:
         the client maps it to the node's real address, so client traffic never goes
-        through a faulty link meant for peers."""
+        through a faulty link meant for peers. With `strict_writes` a write is retried only
+        when it surely did not happen (a not-leader answer, or no connection at all), as
+        a Jepsen client must: a retried write may apply twice."""
         ids = list(self.ids if node_ids is None else node_ids)
         client = Client(
             [self.addresses[n] for n in ids],
             timeout=timeout,
             address_map=self.real_addresses(),
+            retry=_retry_only_surely_unapplied_writes if strict_writes else None,
         )
         self._clients.append(client)
         return client
@@ -255,3 +259,14 @@ class FaultyCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _retry_only_surely_unapplied_writes(error: DRefError, write: bool) -> bool:
+    """The retry policy of `strict_writes`: reads retry freely, writes only after a
+    not-leader answer or a connection that never opened (the client reports that as
+    unavailable and retryable; anything uncertain it raises itself)."""
+    if not write:
+        return True
+    return isinstance(error, NotLeaderError) or (
+        isinstance(error, BackendUnavailableError) and not isinstance(error, QuorumLostError)
+    )
