@@ -41,6 +41,28 @@ def run_threads(count: int, work: Callable[[int], None]) -> None:
         raise failures[0]
 
 
+def in_background(work: Callable[[], None]) -> Callable[[], None]:
+    """Start `work` on a thread; returns a join that re-raises its failure in the caller."""
+    failures: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            work()
+        except BaseException as e:  # re-raised by join
+            failures.append(e)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+
+    def join() -> None:
+        thread.join(timeout=JOIN)
+        assert not thread.is_alive(), "a background thread did not finish"
+        if failures:
+            raise failures[0]
+
+    return join
+
+
 class Occupancy:
     """Counts who is inside a critical section now, and the most ever inside at once."""
 
@@ -129,10 +151,9 @@ def test_queue_get_waits_for_a_put_and_times_out_when_empty(ctx: dref.Context) -
         queue.get(timeout=0.3)
     assert time.monotonic() - started >= 0.3
     got: list[object] = []
-    consumer = threading.Thread(target=lambda: got.append(queue.get(timeout=30)))
-    consumer.start()
+    join_consumer = in_background(lambda: got.append(queue.get(timeout=30)))
     queue.put({"job": "a", "args": [1, 2]})
-    consumer.join(timeout=35)
+    join_consumer()
     assert got == [{"job": "a", "args": [1, 2]}]
     queue.put("x")
     queue.put(None)
@@ -183,8 +204,7 @@ def test_semaphore_admits_limit_holders_together_and_times_out_the_next(
             all_in.wait(timeout=30)  # fails unless `limit` hold it at the same time
             assert let_go.wait(timeout=30)
 
-    holders = threading.Thread(target=run_threads, args=(limit, hold))
-    holders.start()
+    join_holders = in_background(lambda: run_threads(limit, hold))
     try:
         all_in.wait(timeout=30)
         extra = Semaphore(ctx, "slots", limit, ttl=30)
@@ -192,7 +212,7 @@ def test_semaphore_admits_limit_holders_together_and_times_out_the_next(
             extra.acquire(timeout=0.3)
     finally:
         let_go.set()
-        holders.join(timeout=JOIN)
+        join_holders()
     extra.acquire(timeout=10)  # freed by the releases
     extra.release()
 
@@ -314,13 +334,12 @@ def test_barrier_holds_waiters_until_removed(ctx: dref.Context) -> None:
         Barrier(ctx, "gate").wait(timeout=60)
         released.increment()
 
-    waiters = threading.Thread(target=run_threads, args=(8, waiter))
-    waiters.start()
+    join_waiters = in_background(lambda: run_threads(8, waiter))
     waiting.wait(timeout=30)
     assert released.value() == 0  # nobody passes while it stands
     barrier.remove()
-    waiters.join(timeout=JOIN)
-    assert not waiters.is_alive() and released.value() == 8
+    join_waiters()
+    assert released.value() == 8
 
 
 def test_double_barrier_starts_and_ends_rounds_together(ctx: dref.Context) -> None:
