@@ -98,11 +98,13 @@ class Election:
             raise LockTimeoutError(self.name, limit)
         fence = self._lock.fencing_token
         mine = {"identity": self.identity, "fence": fence}
-        try:  # publish who leads; never over a later leader's record
-            self._info.update(
-                lambda info: mine if info["fence"] < fence else info,
-                timeout=call_timeout(deadline),
-            )
+
+        def publish(info: Info) -> Info:
+            """Ours while the lock still holds our grant; a successor's record stays."""
+            return mine if self._lock_ref.revision() == fence else info
+
+        try:
+            self._info.update(publish, timeout=call_timeout(deadline))
         except BaseException:
             self._step_down_quietly()
             raise
