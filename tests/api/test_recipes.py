@@ -219,7 +219,7 @@ def test_semaphore_admits_limit_holders_together_and_times_out_the_next(
 
 def test_semaphore_holder_whose_lease_vanishes_is_told(ctx: dref.Context) -> None:
     lost = threading.Event()
-    semaphore = Semaphore(ctx, "leases", 2, ttl=0.6, on_lost=lost.set)
+    semaphore = Semaphore(ctx, "leases", 2, ttl=2, on_lost=lost.set)
     semaphore.acquire(timeout=10)
     ctx.ref("leases", {}).set({})  # as if its lease had expired and been pruned
     assert lost.wait(10), "the renewal did not notice the lease was gone"

@@ -56,7 +56,7 @@ def test_semaphore_caps_holders_across_processes(
 
 def test_killed_semaphore_holder_is_reclaimed_after_its_lease(redis_url: str) -> None:
     holder = subprocess.Popen(
-        [sys.executable, WORKER, "hold", redis_url, "slot", "1.5"],
+        [sys.executable, WORKER, "hold", redis_url, "slot", "3"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
