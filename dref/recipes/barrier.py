@@ -9,7 +9,7 @@ from typing import Any
 
 from dref.backend import call_timeout
 from dref.context import Context
-from dref.errors import DRefTimeoutError
+from dref.errors import ConfigError, DRefTimeoutError
 from dref.recipes._waiting import NotYet, retry_on_change
 
 __all__ = ["DEFAULT_BARRIER_TIMEOUT", "Barrier", "DoubleBarrier"]
@@ -87,7 +87,7 @@ class DoubleBarrier:
         timeout: float = DEFAULT_BARRIER_TIMEOUT,
     ) -> None:
         if count < 1:
-            raise ValueError("a double barrier needs count >= 1")
+            raise ConfigError("a double barrier needs count >= 1")
         self.name = name
         self.count = count
         self.identity = identity or uuid.uuid4().hex

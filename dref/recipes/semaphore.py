@@ -11,7 +11,7 @@ from types import TracebackType
 
 from dref.backend import call_timeout
 from dref.context import Context
-from dref.errors import DRefError, LockStolenError, LockTimeoutError
+from dref.errors import ConfigError, DRefError, LockStolenError, LockTimeoutError
 from dref.recipes._waiting import NotYet, retry_on_change
 from dref.ref import DRef
 
@@ -62,7 +62,7 @@ class Semaphore:
         on_lost: Callable[[], object] | None = None,
     ) -> None:
         if limit < 1 or not ttl > 0:
-            raise ValueError("a semaphore needs limit >= 1 and ttl > 0")
+            raise ConfigError("a semaphore needs limit >= 1 and ttl > 0")
         self.name = name
         self.limit = limit
         self.ttl = ttl

@@ -374,3 +374,10 @@ def test_double_barrier_entrant_that_times_out_is_withdrawn(ctx: dref.Context) -
         late.enter(timeout=0.3)
     run_threads(2, lambda i: (early, late)[i].enter(timeout=30))
     run_threads(2, lambda i: (early, late)[i].leave(timeout=30))
+
+
+def test_recipes_refuse_impossible_configurations(ctx: dref.Context) -> None:
+    with pytest.raises(dref.ConfigError):
+        Semaphore(ctx, "none", 0)
+    with pytest.raises(dref.ConfigError):
+        DoubleBarrier(ctx, "nobody", 0)
