@@ -14,7 +14,6 @@ Steps work on encoded bytes, so refs of one name with different codecs combine t
 
 from __future__ import annotations
 
-import copy
 import random
 import threading
 import time
@@ -137,7 +136,7 @@ class UpdateCombiner:
 
     def _finish(self, batch: list[_Call], *, error: BaseException) -> None:
         with self._cond:
-            for call in batch:  # each caller raises its own copy (tracebacks differ)
-                call.error, call.done = copy.copy(error), True
+            for call in batch:
+                call.error, call.done = error, True
             self._cond.notify_all()
 
