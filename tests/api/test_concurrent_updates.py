@@ -14,12 +14,10 @@ THREADS = 32
 UPDATES = 1_000
 
 
-def test_32_threads_times_1000_updates_count_exactly(
-    ctx: dref.Context, scaled: Callable[[int], int]
-) -> None:
-    updates = scaled(UPDATES)
-    counter = ctx.ref("counter", 0)
-    start = threading.Barrier(THREADS)
+def increment_from_threads(counter: dref.DRef[int], threads: int, updates: int) -> None:
+    """`threads` threads, started together, each adding 1 `updates` times; fails the test
+    with the first error any of them met."""
+    start = threading.Barrier(threads)
     failures: list[BaseException] = []
 
     def work() -> None:
@@ -30,12 +28,20 @@ def test_32_threads_times_1000_updates_count_exactly(
         except BaseException as e:  # surfaced by the assertion below
             failures.append(e)
 
-    threads = [threading.Thread(target=work) for _ in range(THREADS)]
-    for t in threads:
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for t in workers:
         t.start()
-    for t in threads:
+    for t in workers:
         t.join(timeout=120)
     assert not failures
+
+
+def test_32_threads_times_1000_updates_count_exactly(
+    ctx: dref.Context, scaled: Callable[[int], int]
+) -> None:
+    updates = scaled(UPDATES)
+    counter = ctx.ref("counter", 0)
+    increment_from_threads(counter, THREADS, updates)
     assert counter.get() == THREADS * updates
 
 
@@ -64,23 +70,7 @@ def test_updates_of_one_name_by_threads_of_one_context_are_combined(
     counter = ctx.ref("combined", 0)
     first = counter.revision()
     assert first is not None
-    start = threading.Barrier(threads)
-    failures: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            start.wait(timeout=30)
-            for _ in range(updates):
-                counter.update(lambda n: n + 1)
-        except BaseException as e:  # surfaced by the assertion below
-            failures.append(e)
-
-    workers = [threading.Thread(target=work) for _ in range(threads)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join(timeout=120)
-    assert not failures
+    increment_from_threads(counter, threads, updates)
     assert counter.get() == threads * updates
     if backend_name == "raft":  # round trips of milliseconds: callers queue up and combine
         writes = counter.revision() - first  # type: ignore[operator]
