@@ -43,6 +43,7 @@ Besides ops/s and p50/p99 latency it prints CPU per call of the caller process a
 Every row runs for `--seconds`; numbers on a shared 2-core box are noisy: repeat and compare
 within one run. No assertions: it prints tables.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -682,10 +683,11 @@ def _app(spec: dict[str, Any]) -> Iterator[tuple[dict[str, Call], Callable[[], i
         # dref.raft is a callable module (mypy cannot see that); the others wait 3 s
         ctx = cast(Any, dref.raft)(**spec["node"], election_timeout=1.0)
         own = [_child_node_pid()]
+        print("started", flush=True)  # the parent starts the other two members now
     else:
         ctx = dref.raft_client(spec["addresses"])
         own = []
-    with ctx:
+    with ctx:  # closing it stops the embedded member's child process too
         refs = _make_refs(ctx)
         counter = ctx.ref("counter", 0)
         calls: dict[str, Call] = {
@@ -833,17 +835,18 @@ def run_app_rows(
     return rows
 
 
-def start_app(spec: dict[str, Any], logs: Path) -> tuple[Child, dict[str, Any]]:
-    """An application process for `spec`, ready to run rows, and its `ready` details."""
-    app = Child(script("app", json.dumps(spec)), logs / "app.log")
-    try:
-        line = app.expect(180)
-        if not line.startswith("ready "):
-            raise RuntimeError(f"app process said {line!r}, not ready")
-        return app, json.loads(line[6:])
-    except BaseException:
-        app.stop()
-        raise
+def start_app(spec: dict[str, Any], logs: Path) -> Child:
+    """An application process for `spec` (stop it when done)."""
+    return Child(script("app", json.dumps(spec)), logs / "app.log")
+
+
+def await_ready(app: Child) -> dict[str, Any]:
+    """The details the app prints once its keys exist and every path is warm."""
+    line = app.expect(180)
+    if not line.startswith("ready "):
+        raise RuntimeError(f"app process said {line!r}, not ready")
+    details: dict[str, Any] = json.loads(line[6:])
+    return details
 
 
 def api_dref(system: str, seconds: float, logs: Path) -> tuple[dict[str, ApiRow], str]:
@@ -858,6 +861,16 @@ def api_dref(system: str, seconds: float, logs: Path) -> tuple[dict[str, ApiRow]
     app: Child | None = None
     try:
         embedded = ["n1"] if system == "raft" else []
+        if embedded:  # n1 starts first and has the shortest election timeout: it should lead
+            node = {
+                "node_id": "n1",
+                "listen": addresses["n1"],
+                "peers": {k: v for k, v in addresses.items() if k != "n1"},
+                "data_dir": str(directory / "n1"),
+            }
+            app = start_app({"system": "raft", "node": node}, directory)
+            if app.expect(180) != "started":
+                raise RuntimeError("the app's dref.raft(...) did not start")
         for node_id in addresses:
             if node_id in embedded:
                 continue
@@ -870,17 +883,10 @@ def api_dref(system: str, seconds: float, logs: Path) -> tuple[dict[str, ApiRow]
                 election_ms=3000 if embedded else None,
             )
             servers.append(NodeProcess(arguments, log=directory / f"{node_id}.log"))
-        if embedded:
-            node = {
-                "node_id": "n1",
-                "listen": addresses["n1"],
-                "peers": {k: v for k, v in addresses.items() if k != "n1"},
-                "data_dir": str(directory / "n1"),
-            }
-            spec: dict[str, Any] = {"system": "raft", "node": node}
-        else:
+        if app is None:
             spec = {"system": "raft_client", "addresses": list(addresses.values())}
-        app, details = start_app(spec, directory)
+            app = start_app(spec, directory)
+        details = await_ready(app)
         rows = run_app_rows(app, [s.process.pid for s in servers], seconds)
         embedded_note = " (n1 is the member embedded in the app process)" if embedded else ""
         return rows, f"{API_NAMES[system]}: {details['leader']} led{embedded_note}"
@@ -895,8 +901,9 @@ def api_etcd(seconds: float, logs: Path) -> tuple[dict[str, ApiRow], str]:
     """etcd rows: 3 members, one Python client process with a gRPC channel to the leader."""
     with etcd_cluster(logs) as etcd:
         spec = {"system": "etcd", "leader": etcd.leader, "stubs": etcd.stubs}
-        app, _ = start_app(spec, logs)
+        app = start_app(spec, logs)
         try:
+            await_ready(app)
             rows = run_app_rows(app, etcd.pids, seconds)
         finally:
             app.stop()
@@ -964,7 +971,7 @@ def print_api_table(columns: dict[str, dict[str, ApiRow]], seconds: float, notes
         "are better than etcd). E = calls that raised."
     )
     header = (
-        f"{'workload':<30}{'system':<20}{'ops/s':>8}{'p50':>9}{'p99':>9}"
+        f"{'workload':<30}{'system':<20}{'ops/s':>8}{'p50':>10}{'p99':>10}"
         f"{'caller/op':>11}{'servers/op':>12}{'ops/s vs etcd':>15}{'p50 vs etcd':>13}  check"
     )
     print(header)
@@ -985,8 +992,8 @@ def print_api_table(columns: dict[str, dict[str, ApiRow]], seconds: float, notes
                 )
             errors = f" E{s.errors}" if s.errors else ""
             print(
-                f"{label:<30}{name:<20}{s.ops_s:>8.0f}{latency(s.p50_us):>9}"
-                f"{latency(s.p99_us):>9}{latency(row.caller_cpu_us):>11}"
+                f"{label:<30}{name:<20}{s.ops_s:>8.0f}{latency(s.p50_us):>10}"
+                f"{latency(s.p99_us):>10}{latency(row.caller_cpu_us):>11}"
                 f"{latency(row.server_cpu_us):>12}{versus[0]:>15}{versus[1]:>13}  "
                 f"{row.check}{errors}"
             )
