@@ -3,9 +3,30 @@
 Run from a fresh clone with one command (it creates .venv, installs the `bench` extra and,
 as root, the Debian etcd-server package; etcd rows are skipped without it):
 
-    bash scripts/dev.sh bench [--seconds 3] [--only dref,pysyncobj,etcd]
+    bash scripts/dev.sh bench [--seconds 3] [--only raft,raft_client,etcd,pysyncobj]
+    bash scripts/dev.sh bench --engine [--seconds 3] [--only dref,pysyncobj,etcd]
 
-Each system runs alone, one after the other, on 127.0.0.1 with fsync on:
+Each system runs alone, one after the other, on 127.0.0.1 with fsync on.
+
+The default table measures what users get: callers are threads of one application process
+(`app` below, a child of this script) calling the public API on 1,000 keys of 256-byte
+values, the refs made before timing. Rows: set (1 and 32 callers), linearizable get (32),
+lease get (1) and `update(lambda n: n + 1)` on one key from 16 threads (checked: the
+counter must grow by exactly the number of calls). Systems:
+
+* `dref.raft()`: the app embeds member n1 with `dref.raft(...)` (isolate=True: a child
+  `dref node`; the shortest election timeout, so it normally leads; the table says who
+  led) beside two `dref node` processes; callers use `DRef.set` / `DRef.get` / `update`.
+* `dref.raft_client()`: the app is only a client of three `dref node` processes.
+* etcd: 3 members; the app holds one gRPC channel to the leader: Put, Range, serializable
+  Range for the lease row, and a Txn compare-and-swap loop on mod_revision for update.
+* PySyncObj with `appendEntriesUseBatch=False`: callers are threads of the leader process
+  (it has no client protocol), update is a replicated add, no linearizable get.
+
+Besides ops/s and p50/p99 latency it prints CPU per call of the caller process and of the
+3 member processes (utime + stime deltas from /proc/<pid>/stat), and ratios to etcd.
+
+`--engine` prints the older engine-level table instead:
 
 * dref: 3 members; one is a `KeyValueNode` inside this process (made leader by giving it the
   shortest election timeout), two are `dref node` processes. "embedded" callers are threads
@@ -30,6 +51,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,7 +61,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 HERE = Path(__file__).resolve().parent
 KEYS = 1000
@@ -56,6 +78,22 @@ WORKLOADS = (
     ("read_lease", 32, "lease reads, 32 callers"),
 )
 Call = Callable[[int, int], object]
+API_KEYS = 1000
+API_VALUE = b"v" * 256
+API_WORKLOADS = (
+    ("set", 1, "set 1 caller"),
+    ("set", 32, "set 32 callers"),
+    ("get_lin", 32, "get linearizable 32"),
+    ("get_lease", 1, "get lease 1 caller"),
+    ("update", 16, "update +1 16 threads one key"),
+)
+API_NAMES = {
+    "raft": "dref.raft()",
+    "raft_client": "dref.raft_client()",
+    "etcd": "etcd",
+    "pysyncobj": "PySyncObj no-batch",
+}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -355,7 +393,8 @@ def bench_dref(seconds: float, logs: Path) -> tuple[dict[str, Stats], dict[str, 
 
 
 def pso_node_main(spec: dict[str, Any]) -> None:
-    """One PySyncObj member; answers `leader?` and runs `run <json>` workloads on request."""
+    """One PySyncObj member; answers `leader?`, `fill` (writes the API keys) and runs
+    `run <json>` workloads (with CPU figures when the run names `server_pids`)."""
     from pysyncobj import SyncObj, SyncObjConf, replicated
 
     class KeyValue(SyncObj):
@@ -366,34 +405,50 @@ def pso_node_main(spec: dict[str, Any]) -> None:
                 fullDumpFile=os.path.join(spec["dir"], "dump"),
             )
             super().__init__(spec["self"], spec["partners"], conf)
-            self.data: dict[str, bytes] = {}
+            self.data: dict[str, Any] = {}
 
         @replicated
-        def put(self, name: str, value: bytes) -> None:
+        def put(self, name: str, value: Any) -> None:
             self.data[name] = value
+
+        @replicated
+        def add(self, name: str, amount: int) -> None:
+            self.data[name] = self.data.get(name, 0) + amount
 
     os.makedirs(spec["dir"], exist_ok=True)
     store = KeyValue()
+    calls: dict[str, Call] = {
+        "write": lambda w, i: store.put(key(w, i), VALUE, sync=True, timeout=10),
+        "read_lease": lambda w, i: store.data.get(key(w, i)),
+        "set": lambda w, i: store.put(api_key(w, i), API_VALUE, sync=True, timeout=10),
+        "get_lease": lambda w, i: store.data.get(api_key(w, i)),
+        "update": lambda w, i: store.add("counter", 1, sync=True, timeout=10),
+    }
     print("ready", flush=True)
     for line in sys.stdin:
         if line.strip() == "leader?":
             print("1" if store.isReady() and store._isLeader() else "0", flush=True)
+        elif line.strip() == "fill":
+            for n in range(API_KEYS):
+                store.put(f"key-{n}", API_VALUE, sync=True, timeout=10)
+            store.put("counter", 0, sync=True, timeout=10)
+            print("filled", flush=True)
         elif line.startswith("run "):
             run = json.loads(line[4:])
-            if run["op"] == "write":
-                call: Call = lambda w, i: store.put(key(w, i), VALUE, sync=True, timeout=10)  # noqa: E731
+            if "server_pids" in run:
+                result = measured_run(calls, lambda: int(store.data["counter"]), run)
             else:
-                call = lambda w, i: store.data.get(key(w, i))  # noqa: E731
-            print(json.dumps(run_callers(call, run["threads"], run["seconds"])), flush=True)
+                result = run_callers(calls[run["op"]], run["threads"], run["seconds"])
+            print(json.dumps(result), flush=True)
     store.destroy()
 
 
-def bench_pysyncobj(seconds: float, logs: Path, batch: bool) -> dict[str, Stats]:
-    """Callers inside the leader of a 3-process PySyncObj cluster."""
+@contextmanager
+def pso_cluster(logs: Path, batch: bool) -> Iterator[tuple[Child, list[int]]]:
+    """3 PySyncObj member processes: (the leader, every member's pid); stopped on exit."""
     from dref.raft.node_process import free_ports
 
-    ports = free_ports(3)
-    members = [f"127.0.0.1:{p}" for p in ports]
+    members = [f"127.0.0.1:{p}" for p in free_ports(3)]
     children: list[Child] = []
     try:
         for i, me in enumerate(members):
@@ -407,7 +462,15 @@ def bench_pysyncobj(seconds: float, logs: Path, batch: bool) -> dict[str, Stats]
         for child in children:
             if child.expect(60) != "ready":
                 raise RuntimeError("PySyncObj node did not start")
-        leader = _pso_leader(children)
+        yield _pso_leader(children), [child.process.pid for child in children]
+    finally:
+        for child in children:
+            child.stop()
+
+
+def bench_pysyncobj(seconds: float, logs: Path, batch: bool) -> dict[str, Stats]:
+    """Callers inside the leader of a 3-process PySyncObj cluster."""
+    with pso_cluster(logs, batch) as (leader, _):
         leader.send("run " + json.dumps({"op": "write", "threads": 1, "seconds": 0.5}))
         leader.expect(60)  # warm-up, and every key written before reads
         results: dict[str, Stats] = {}
@@ -417,9 +480,6 @@ def bench_pysyncobj(seconds: float, logs: Path, batch: bool) -> dict[str, Stats]
             leader.send("run " + json.dumps({"op": op, "threads": threads, "seconds": seconds}))
             results[label] = summarize([json.loads(leader.expect(seconds + 60))])
         return results
-    finally:
-        for child in children:
-            child.stop()
 
 
 def _pso_leader(children: list[Child]) -> Child:
@@ -454,8 +514,21 @@ def compile_etcd_stubs(out: Path) -> None:
     )
 
 
-def bench_etcd(seconds: float, logs: Path) -> dict[str, Stats]:
-    """Network rows against a 3-member etcd cluster, clients aimed at its leader."""
+@dataclass(frozen=True)
+class EtcdCluster:
+    """A running 3-member etcd cluster: its leader's client address, the members' pids and
+    the compiled stubs (directory, and the imported `etcd_kv_pb2` / `_grpc` modules)."""
+
+    leader: str
+    pids: list[int]
+    stubs: str
+    pb: Any
+    pbg: Any
+
+
+@contextmanager
+def etcd_cluster(logs: Path) -> Iterator[EtcdCluster]:
+    """Start 3 etcd members on loopback, wait for a leader; stop them all on exit."""
     import grpc
 
     stubs = logs / "etcd-stubs"
@@ -505,14 +578,7 @@ def bench_etcd(seconds: float, logs: Path) -> dict[str, Stats]:
                 )
         channels = [grpc.insecure_channel(address) for address in clients]
         leader = _etcd_leader(channels, clients, pb, pbg)
-        put = pbg.KVStub(channels[clients.index(leader)]).Put
-        for i in range(KEYS):
-            put(pb.PutRequest(key=key(0, i).encode(), value=VALUE), timeout=10)
-        spec = {"system": "etcd", "targets": [leader], "stubs": str(stubs)}
-        return {
-            label: run_in_processes({**spec, "op": op}, threads, seconds, logs, CLIENT_PROCESSES)
-            for op, threads, label in WORKLOADS
-        }
+        yield EtcdCluster(leader, [p.pid for p in processes], str(stubs), pb, pbg)
     finally:
         for channel in channels:
             channel.close()
@@ -524,6 +590,21 @@ def bench_etcd(seconds: float, logs: Path) -> dict[str, Stats]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+
+
+def bench_etcd(seconds: float, logs: Path) -> dict[str, Stats]:
+    """Network rows against a 3-member etcd cluster, clients aimed at its leader."""
+    import grpc
+
+    with etcd_cluster(logs) as etcd, grpc.insecure_channel(etcd.leader) as channel:
+        put = etcd.pbg.KVStub(channel).Put
+        for i in range(KEYS):
+            put(etcd.pb.PutRequest(key=key(0, i).encode(), value=VALUE), timeout=10)
+        spec = {"system": "etcd", "targets": [etcd.leader], "stubs": etcd.stubs}
+        return {
+            label: run_in_processes({**spec, "op": op}, threads, seconds, logs, CLIENT_PROCESSES)
+            for op, threads, label in WORKLOADS
+        }
 
 
 def _etcd_leader(channels: list[Any], clients: list[str], pb: Any, pbg: Any) -> str:
@@ -538,6 +619,396 @@ def _etcd_leader(channels: list[Any], clients: list[str], pb: Any, pbg: Any) -> 
                 return address
         time.sleep(0.1)
     raise RuntimeError("etcd elected no leader in 30 s")
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User + system CPU seconds of process `pid` so far, all its threads (/proc/<pid>/stat)."""
+    after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(after_name[11]) + int(after_name[12])) / CLOCK_TICKS
+
+
+def api_slot(worker: int, i: int) -> int:
+    """The key index (of API_KEYS) caller `worker` uses for its call number `i`."""
+    return (worker * 31 + i) % API_KEYS
+
+
+def api_key(worker: int, i: int) -> str:
+    return f"key-{api_slot(worker, i)}"
+
+
+def measured_run(
+    calls: dict[str, Call], total: Callable[[], int], run: dict[str, Any]
+) -> dict[str, Any]:
+    """Run one API row here; add the CPU of this process and of `run["server_pids"]`, and for
+    "update" whether the counter grew by exactly the number of successful calls."""
+    pids = run["server_pids"]
+    before = total() if run["op"] == "update" else 0
+    servers, caller = [cpu_seconds(pid) for pid in pids], cpu_seconds()
+    result = run_callers(calls[run["op"]], run["threads"], run["seconds"])
+    result["caller_cpu"] = cpu_seconds() - caller
+    result["server_cpu"] = sum(cpu_seconds(pid) for pid in pids) - sum(servers)
+    if run["op"] == "update":
+        result["grew"] = total() - before
+    return result
+
+
+def app_main(spec: dict[str, Any]) -> None:
+    """The application process of one system: open it, make the keys, say `ready <json>`,
+    then answer `run <json>` lines with a result line until stdin closes."""
+    with _app(spec) as (calls, total, details):
+        for op in calls:
+            for i in range(3):
+                calls[op](0, i)  # connect and warm up every path before timing
+        print("ready " + json.dumps(details), flush=True)
+        for line in sys.stdin:
+            if line.startswith("run "):
+                run = json.loads(line[4:])
+                run["server_pids"] = run["server_pids"] + details.get("own_server_pids", [])
+                print(json.dumps(measured_run(calls, total, run)), flush=True)
+
+
+@contextmanager
+def _app(spec: dict[str, Any]) -> Iterator[tuple[dict[str, Call], Callable[[], int], dict]]:
+    """(calls by op, the counter's value, details for the parent) of the system in `spec`."""
+    if spec["system"] == "etcd":
+        with _etcd_app(spec) as app:
+            yield app
+        return
+    import dref
+
+    if spec["system"] == "raft":
+        # dref.raft is a callable module (mypy cannot see that); the others wait 3 s
+        ctx = cast(Any, dref.raft)(**spec["node"], election_timeout=1.0)
+        own = [_child_node_pid()]
+        print("started", flush=True)  # the parent starts the other two members now
+    else:
+        ctx = dref.raft_client(spec["addresses"])
+        own = []
+    with ctx:  # closing it stops the embedded member's child process too
+        refs = _make_refs(ctx)
+        counter = ctx.ref("counter", 0)
+        calls: dict[str, Call] = {
+            "set": lambda w, i: refs[api_slot(w, i)].set(API_VALUE),
+            "get_lin": lambda w, i: refs[api_slot(w, i)].get(policy="linearizable"),
+            "get_lease": lambda w, i: refs[api_slot(w, i)].get(policy="lease"),
+            "update": lambda w, i: counter.update(lambda n: n + 1),
+        }
+        client = cast(Any, ctx.backend).client  # a RaftBackend's dref.raft.Client
+        details = {"leader": _dref_leader(client), "own_server_pids": own}
+        yield calls, lambda: int(counter.get(policy="linearizable")), details
+
+
+def _make_refs(ctx: Any) -> list[Any]:
+    """API_KEYS refs holding API_VALUE, made once before timing (16 threads: faster)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(lambda n: ctx.ref(f"key-{n}", API_VALUE), range(API_KEYS)))
+
+
+def _child_node_pid() -> int:
+    """The pid of the `dref node` child that `dref.raft(...)` started in this process."""
+    me = str(os.getpid())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # exited meanwhile
+        if parent == me and b"dref.cli" in command and b"node" in command:
+            return int(entry.name)
+    raise RuntimeError("dref.raft(...) started no `dref node` child")
+
+
+def _dref_leader(client: Any) -> str:
+    """The id of the member that leads (polled for up to 30 s)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            status = client.status(timeout=2)
+        except Exception:  # noqa: BLE001 - no leader yet
+            status = {}
+        if status.get("role") == "leader":
+            return str(status["node_id"])
+        time.sleep(0.1)
+    raise RuntimeError("the dref cluster elected no leader in 30 s")
+
+
+@contextmanager
+def _etcd_app(spec: dict[str, Any]) -> Iterator[tuple[dict[str, Call], Callable[[], int], dict]]:
+    """etcd as one Python gRPC client process uses it: one channel to the leader."""
+    import grpc
+
+    sys.path.insert(0, spec["stubs"])
+    import etcd_kv_pb2 as pb
+    import etcd_kv_pb2_grpc as pbg
+
+    with grpc.insecure_channel(spec["leader"]) as channel:
+        kv = pbg.KVStub(channel)
+        for n in range(API_KEYS):
+            kv.Put(pb.PutRequest(key=f"key-{n}".encode(), value=API_VALUE), timeout=10)
+        kv.Put(pb.PutRequest(key=b"counter", value=b"0"), timeout=10)
+
+        def get(serializable: bool) -> Call:
+            return lambda w, i: kv.Range(
+                pb.RangeRequest(key=api_key(w, i).encode(), serializable=serializable), timeout=10
+            )
+
+        calls: dict[str, Call] = {
+            "set": lambda w, i: kv.Put(
+                pb.PutRequest(key=api_key(w, i).encode(), value=API_VALUE), timeout=10
+            ),
+            "get_lin": get(False),
+            "get_lease": get(True),
+            "update": lambda w, i: _etcd_increment(kv, pb, b"counter"),
+        }
+
+        def total() -> int:
+            return int(kv.Range(pb.RangeRequest(key=b"counter"), timeout=10).kvs[0].value)
+
+        yield calls, total, {"leader": spec["leader"], "own_server_pids": []}
+
+
+def _etcd_increment(kv: Any, pb: Any, name: bytes) -> None:
+    """Add 1 to the number at `name` with a compare-and-swap Txn on its mod_revision."""
+    current = kv.Range(pb.RangeRequest(key=name), timeout=10).kvs[0]
+    for _ in range(1000):
+        swap = pb.TxnRequest(
+            compare=[
+                pb.Compare(
+                    result=pb.Compare.EQUAL,
+                    target=pb.Compare.MOD,
+                    key=name,
+                    mod_revision=current.mod_revision,
+                )
+            ],
+            success=[
+                pb.RequestOp(
+                    request_put=pb.PutRequest(key=name, value=str(int(current.value) + 1).encode())
+                )
+            ],
+            failure=[pb.RequestOp(request_range=pb.RangeRequest(key=name))],
+        )
+        answer = kv.Txn(swap, timeout=10)
+        if answer.succeeded:
+            return
+        current = answer.responses[0].response_range.kvs[0]
+    raise RuntimeError("no compare-and-swap on etcd won in 1000 tries")
+
+
+@dataclass(frozen=True)
+class ApiRow:
+    """One system's result for one API workload: Stats plus CPU per call and a check."""
+
+    stats: Stats
+    caller_cpu_us: float
+    server_cpu_us: float
+    check: str
+
+
+def api_row(result: dict[str, Any]) -> ApiRow:
+    stats = summarize([result])
+    ops = max(1, stats.count)
+    check = ""
+    if "grew" in result:
+        grew = result["grew"]
+        check = "exact" if grew == stats.count else f"counter +{grew} for {stats.count} calls"
+    return ApiRow(stats, result["caller_cpu"] * 1e6 / ops, result["server_cpu"] * 1e6 / ops, check)
+
+
+def run_app_rows(
+    app: Child, server_pids: list[int], seconds: float, skip: frozenset[str] = frozenset()
+) -> dict[str, ApiRow]:
+    """Every API workload (but the `skip` ops), one after the other, in the app `app`."""
+    rows: dict[str, ApiRow] = {}
+    for op, threads, label in API_WORKLOADS:
+        if op in skip:
+            continue
+        run = {"op": op, "threads": threads, "seconds": seconds, "server_pids": server_pids}
+        app.send("run " + json.dumps(run))
+        rows[label] = api_row(json.loads(app.expect(seconds + 120)))
+    return rows
+
+
+def start_app(spec: dict[str, Any], logs: Path) -> Child:
+    """An application process for `spec` (stop it when done)."""
+    return Child(script("app", json.dumps(spec)), logs / "app.log")
+
+
+def await_ready(app: Child) -> dict[str, Any]:
+    """The details the app prints once its keys exist and every path is warm."""
+    line = app.expect(180)
+    if not line.startswith("ready "):
+        raise RuntimeError(f"app process said {line!r}, not ready")
+    details: dict[str, Any] = json.loads(line[6:])
+    return details
+
+
+def api_dref(system: str, seconds: float, logs: Path) -> tuple[dict[str, ApiRow], str]:
+    """dref rows: `raft` embeds member n1 in the app process (dref.raft, isolate=True) beside
+    two `dref node` processes; `raft_client` is only a client of three `dref node`s."""
+    from dref.raft.node_process import NodeProcess, free_ports, node_arguments
+
+    directory = logs / f"api-{system}"
+    directory.mkdir(parents=True)
+    addresses = {f"n{i + 1}": f"127.0.0.1:{port}" for i, port in enumerate(free_ports(3))}
+    servers: list[NodeProcess] = []
+    app: Child | None = None
+    try:
+        embedded = ["n1"] if system == "raft" else []
+        if embedded:  # n1 starts first and has the shortest election timeout: it should lead
+            node = {
+                "node_id": "n1",
+                "listen": addresses["n1"],
+                "peers": {k: v for k, v in addresses.items() if k != "n1"},
+                "data_dir": str(directory / "n1"),
+            }
+            app = start_app({"system": "raft", "node": node}, directory)
+            if app.expect(180) != "started":
+                raise RuntimeError("the app's dref.raft(...) did not start")
+        for node_id in addresses:
+            if node_id in embedded:
+                continue
+            peers = {k: v for k, v in addresses.items() if k != node_id}
+            arguments = node_arguments(
+                node_id,
+                addresses[node_id],
+                peers,
+                directory / node_id,
+                election_ms=3000 if embedded else None,
+            )
+            servers.append(NodeProcess(arguments, log=directory / f"{node_id}.log"))
+        if app is None:
+            spec = {"system": "raft_client", "addresses": list(addresses.values())}
+            app = start_app(spec, directory)
+        leader = await_ready(app)["leader"]
+        if embedded and leader != "n1":  # a loaded box can starve n1's campaign
+            leader = f"{_transfer_leadership(addresses['n1'], 'n1')} (given by {leader})"
+        rows = run_app_rows(app, [s.process.pid for s in servers], seconds)
+        embedded_note = " (n1 is the member embedded in the app process)" if embedded else ""
+        return rows, f"{API_NAMES[system]}: {leader} led{embedded_note}"
+    finally:
+        if app is not None:
+            app.stop()
+        for server in servers:
+            server.stop()
+
+
+def _transfer_leadership(address: str, to: str) -> str:
+    """Hand leadership to member `to` with `dref transfer-leader`; the leader it reports."""
+    command = [sys.executable, "-m", "dref.cli", "transfer-leader", address, "--to", to]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=90)
+    words = done.stdout.split()
+    return words[-1] if done.returncode == 0 and words else f"? (transfer failed: {done.stderr})"
+
+
+def api_etcd(seconds: float, logs: Path) -> tuple[dict[str, ApiRow], str]:
+    """etcd rows: 3 members, one Python client process with a gRPC channel to the leader."""
+    with etcd_cluster(logs) as etcd:
+        spec = {"system": "etcd", "leader": etcd.leader, "stubs": etcd.stubs}
+        app = start_app(spec, logs)
+        try:
+            await_ready(app)
+            rows = run_app_rows(app, etcd.pids, seconds)
+        finally:
+            app.stop()
+    return rows, "etcd: get lease = serializable Range; update = Txn compare-and-swap loop"
+
+
+def api_pysyncobj(seconds: float, logs: Path) -> tuple[dict[str, ApiRow], str]:
+    """PySyncObj no-batch rows: caller threads inside the leader's process (no client)."""
+    with pso_cluster(logs, batch=False) as (leader, pids):
+        leader.send("fill")
+        leader.expect(120)
+        rows = run_app_rows(leader, pids, seconds, skip=frozenset({"get_lin"}))
+    note = (
+        "PySyncObj no-batch: callers in the leader (caller CPU = that member), journal never "
+        "fsynced, get lease = dict lookup, update = a replicated add (no compare-and-swap)"
+    )
+    return rows, note
+
+
+def api_main(systems: list[str], seconds: float) -> None:
+    """Run the API rows of `systems` and print one table."""
+    runners: dict[str, Callable[[float, Path], tuple[dict[str, ApiRow], str]]] = {
+        "raft": lambda s, logs: api_dref("raft", s, logs),
+        "raft_client": lambda s, logs: api_dref("raft_client", s, logs),
+        "etcd": api_etcd,
+        "pysyncobj": api_pysyncobj,
+    }
+    columns: dict[str, dict[str, ApiRow]] = {}
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="raft-bench-") as tmp:
+        for system in systems:
+            missing = _missing(system)
+            if missing:
+                notes.append(missing)
+                continue
+            columns[API_NAMES[system]], note = runners[system](seconds, Path(tmp))
+            notes.append(note)
+    print_api_table(columns, seconds, notes)
+
+
+def _missing(system: str) -> str:
+    """Why `system` cannot run here ("" when it can)."""
+    if system == "etcd" and not os.access(ETCD, os.X_OK):
+        return f"etcd: {ETCD} not found (apt-get install etcd-server): skipped"
+    if system == "pysyncobj":
+        try:
+            import pysyncobj  # noqa: F401
+        except ImportError:
+            return "PySyncObj: not installed (pip install pysyncobj): skipped"
+    return ""
+
+
+def print_api_table(columns: dict[str, dict[str, ApiRow]], seconds: float, notes: list) -> None:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"\ndref-py public API, {time.strftime('%Y-%m-%d %H:%M')}, nproc "
+        f"{len(os.sched_getaffinity(0))}, load {load}, {seconds:g} s per row; 3 members on "
+        f"127.0.0.1, fsync on, {API_KEYS} keys, {len(API_VALUE)}-byte values"
+    )
+    print(
+        "How to read: callers are threads of one application process. caller/op = CPU of that\n"
+        "process per call, servers/op = CPU of the 3 members per call (for dref.raft() the\n"
+        "embedded member's child process is one of them), both from /proc/<pid>/stat.\n"
+        "vs etcd: ops/s and p50 divided by etcd's in the same row (ops/s > 1 and p50 < 1\n"
+        "are better than etcd). E = calls that raised."
+    )
+    header = (
+        f"{'workload':<30}{'system':<20}{'ops/s':>8}{'p50':>10}{'p99':>10}"
+        f"{'caller/op':>11}{'servers/op':>12}{'ops/s vs etcd':>15}{'p50 vs etcd':>13}  check"
+    )
+    print(header)
+    print("-" * len(header))
+    for _, _, label in API_WORKLOADS:
+        etcd = columns.get(API_NAMES["etcd"], {}).get(label)
+        for name, rows in columns.items():
+            row = rows.get(label)
+            if row is None:
+                print(f"{label:<30}{name:<20}{'n/a':>8}")
+                continue
+            s = row.stats
+            versus = ("n/a", "n/a")
+            if etcd is not None and etcd.stats.ops_s and s.p50_us:
+                versus = (
+                    f"{s.ops_s / etcd.stats.ops_s:.3g}x",
+                    f"{s.p50_us / etcd.stats.p50_us:.3g}x",
+                )
+            errors = f" E{s.errors}" if s.errors else ""
+            print(
+                f"{label:<30}{name:<20}{s.ops_s:>8.0f}{latency(s.p50_us):>10}"
+                f"{latency(s.p99_us):>10}{latency(row.caller_cpu_us):>11}"
+                f"{latency(row.server_cpu_us):>12}{versus[0]:>15}{versus[1]:>13}  "
+                f"{row.check}{errors}"
+            )
+    for note in notes:
+        print(note)
 
 
 # ----------------------------------------------------------------------------- report
@@ -580,38 +1051,58 @@ def print_table(columns: dict[str, dict[str, Stats]], seconds: float) -> None:
         print(row)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each row")
-    parser.add_argument("--only", default="dref,pysyncobj,etcd", help="comma-separated systems")
-    args = parser.parse_args()
-    systems = set(args.only.split(","))
+def engine_main(systems: set[str], seconds: float) -> None:
+    """The engine-level table (`--engine`): Node.propose/read and dref.raft.Client rows."""
     columns: dict[str, dict[str, Stats]] = {}
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="raft-bench-") as tmp:
         logs = Path(tmp)
         if "dref" in systems:
-            embedded, network, metrics = bench_dref(args.seconds, logs)
+            embedded, network, metrics = bench_dref(seconds, logs)
             columns["dref embedded"], columns["dref network"] = embedded, network
             notes.append(metrics)
         if "pysyncobj" in systems:
-            try:
-                import pysyncobj  # noqa: F401
-            except ImportError:
-                notes.append("PySyncObj: not installed (pip install pysyncobj): skipped")
+            missing = _missing("pysyncobj")
+            if missing:
+                notes.append(missing)
             else:
-                columns["PySyncObj no-batch"] = bench_pysyncobj(args.seconds, logs, False)
-                columns["PySyncObj default"] = bench_pysyncobj(args.seconds, logs, True)
+                columns["PySyncObj no-batch"] = bench_pysyncobj(seconds, logs, False)
+                columns["PySyncObj default"] = bench_pysyncobj(seconds, logs, True)
                 notes.append("PySyncObj: callers in the leader; no fsync; lease read = local")
         if "etcd" in systems:
-            if not os.access(ETCD, os.X_OK):
-                notes.append(f"etcd: {ETCD} not found (apt-get install etcd-server): skipped")
+            missing = _missing("etcd")
+            if missing:
+                notes.append(missing)
             else:
-                columns["etcd network"] = bench_etcd(args.seconds, logs)
+                columns["etcd network"] = bench_etcd(seconds, logs)
                 notes.append("etcd: lease read = serializable Range on the leader")
-        print_table(columns, args.seconds)
+        print_table(columns, seconds)
         for note in notes:
             print(note)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each row")
+    parser.add_argument(
+        "--engine", action="store_true", help="the engine-level table instead of the API one"
+    )
+    parser.add_argument(
+        "--only",
+        help="comma-separated systems (API: raft,raft_client,etcd,pysyncobj; "
+        "--engine: dref,pysyncobj,etcd)",
+    )
+    args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so every `finally` stops the clusters it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.engine:
+        engine_main(set((args.only or "dref,pysyncobj,etcd").split(",")), args.seconds)
+        return
+    systems = (args.only or ",".join(API_NAMES)).split(",")
+    unknown = set(systems) - set(API_NAMES)
+    if unknown:
+        parser.error(f"unknown systems {sorted(unknown)}; choose from {list(API_NAMES)}")
+    api_main(systems, args.seconds)
 
 
 if __name__ == "__main__":
@@ -619,5 +1110,7 @@ if __name__ == "__main__":
         worker_main(json.loads(sys.argv[2]))
     elif len(sys.argv) >= 3 and sys.argv[1] == "pso-node":
         pso_node_main(json.loads(sys.argv[2]))
+    elif len(sys.argv) >= 3 and sys.argv[1] == "app":
+        app_main(json.loads(sys.argv[2]))
     else:
         main()
