@@ -364,18 +364,38 @@ def _delete(args: argparse.Namespace) -> int:
 def _watch(args: argparse.Namespace) -> int:
     codec = _codec(args.codec)
     with _stop_on_signals(), _context(args, DEFAULT_TIMEOUT) as ctx:
-        stream = dref.DRef(ctx, args.name, codec).changes(timeout=args.timeout)
-        # read after subscribing: fails now if the backend is unreachable, and tells whether
-        # a delete without a revision (Redis' check of a new watch) is news
-        present = ctx.backend.get(args.name, timeout=DEFAULT_TIMEOUT) is not None
+        stream: dref.ChangeStream[Any] = dref.DRef(ctx, args.name, codec).changes(args.timeout)
+        # read after subscribing: fails now if the backend is unreachable, and gives the
+        # state that events without a revision (a backend's resync) may merely repeat
+        entry = ctx.backend.get(args.name, timeout=DEFAULT_TIMEOUT)
+        known = _ABSENT if entry is None else _decoded_or_unknown(codec, entry.value)
         print(f"watching {args.name}; Ctrl-C to stop", file=sys.stderr, flush=True)
         for event in stream:  # closing the context closes the stream
-            if isinstance(event, Deleted) and event.revision == 0 and not present:
-                continue
             if isinstance(event, (Changed, Deleted)):
-                present = isinstance(event, Changed)
+                if event.revision == 0 and _same_state(event, known):
+                    continue
+                known = _ABSENT if isinstance(event, Deleted) else event.value
             _out(_event_line(args, event))
     return 0
+
+
+_ABSENT = object()
+_UNKNOWN = object()
+"""What `dref watch` knows of the value: absent, or present but not decodable."""
+
+
+def _decoded_or_unknown(codec: Codec[Any], data: bytes) -> Any:
+    try:
+        return codec.decode(data)
+    except dref.CodecError:
+        return _UNKNOWN
+
+
+def _same_state(event: Changed[Any] | Deleted, known: Any) -> bool:
+    """Whether `event` leaves the value as it was known to be."""
+    if isinstance(event, Deleted):
+        return known is _ABSENT
+    return known is not _ABSENT and known is not _UNKNOWN and event.value == known
 
 
 def _event_line(args: argparse.Namespace, event: Event[Any]) -> str:
