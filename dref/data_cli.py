@@ -562,6 +562,8 @@ def run_data_command(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     except _Stopped as stopped:
         return 0 if args.command == "watch" else 128 + int(stopped.args[0])
+    except KeyboardInterrupt:  # Ctrl-C during get/set/delete
+        return 128 + signal.SIGINT
     except BrokenPipeError:  # `dref watch n | head -1`: the reader is gone
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
         return 0
