@@ -4,6 +4,7 @@
 * ``dref node ...`` - run one key/value Raft node until SIGTERM/SIGINT.
 * ``dref cluster up --nodes N`` - run N local nodes as child processes until Ctrl-C.
 * ``dref status ADDRESS [--json]`` - one node's role, term, indexes and metrics.
+* ``dref get|set|delete|watch|lock NAME ...`` - values and locks (`dref.data_cli`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from dref.data_cli import add_data_commands, run_data_command
 from dref.errors import ConfigError, DRefError
 
 
@@ -88,12 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     members.add_argument("node_id", nargs="?", default="", help="member to change")
     members.add_argument("node_address", nargs="?", default="", help="its HOST:PORT (add)")
     members.add_argument("--timeout", type=float, default=60.0)
+    add_data_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the `dref` command; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "data_command", None) is not None:
+        return run_data_command(args)
     try:
         if args.command == "compat":
             from dref.compat.__main__ import main as compat_main
