@@ -29,6 +29,7 @@ from dref.wire.consensus_codec import (
     encode_response,
     rpc_of,
 )
+from dref.wire.peer_socket import SOCKET_PORT_METHOD
 from dref.wire.peer_stream import (
     PEER_STREAM_METHOD,
     PEER_STREAM_PATH,
@@ -69,10 +70,13 @@ class ConsensusServicer:
         self._submit = submit
         self._timeout = timeout
 
-    def handlers(self, *, peer_stream: bool = True) -> list[grpc.GenericRpcHandler]:
+    def handlers(
+        self, *, peer_stream: bool = True, socket_port: int | None = None
+    ) -> list[grpc.GenericRpcHandler]:
         """The generic handlers to add to a grpc.Server (one per service).
 
-        `peer_stream=False` leaves PeerStream out, as an older or upstream peer would.
+        `peer_stream=False` leaves PeerStream out, as an older or upstream peer would;
+        `socket_port` is the node's peer socket port, told to peers that ask for it.
         """
         by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
         for rpc in Rpc:
@@ -87,6 +91,11 @@ class ConsensusServicer:
         if peer_stream:
             by_service.setdefault(NATIVE_SERVICE, {})[PEER_STREAM_METHOD] = (
                 grpc.stream_stream_rpc_method_handler(self._peer_stream)
+            )
+        if socket_port is not None:
+            answer = str(socket_port).encode()
+            by_service.setdefault(NATIVE_SERVICE, {})[SOCKET_PORT_METHOD] = (
+                grpc.unary_unary_rpc_method_handler(lambda request, context: answer)
             )
         return [
             grpc.method_handlers_generic_handler(service, methods)

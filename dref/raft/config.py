@@ -10,6 +10,9 @@ from pathlib import Path
 
 from dref.errors import ConfigError
 
+PEER_TRANSPORTS = ("socket", "grpc")
+"""Ways a native node reaches its peers; see `NodeConfig.peer_transport`."""
+
 DEFAULT_PORT = 8082
 """Upstream's gRPC port when `DREF_PORT` is not set (spec 1.7)."""
 
@@ -50,6 +53,12 @@ class NodeConfig:
     watches, peer streams); one unanswered for half as long is dropped, which frees the
     thread a vanished client or peer held."""
     upstream_files: bool = True
+    peer_transport: str = "socket"
+    """How this node sends to peers: "socket" (the native protocol, `wire/peer_socket.py`;
+    a peer without it is reached over gRPC) or "grpc" (one PeerStream per peer)."""
+    peer_listen: str | None = None
+    """"host:port" of the peer socket; default: the `listen` host on a free port, which
+    peers learn from the gRPC port, so only `listen` needs to be reachable by name."""
     tick_interval: float = field(default=0.02)
     join: bool = False
     """Start outside the cluster (no peers) and wait for a leader to add this node."""
@@ -92,6 +101,13 @@ class NodeConfig:
             raise ConfigError("rpc_timeout must be positive")
         if self.keepalive_interval <= 0:
             raise ConfigError("keepalive_interval must be positive")
+        if self.peer_transport not in PEER_TRANSPORTS:
+            raise ConfigError(
+                f"peer_transport must be one of {', '.join(PEER_TRANSPORTS)},"
+                f" got {self.peer_transport!r}"
+            )
+        if self.peer_listen is not None:
+            split_address(self.peer_listen, "peer_listen")
 
     @classmethod
     def from_env(

@@ -33,7 +33,6 @@ from dref.actors.consensus.membership import ChangeAction, MembershipChange
 from dref.actors.consensus.messages import Message
 from dref.actors.consensus.raft import RaftCore
 from dref.actors.consensus_actor import ConsensusActor, ConsensusStatus
-from dref.actors.grpc_transport import GrpcPeerTransport
 from dref.actors.local_reads import LocalReads
 from dref.actors.node_messages import (
     ApplierStats,
@@ -47,6 +46,7 @@ from dref.actors.node_messages import (
     ServeRead,
     StatusQuery,
 )
+from dref.actors.peer_links import PeerLinks, grpc_links, socket_links
 from dref.actors.safe_tell import safe_tell
 from dref.actors.snapshot_sender import SnapshotSenderActor
 from dref.actors.storage_writer import StorageWriterActor
@@ -67,6 +67,7 @@ from dref.raft.server.admin import admin_handlers
 from dref.raft.status import NodeMetrics, NodeStatus
 from dref.storage.recovery import recover
 from dref.wire.consensus_service import CHANNEL_OPTIONS, ConsensusServicer
+from dref.wire.peer_socket import PeerSocketServer
 
 __all__ = ["Node"]
 
@@ -94,7 +95,7 @@ class Node:
         transport: TransportFactory | None = None,
     ) -> None:
         self._config = config
-        self._transport_factory = transport or self._grpc_transport
+        self._transport_factory = transport or self._peer_links
         self._closed = False
         self._actors: list[pykka.ActorRef[Any]] = []
         self._transports: list[PeerTransport] = []
@@ -120,20 +121,30 @@ class Node:
                 " an address of this machine"
             )
         self._address = f"{host}:{port}"
+        self._peer_socket: PeerSocketServer | None = None
+        if config.peer_transport == "socket" and transport is None:
+            self._peer_socket = self._bind_peer_socket(host)
         self._addresses = {**config.peers, node_id: self._address}
-        recovered = recover(
-            config.data_dir, voters, upstream_files=config.upstream_files, addresses=self._addresses
-        )
         try:
+            recovered = recover(
+                config.data_dir,
+                voters,
+                upstream_files=config.upstream_files,
+                addresses=self._addresses,
+            )
             self._start_actors(recovered, voters, state_machine)
             servicer = ConsensusServicer(
                 node_id, self._peer_set.accepts, self.submit_peer_request, config.rpc_timeout
             )
-            self._server.add_generic_rpc_handlers(servicer.handlers())
+            peer_socket = self._peer_socket
+            socket_port = None if peer_socket is None else peer_socket.port
+            self._server.add_generic_rpc_handlers(servicer.handlers(socket_port=socket_port))
             self._server.add_generic_rpc_handlers([admin_handlers(self)])
             for register in services:
                 register(self._server, self)
             self._server.start()
+            if peer_socket is not None:
+                peer_socket.serve(servicer.admit, self.submit_peer_request)
             self._ticker = Ticker(self._consensus, config.tick_interval, node_id=node_id)
             self._ticker.start()
         except BaseException:
@@ -405,6 +416,8 @@ class Node:
         if self._ticker is not None:
             self._ticker.stop()
         self._server.stop(grace=0.2).wait(timeout=5)
+        if self._peer_socket is not None:
+            self._peer_socket.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         for actor in self._actors:
             try:
@@ -427,8 +440,34 @@ class Node:
 
     # ------------------------------------------------------------------- internals
 
-    def _grpc_transport(self, node_id: str, on_answer: OnMessage) -> PeerTransport:
-        return GrpcPeerTransport(node_id, on_answer, timeout=self._config.rpc_timeout)
+    def _bind_peer_socket(self, host: str) -> PeerSocketServer:
+        config = self._config
+        listen = config.peer_listen or f"{host}:0"
+        socket_host, socket_port = split_address(listen, "peer_listen")
+        try:
+            return PeerSocketServer(
+                config.node_id,
+                socket_host,
+                socket_port,
+                stall_timeout=config.rpc_timeout,
+                keepalive=config.keepalive_interval,
+            )
+        except OSError as exc:
+            self._server.stop(None)
+            raise ConfigError(f"cannot listen for peers on {listen}: {exc.strerror}") from None
+
+    def _peer_links(self, node_id: str, on_answer: OnMessage) -> PeerTransport:
+        config = self._config
+        if config.peer_transport == "grpc":
+            open_link = grpc_links(config.rpc_timeout)
+        else:
+            open_link = socket_links(
+                node_id,
+                timeout=config.rpc_timeout,
+                keepalive=config.keepalive_interval,
+                cluster_id=lambda: "",
+            )
+        return PeerLinks(node_id, on_answer, open_link)
 
     def _answer(self, message: Message) -> None:
         """A peer's answer to one of our requests, on a transport thread."""

@@ -1,0 +1,120 @@
+"""Length-prefixed frames of the native socket protocol, and its handshake.
+
+A frame is a 4-byte big-endian body length, then the body: one kind byte and its payload.
+Requests and answers travel as `PeerFrame` protobufs (the envelopes PeerStream carries),
+so the consensus codec is shared with gRPC. A connection opens with one HELLO each way
+(JSON: protocol version, cluster id, sender's node id, the node id it expects to reach);
+a side that refuses sends REFUSED with the reason, then closes.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import socket
+import struct
+from dataclasses import dataclass
+
+from dref.errors import CodecError
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+"""Largest frame body accepted; snapshots travel in chunks far below it."""
+_HEADER = struct.Struct(">I")
+
+
+class FrameKind(enum.IntEnum):
+    HELLO = 1
+    REFUSED = 2
+    REQUESTS = 3
+    ANSWERS = 4
+
+
+class FrameError(CodecError):
+    """A frame that breaks the protocol (too large, unknown kind, bad handshake)."""
+
+
+class ConnectionClosed(Exception):
+    """The other side closed the connection (possibly in the middle of a frame)."""
+
+
+def encode_frame(kind: FrameKind, payload: bytes) -> bytes:
+    """One frame's bytes: the length header, the kind byte, the payload."""
+    return _HEADER.pack(len(payload) + 1) + bytes((kind,)) + payload
+
+
+class FrameReader:
+    """Reads whole frames from a blocking socket, one `recv_into` per chunk of data."""
+
+    def __init__(self, sock: socket.socket, max_bytes: int = MAX_FRAME_BYTES) -> None:
+        self._sock = sock
+        self._max = max_bytes
+        self._buffer = bytearray()
+
+    def read(self) -> tuple[FrameKind, bytes]:
+        """The next frame; raises ConnectionClosed or FrameError (the connection is unusable)."""
+        header = self._take(_HEADER.size, "header")
+        (length,) = _HEADER.unpack(header)
+        if length == 0 or length > self._max:
+            raise FrameError(f"frame of {length} bytes (limit {self._max})")
+        body = self._take(length, "body")
+        try:
+            kind = FrameKind(body[0])
+        except ValueError:
+            raise FrameError(f"unknown frame kind {body[0]}") from None
+        return kind, bytes(body[1:])
+
+    def _take(self, count: int, part: str) -> bytes:
+        buffer = self._buffer
+        while len(buffer) < count:
+            chunk = self._sock.recv(max(65536, count - len(buffer)))
+            if not chunk:
+                torn = f" after {len(buffer)} of {count} bytes of a frame {part}" if buffer else ""
+                raise ConnectionClosed(f"connection closed{torn}")
+            buffer += chunk
+        taken = bytes(buffer[:count])
+        del buffer[:count]
+        return taken
+
+
+@dataclass(frozen=True)
+class Hello:
+    """Who is calling whom: the first frame each side sends."""
+
+    node_id: str
+    expects: str
+    """The node id the sender believes it reached ("" when answering)."""
+    cluster_id: str = ""
+    """Empty while the sender does not know its cluster's id."""
+    protocol: int = PROTOCOL_VERSION
+
+    def encode(self) -> bytes:
+        body = {
+            "protocol": self.protocol,
+            "node_id": self.node_id,
+            "expects": self.expects,
+            "cluster_id": self.cluster_id,
+        }
+        return encode_frame(FrameKind.HELLO, json.dumps(body).encode())
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Hello:
+        try:
+            body = json.loads(payload)
+            hello = cls(
+                node_id=body["node_id"],
+                expects=body["expects"],
+                cluster_id=body.get("cluster_id", ""),
+                protocol=body["protocol"],
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FrameError(f"malformed handshake: {exc}") from None
+        fields = (hello.node_id, hello.expects, hello.cluster_id)
+        if not all(isinstance(f, str) for f in fields) or not isinstance(hello.protocol, int):
+            raise FrameError("malformed handshake: wrong field types")
+        return hello
+
+
+def refusal(reason: str) -> bytes:
+    """A REFUSED frame: why this side will not talk on the connection."""
+    return encode_frame(FrameKind.REFUSED, reason.encode())
