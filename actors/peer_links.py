@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from functools import partial
 
 from dref.actors.consensus.messages import Message
 from dref.actors.transport import OnMessage, OnReachability, log_reachability
@@ -32,18 +33,29 @@ def grpc_links(timeout: float) -> OpenLink:
 
 
 def socket_links(
-    node_id: str, *, timeout: float, keepalive: float, cluster_id: Callable[[], str]
+    node_id: str,
+    *,
+    timeout: float,
+    keepalive: float,
+    cluster_id: Callable[[], str],
+    sockets: Mapping[str, str],
 ) -> OpenLink:
-    """Links over the native socket protocol; the peer's socket port is asked of its gRPC
-    port, and a peer without one is reached over gRPC."""
+    """Links over the native socket protocol. A peer's socket is where `sockets` says, or
+    else at the port its gRPC address answers; a peer without one is reached over gRPC."""
 
     def open_link(peer: str, address: str) -> PeerLink:
-        host = address.rpartition(":")[0]
+        configured = sockets.get(peer)
+        if configured is None:
+            host = address.rpartition(":")[0]
+            discover = grpc_port_discovery(address, timeout)
+        else:
+            host, _, port = configured.rpartition(":")
+            discover = partial(int, port)
         return PeerSocketClient(
             node_id,
             peer,
             host,
-            grpc_port_discovery(address, timeout),
+            discover,
             timeout=timeout,
             keepalive=keepalive,
             cluster_id=cluster_id,

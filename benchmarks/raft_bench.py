@@ -93,6 +93,13 @@ API_NAMES = {
     "etcd": "etcd",
     "pysyncobj": "PySyncObj no-batch",
 }
+GRPC_PEER_NAMES = {
+    "raft_grpc": "dref.raft() gRPC",
+    "raft_client_grpc": "raft_client() gRPC",
+}
+"""The dref systems with nodes replicating over gRPC streams instead of the socket
+protocol (`--only raft,raft_grpc` compares the two in one run)."""
+ALL_NAMES = {**API_NAMES, **GRPC_PEER_NAMES}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -851,10 +858,27 @@ def await_ready(app: Child) -> dict[str, Any]:
 
 def api_dref(system: str, seconds: float, logs: Path) -> tuple[dict[str, ApiRow], str]:
     """dref rows: `raft` embeds member n1 in the app process (dref.raft, isolate=True) beside
-    two `dref node` processes; `raft_client` is only a client of three `dref node`s."""
+    two `dref node` processes; `raft_client` is only a client of three `dref node`s. The
+    `_grpc` variants run the same with peers on gRPC (DREF_PEER_TRANSPORT, inherited by
+    every node process)."""
+    grpc_peers = system.endswith("_grpc")
+    previous = os.environ.get("DREF_PEER_TRANSPORT")
+    os.environ["DREF_PEER_TRANSPORT"] = "grpc" if grpc_peers else "socket"
+    try:
+        return _api_dref(system.removesuffix("_grpc"), ALL_NAMES[system], seconds, logs)
+    finally:
+        if previous is None:
+            os.environ.pop("DREF_PEER_TRANSPORT")
+        else:
+            os.environ["DREF_PEER_TRANSPORT"] = previous
+
+
+def _api_dref(
+    system: str, name: str, seconds: float, logs: Path
+) -> tuple[dict[str, ApiRow], str]:
     from dref.raft.node_process import NodeProcess, free_ports, node_arguments
 
-    directory = logs / f"api-{system}"
+    directory = logs / f"api-{name.replace(' ', '-')}"
     directory.mkdir(parents=True)
     addresses = {f"n{i + 1}": f"127.0.0.1:{port}" for i, port in enumerate(free_ports(3))}
     servers: list[NodeProcess] = []
@@ -891,7 +915,7 @@ def api_dref(system: str, seconds: float, logs: Path) -> tuple[dict[str, ApiRow]
             leader = f"{_transfer_leadership(addresses['n1'], 'n1')} (given by {leader})"
         rows = run_app_rows(app, [s.process.pid for s in servers], seconds)
         embedded_note = " (n1 is the member embedded in the app process)" if embedded else ""
-        return rows, f"{API_NAMES[system]}: {leader} led{embedded_note}"
+        return rows, f"{name}: {leader} led{embedded_note}"
     finally:
         if app is not None:
             app.stop()
@@ -938,6 +962,8 @@ def api_main(systems: list[str], seconds: float) -> None:
     runners: dict[str, Callable[[float, Path], tuple[dict[str, ApiRow], str]]] = {
         "raft": lambda s, logs: api_dref("raft", s, logs),
         "raft_client": lambda s, logs: api_dref("raft_client", s, logs),
+        "raft_grpc": lambda s, logs: api_dref("raft_grpc", s, logs),
+        "raft_client_grpc": lambda s, logs: api_dref("raft_client_grpc", s, logs),
         "etcd": api_etcd,
         "pysyncobj": api_pysyncobj,
     }
@@ -949,7 +975,7 @@ def api_main(systems: list[str], seconds: float) -> None:
             if missing:
                 notes.append(missing)
                 continue
-            columns[API_NAMES[system]], note = runners[system](seconds, Path(tmp))
+            columns[ALL_NAMES[system]], note = runners[system](seconds, Path(tmp))
             notes.append(note)
     print_api_table(columns, seconds, notes)
 
@@ -1089,8 +1115,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        help="comma-separated systems (API: raft,raft_client,etcd,pysyncobj; "
-        "--engine: dref,pysyncobj,etcd)",
+        help="comma-separated systems (API: raft,raft_client,etcd,pysyncobj, and"
+        " raft_grpc,raft_client_grpc for peers on gRPC; --engine: dref,pysyncobj,etcd)",
     )
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so every `finally` stops the clusters it started.
@@ -1099,9 +1125,9 @@ def main() -> None:
         engine_main(set((args.only or "dref,pysyncobj,etcd").split(",")), args.seconds)
         return
     systems = (args.only or ",".join(API_NAMES)).split(",")
-    unknown = set(systems) - set(API_NAMES)
+    unknown = set(systems) - set(ALL_NAMES)
     if unknown:
-        parser.error(f"unknown systems {sorted(unknown)}; choose from {list(API_NAMES)}")
+        parser.error(f"unknown systems {sorted(unknown)}; choose from {list(ALL_NAMES)}")
     api_main(systems, args.seconds)
 
 

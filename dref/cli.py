@@ -58,6 +58,25 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--snapshot-every", type=int)
     node.add_argument("--keepalive-ms", type=int, help="ping streams' connections this often")
     node.add_argument("--max-value-size", type=int)
+    node.add_argument(
+        "--peer-transport",
+        choices=["socket", "grpc"],
+        help="how to reach peers: the native socket protocol (default; gRPC for a peer"
+        " without it) or gRPC streams; also DREF_PEER_TRANSPORT",
+    )
+    node.add_argument(
+        "--peer-listen",
+        metavar="HOST:PORT",
+        help="where peers connect for the socket protocol (default: the --listen host on a"
+        " free port, which peers learn through --listen)",
+    )
+    node.add_argument(
+        "--peer-socket",
+        action="append",
+        default=[],
+        metavar="ID=HOST:PORT",
+        help="reach peer ID's socket here instead of asking its --listen address (repeatable)",
+    )
     node.add_argument("--log-level", default="INFO")
     node.add_argument("--exit-on-stdin-close", action="store_true", help=argparse.SUPPRESS)
 
@@ -158,6 +177,24 @@ def _node_config(args: argparse.Namespace) -> Any:
         options["snapshot_every"] = timings["snapshot_every"]
     if "keepalive_ms" in timings:
         options["keepalive_interval"] = timings["keepalive_ms"] / 1000
+    peer_transport = (
+        args.peer_transport
+        or settings.get("peer_transport")
+        or os.environ.get("DREF_PEER_TRANSPORT", "").strip()
+    )
+    if peer_transport:
+        options["peer_transport"] = peer_transport
+    peer_listen = args.peer_listen or settings.get("peer_listen")
+    if peer_listen:
+        options["peer_listen"] = peer_listen
+    peer_sockets = dict(settings.get("peer_sockets", {}))
+    for item in args.peer_socket:
+        peer_id, sep, address = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--peer-socket must be ID=HOST:PORT, got {item!r}")
+        peer_sockets[peer_id] = address
+    if peer_sockets:
+        options["peer_sockets"] = peer_sockets
     if listen is None:
         return NodeConfig.from_env(
             Path(data_dir), bind_host=args.bind_host, node_id=node_id, **options

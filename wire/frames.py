@@ -34,7 +34,7 @@ class FrameError(CodecError):
     """A frame that breaks the protocol (too large, unknown kind, bad handshake)."""
 
 
-class ConnectionClosed(Exception):
+class ConnectionClosed(ConnectionError):
     """The other side closed the connection (possibly in the middle of a frame)."""
 
 

@@ -528,7 +528,9 @@ class PeerSocketClient:
                         self._use_fallback()
                         return
                 sock = self._connect(port)
-            except (OSError, FrameError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure: back off and try again
+                if not isinstance(exc, OSError | FrameError):
+                    logger.exception("%s: connecting to %s failed", self._node_id, self.peer_id)
                 port = None  # the peer may have restarted on another port
                 self._set_reachable(False, exc)
                 self._pause(pause)

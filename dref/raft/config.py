@@ -59,6 +59,9 @@ class NodeConfig:
     peer_listen: str | None = None
     """"host:port" of the peer socket; default: the `listen` host on a free port, which
     peers learn from the gRPC port, so only `listen` needs to be reachable by name."""
+    peer_sockets: Mapping[str, str] = field(default_factory=dict)
+    """Where to reach some peers' sockets (id -> "host:port"), instead of asking their
+    gRPC port: this node's own view wins, as behind a NAT, a sidecar or a proxy."""
     tick_interval: float = field(default=0.02)
     join: bool = False
     """Start outside the cluster (no peers) and wait for a leader to add this node."""
@@ -108,6 +111,11 @@ class NodeConfig:
             )
         if self.peer_listen is not None:
             split_address(self.peer_listen, "peer_listen")
+        if not isinstance(self.peer_sockets, Mapping):
+            raise ConfigError("peer_sockets must map peer ids to 'host:port'")
+        for peer_id, address in self.peer_sockets.items():
+            split_address(address, f"peer socket address of {peer_id!r}")
+        object.__setattr__(self, "peer_sockets", dict(self.peer_sockets))
 
     @classmethod
     def from_env(

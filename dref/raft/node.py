@@ -466,6 +466,7 @@ class Node:
                 timeout=config.rpc_timeout,
                 keepalive=config.keepalive_interval,
                 cluster_id=lambda: "",
+                sockets=config.peer_sockets,
             )
         return PeerLinks(node_id, on_answer, open_link)
 

@@ -1,7 +1,8 @@
 """A 20 MB state moves to a new member in 1 MiB InstallSnapshot chunks over a link that
 resets connections in the middle of the transfer: the leader resumes from the last
 acknowledged offset (a restart from zero would rarely get through) and keeps serving
-writes meanwhile. Real nodes, real gRPC on loopback through a FaultProxy, real data dirs."""
+writes meanwhile. Real nodes on loopback, the peer socket (and the gRPC port it is
+learnt from) behind FaultProxies, real data dirs."""
 
 from __future__ import annotations
 
@@ -21,14 +22,21 @@ RESET_PROBABILITY = 0.01
 
 
 def test_a_20_mb_snapshot_reaches_a_new_member_across_connection_resets(tmp_path: Path) -> None:
-    leader_port, learner_port = free_ports(2)
+    leader_port, learner_port, learner_socket = free_ports(3)
     leader, leader_machine = start_member(
         tmp_path, "n1", f"127.0.0.1:{leader_port}", join=False, **FREQUENT_SNAPSHOTS
     )
     learner, learner_machine = start_member(
-        tmp_path, "n2", f"127.0.0.1:{learner_port}", join=True, **FREQUENT_SNAPSHOTS
+        tmp_path,
+        "n2",
+        f"127.0.0.1:{learner_port}",
+        join=True,
+        peer_listen=f"127.0.0.1:{learner_socket}",
+        **FREQUENT_SNAPSHOTS,
     )
     proxy = FaultProxy(("127.0.0.1", learner_port), seed=7)
+    socket_proxy = FaultProxy(("127.0.0.1", learner_socket), seed=8)
+    to_learner = {"n2": f"127.0.0.1:{socket_proxy.port}"}  # the leader reaches n2 through it
     stop_writes = threading.Event()
     write_latencies: list[float] = []
 
@@ -51,7 +59,12 @@ def test_a_20_mb_snapshot_reaches_a_new_member_across_connection_resets(tmp_path
         # 20 MB snapshot faster than it can travel.
         leader.close()
         leader, leader_machine = start_member(
-            tmp_path, "n1", f"127.0.0.1:{leader_port}", join=False, rpc_timeout=2.0
+            tmp_path,
+            "n1",
+            f"127.0.0.1:{leader_port}",
+            join=False,
+            rpc_timeout=2.0,
+            peer_sockets=to_learner,
         )
         wait_until(lambda: leader.is_leader, what="n1 to lead again")
         # recovered from a snapshot with no configuration entry: it still knows its address
@@ -59,15 +72,16 @@ def test_a_20_mb_snapshot_reaches_a_new_member_across_connection_resets(tmp_path
         assert leader.propose(b"restarted", timeout=30) == str(ITEMS + 1).encode()
 
         writer.start()
-        proxy.drop(RESET_PROBABILITY)
+        socket_proxy.drop(RESET_PROBABILITY)
         leader.add_learner("n2", f"127.0.0.1:{proxy.port}", timeout=30)
-        proxy.reset()  # whatever was in flight right after the change, too
+        socket_proxy.reset()  # whatever was in flight right after the change, too
         wait_until(
             lambda: learner.status().snapshot_index >= ITEMS,
             30,  # a few seconds when resuming; restarting from zero takes ~10x longer
             "n2 to install the snapshot",
         )
-        proxy.heal()
+        socket_proxy.heal()
+        assert socket_proxy.forwarded_bytes > ITEMS * len(ITEM) // 2  # the snapshot took it
         stop_writes.set()
         writer.join(30)
         assert not writer.is_alive()
@@ -82,5 +96,6 @@ def test_a_20_mb_snapshot_reaches_a_new_member_across_connection_resets(tmp_path
     finally:
         stop_writes.set()
         proxy.close()
+        socket_proxy.close()
         leader.close()
         learner.close()

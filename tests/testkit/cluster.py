@@ -1,9 +1,10 @@
 """A cluster of real `dref node` processes on loopback with a fault proxy on every link.
 
 For every ordered pair of nodes (A, B) a `FaultProxy` P_AB forwards to B's real listen
-address, and A is started with ``--peer B=<P_AB>``; so every consensus RPC A sends to B,
-and B's reply on that connection, crosses P_AB. Cutting the link A-B partitions P_AB and
-P_BA. Clients talk to the nodes' real addresses, so client traffic never crosses a proxy.
+address, and A is started with ``--peer B=<P_AB>``; a second proxy S_AB forwards to B's
+peer socket (a fixed ``--peer-listen``) and A gets ``--peer-socket B=<S_AB>``. So every
+consensus message A sends to B, and B's reply on that connection, crosses the link's
+proxies, whichever transport carries it. Cutting the link A-B partitions both directions. Clients talk to the nodes' real addresses, so client traffic never crosses a proxy.
 
 `FaultyCluster` starts, SIGKILLs, SIGSTOPs/SIGCONTs and restarts nodes from their data
 dirs, partitions the cluster into groups, delays or resets links, and finds the leader
@@ -47,17 +48,25 @@ class FaultyCluster:
     ) -> None:
         self.root = root
         self.ids = [f"n{i}" for i in range(1, size + 1)]
-        ports = free_ports(size)
-        self.addresses = {n: f"127.0.0.1:{p}" for n, p in zip(self.ids, ports, strict=True)}
+        ports = free_ports(2 * size)
+        self.addresses = {n: f"127.0.0.1:{p}" for n, p in zip(self.ids, ports, strict=False)}
+        self.socket_ports = dict(zip(self.ids, ports[size:], strict=True))
+        """Each node's peer socket port (fixed, so the socket links can be proxied too)."""
         self.timings = {
             "heartbeat_ms": heartbeat_ms,
             "election_ms": election_ms,
             "snapshot_every": snapshot_every,
         }
         self.proxies: dict[tuple[str, str], FaultProxy] = {}
+        """The link a -> b to b's gRPC port (what a's membership address for b names)."""
+        self.socket_proxies: dict[tuple[str, str], FaultProxy] = {}
+        """The link a -> b to b's peer socket, which carries the consensus traffic."""
         for index, (a, b) in enumerate(itertools.permutations(self.ids, 2)):
             self.proxies[(a, b)] = FaultProxy(
                 ("127.0.0.1", ports[self.ids.index(b)]), seed=seed + index
+            )
+            self.socket_proxies[(a, b)] = FaultProxy(
+                ("127.0.0.1", self.socket_ports[b]), seed=seed + 1000 + index
             )
         self.processes: dict[str, NodeProcess] = {}
         self.paused: set[str] = set()
@@ -105,6 +114,10 @@ class FaultyCluster:
         data = self.root / node_id
         data.mkdir(parents=True, exist_ok=True)
         args = node_arguments(node_id, self.addresses[node_id], peers, data, **self.timings)
+        args += ["--peer-listen", f"127.0.0.1:{self.socket_ports[node_id]}"]
+        for peer in peers:
+            host, port = self.socket_proxies[(node_id, peer)].address
+            args += ["--peer-socket", f"{peer}={host}:{port}"]
         self.processes[node_id] = NodeProcess(args, log=data / "node.log", ready_timeout=60.0)
 
     def start_all(self) -> FaultyCluster:
@@ -160,8 +173,9 @@ class FaultyCluster:
 
     def cut(self, a: str, b: str) -> None:
         """Black-hole both directions of the link a-b."""
-        self.proxies[(a, b)].partition()
-        self.proxies[(b, a)].partition()
+        for link in ((a, b), (b, a)):
+            for proxy in self._link(*link):
+                proxy.partition()
 
     def partition(self, *groups: Collection[str]) -> None:
         """Heal, then cut every link between nodes of different groups (nodes in no group
@@ -172,7 +186,8 @@ class FaultyCluster:
         side = {n: i for i, group in enumerate(named) for n in group}
         for a, b in self.proxies:
             if side[a] != side[b]:
-                self.proxies[(a, b)].partition()
+                for proxy in self._link(a, b):
+                    proxy.partition()
 
     def isolate(self, node_id: str) -> None:
         """Cut `node_id` from every other node."""
@@ -180,23 +195,30 @@ class FaultyCluster:
 
     def heal(self) -> None:
         """Remove every network fault (partitions, delays, drops)."""
-        for proxy in self.proxies.values():
+        for proxy in self._every_proxy():
             proxy.heal()
 
     def delay_all(self, seconds: float) -> None:
         """Delay every chunk on every link by `seconds`."""
-        for proxy in self.proxies.values():
+        for proxy in self._every_proxy():
             proxy.delay(seconds)
 
     def drop_all(self, probability: float) -> None:
         """Reset connections on every link at random chunks with `probability`."""
-        for proxy in self.proxies.values():
+        for proxy in self._every_proxy():
             proxy.drop(probability)
 
     def reset_links(self) -> None:
         """Close every connection on every link now."""
-        for proxy in self.proxies.values():
+        for proxy in self._every_proxy():
             proxy.reset()
+
+    def _link(self, a: str, b: str) -> tuple[FaultProxy, FaultProxy]:
+        """Both proxies of the directed link a -> b."""
+        return self.proxies[(a, b)], self.socket_proxies[(a, b)]
+
+    def _every_proxy(self) -> list[FaultProxy]:
+        return [*self.proxies.values(), *self.socket_proxies.values()]
 
     # -- observation ----------------------------------------------------------------------
 
@@ -251,7 +273,7 @@ class FaultyCluster:
         for node_id in list(self.paused):
             self.resume(node_id)
         self.kill_all()
-        for proxy in self.proxies.values():
+        for proxy in self._every_proxy():
             proxy.close()
 
     def __enter__(self) -> FaultyCluster:

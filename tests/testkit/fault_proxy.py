@@ -41,6 +41,8 @@ class FaultProxy:
         self._state = threading.Condition()
         self._closed = False
         self._connections: set[socket.socket] = set()
+        self.forwarded_bytes = 0
+        """Bytes passed on so far, both directions: shows which traffic took this link."""
         self._listener = socket.create_server((listen_host, 0))
         self._listener.settimeout(_POLL)
         self.address: tuple[str, int] = self._listener.getsockname()[:2]
@@ -172,6 +174,8 @@ class FaultProxy:
                 if delay:
                     time.sleep(delay)  # models link latency; bounded by the configured delay
                 sink.sendall(chunk)
+                with self._state:
+                    self.forwarded_bytes += len(chunk)
         except (OSError, ValueError):  # the other direction closed the sockets under us
             pass
         finally:
