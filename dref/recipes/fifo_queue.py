@@ -11,10 +11,14 @@ from dref.errors import DRefTimeoutError
 from dref.recipes._waiting import NotYet, retry_on_change
 from dref.ref import DRef
 
-__all__ = ["DEFAULT_QUEUE_TIMEOUT", "Queue"]
+__all__ = ["DEFAULT_QUEUE_TIMEOUT", "TAKE_TIMEOUT", "Queue"]
 
 DEFAULT_QUEUE_TIMEOUT = 10.0
 """How long `get` waits for an item unless told otherwise (seconds)."""
+TAKE_TIMEOUT = 10.0
+"""Once an item is there, the write that takes it may run this long (seconds) even past
+`get`'s own timeout: a take cut short by its timeout may still apply, and the item would
+then be removed without anyone receiving it."""
 
 
 class Queue:
@@ -48,7 +52,8 @@ class Queue:
 
     def get(self, timeout: float | None = None) -> Any:
         """Remove and return the head, waiting up to `timeout` s (default `self.timeout`) for
-        one to arrive; `DRefTimeoutError` if the queue stayed empty."""
+        one to arrive; `DRefTimeoutError` if the queue stayed empty. Taking an item that is
+        there may take longer, up to `TAKE_TIMEOUT`, so it is not lost halfway."""
         limit = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
 
@@ -61,7 +66,7 @@ class Queue:
             return DRefTimeoutError(f"queue {self.name} stayed empty for {limit:g} s")
 
         def try_take() -> Any:
-            return self._ref.modify(take, timeout=call_timeout(deadline))
+            return self._ref.modify(take, timeout=max(call_timeout(deadline), TAKE_TIMEOUT))
 
         return retry_on_change(self._ref, try_take, deadline, timed_out)
 

@@ -4,7 +4,8 @@ For every ordered pair of nodes (A, B) a `FaultProxy` P_AB forwards to B's real 
 address, and A is started with ``--peer B=<P_AB>``; a second proxy S_AB forwards to B's
 peer socket (a fixed ``--peer-listen``) and A gets ``--peer-socket B=<S_AB>``. So every
 consensus message A sends to B, and B's reply on that connection, crosses the link's
-proxies, whichever transport carries it. Cutting the link A-B partitions both directions. Clients talk to the nodes' real addresses, so client traffic never crosses a proxy.
+proxies, whichever transport carries it. Cutting the link A-B partitions both directions.
+Clients talk to the nodes' real addresses, so client traffic never crosses a proxy.
 
 `FaultyCluster` starts, SIGKILLs, SIGSTOPs/SIGCONTs and restarts nodes from their data
 dirs, partitions the cluster into groups, delays or resets links, and finds the leader
