@@ -5,7 +5,7 @@ pipelining) and the answer comes back through `on_answer` on the link's reader t
 `set_peers` opens links to new peers and closes those of removed ones or of peers whose
 address changed. Links are replaced as a whole map, so senders on other threads (the
 snapshot sender) never see a half-updated one. `socket_links` builds the native socket
-links (`wire/peer_socket.py`, falling back to gRPC for a peer without a peer socket);
+links (`wire/node_socket.py`, falling back to gRPC for a peer without a peer socket);
 `grpc_links` the gRPC PeerStream ones (`wire/consensus_service.py`).
 """
 
@@ -19,7 +19,7 @@ from functools import partial
 from dref.actors.consensus.messages import Message
 from dref.actors.transport import OnMessage, OnReachability, log_reachability
 from dref.wire.consensus_service import PeerClient
-from dref.wire.peer_socket import PeerLink, PeerSocketClient, grpc_port_discovery
+from dref.wire.node_socket import PeerLink, PeerSocketClient, grpc_port_discovery
 
 logger = logging.getLogger("dref.raft")
 

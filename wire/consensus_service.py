@@ -29,7 +29,7 @@ from dref.wire.consensus_codec import (
     encode_response,
     rpc_of,
 )
-from dref.wire.peer_socket import SOCKET_PORT_METHOD
+from dref.wire.node_socket import SOCKET_PORT_METHOD
 from dref.wire.peer_stream import (
     PEER_STREAM_METHOD,
     PEER_STREAM_PATH,

@@ -3,8 +3,12 @@
 A frame is a 4-byte big-endian body length, then the body: one kind byte and its payload.
 Requests and answers travel as `PeerFrame` protobufs (the envelopes PeerStream carries),
 so the consensus codec is shared with gRPC. A connection opens with one HELLO each way
-(JSON: protocol version, cluster id, sender's node id, the node id it expects to reach);
-a side that refuses sends REFUSED with the reason, then closes.
+(JSON: protocol version, role, cluster id, sender's id, the node id it expects to reach);
+a side that refuses sends REFUSED with the reason, then closes. A node PINGs a connection
+that sent nothing for its keepalive interval and drops it if no frame follows within half
+of it, so a client or peer that stopped (SIGSTOP, a frozen VM) gives its thread back.
+Peers (role "peer") send consensus requests; clients (role "client") send
+`PipelineFrame`s of key/value calls.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ class FrameKind(enum.IntEnum):
     REFUSED = 2
     REQUESTS = 3
     ANSWERS = 4
+    PING = 5
+    """Sent by a node on a connection idle for its keepalive interval; answered by PONG."""
+    PONG = 6
 
 
 class FrameError(CodecError):
@@ -87,10 +94,13 @@ class Hello:
     cluster_id: str = ""
     """Empty while the sender does not know its cluster's id."""
     protocol: int = PROTOCOL_VERSION
+    role: str = "peer"
+    """"peer" (another node) or "client"."""
 
     def encode(self) -> bytes:
         body = {
             "protocol": self.protocol,
+            "role": self.role,
             "node_id": self.node_id,
             "expects": self.expects,
             "cluster_id": self.cluster_id,
@@ -106,10 +116,11 @@ class Hello:
                 expects=body["expects"],
                 cluster_id=body.get("cluster_id", ""),
                 protocol=body["protocol"],
+                role=body.get("role", "peer"),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise FrameError(f"malformed handshake: {exc}") from None
-        fields = (hello.node_id, hello.expects, hello.cluster_id)
+        fields = (hello.node_id, hello.expects, hello.cluster_id, hello.role)
         if not all(isinstance(f, str) for f in fields) or not isinstance(hello.protocol, int):
             raise FrameError("malformed handshake: wrong field types")
         return hello

@@ -17,8 +17,9 @@ again: a repeated write can land after newer writes of other clients and undo th
 
 TTLs become ``expire_at = this machine's clock + ttl`` (Unix ms), as upstream clients do.
 The client is thread-safe and reuses one gRPC channel per node address. Key/value calls
-of all its threads share one `DRefNative.Pipeline` stream per node, several calls to a
-frame (dref.raft.pipeline); a node that refuses pipelines gets unary calls instead.
+of all its threads share one connection to the node's socket (dref.raft.socket_pipeline),
+or, for a node without one, one `DRefNative.Pipeline` stream (dref.raft.pipeline); a node
+that refuses pipelines gets unary calls instead.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ from dref.errors import (
     ValueTooLargeError,
 )
 from dref.raft.pipeline import Pipeline, PipelineRefused, PipelineStats
+from dref.raft.socket_pipeline import CONNECT_TIMEOUT, SocketPipeline
 from dref.wire.client_protocol import LEADER_ADDRESS_KEY, now_ms
+from dref.wire.node_socket import grpc_port_discovery
 from dref.wire.proto import dref_native_pb2 as native
 from dref.wire.proto import dref_native_pb2_grpc as native_grpc
 from dref.wire.proto import dref_pb2 as up
@@ -71,10 +74,14 @@ class Resync:
 WatchItem = ChangeEvent | Resync
 
 
-class _Node:
-    """One address with its channel and stubs."""
+CLIENT_TRANSPORTS = ("socket", "grpc")
+"""How key/value calls travel: the node's socket protocol, or the gRPC Pipeline stream."""
 
-    def __init__(self, address: str) -> None:
+
+class _Node:
+    """One address with its channel, stubs and pipeline."""
+
+    def __init__(self, address: str, transport: str = "socket") -> None:
         self.address = address
         options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
@@ -84,7 +91,11 @@ class _Node:
         self.channel = grpc.insecure_channel(address, options=options)
         self.raft = up_grpc.DRefRaftStub(self.channel)
         self.native = native_grpc.DRefNativeStub(self.channel)
-        self.pipeline = Pipeline(self.native.Pipeline, address)
+        grpc_pipeline = Pipeline(self.native.Pipeline, address)
+        self.pipeline: Pipeline | SocketPipeline = grpc_pipeline
+        if transport == "socket":
+            discover = grpc_port_discovery(address, CONNECT_TIMEOUT)
+            self.pipeline = SocketPipeline(address, discover, grpc_pipeline)
 
     def close(self) -> None:
         """Cancel the pipeline (its waiting calls fail with CANCELLED), then the channel."""
@@ -106,15 +117,21 @@ class Client:
         timeout: float = 10.0,
         address_map: Mapping[str, str] | None = None,
         retry: RetryPolicy | None = None,
+        transport: str = "socket",
     ) -> None:
         """`address_map` translates any address the client would dial (a configured one or
         a leader hint) into the one to use, for nodes reached through proxies or NAT.
         `retry(error, write)` is asked before a failed call is tried again within its
-        timeout; False raises `error` at once (None: retry whatever may succeed later)."""
+        timeout; False raises `error` at once (None: retry whatever may succeed later).
+        `transport` carries key/value calls on the node's socket ("socket", gRPC for a node
+        without one) or on the gRPC Pipeline stream ("grpc")."""
         if not addresses:
             raise ValueError("give at least one node address (host:port)")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if transport not in CLIENT_TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(CLIENT_TRANSPORTS)}")
+        self._transport = transport
         self.timeout = timeout
         self._lock = threading.Lock()
         self._nodes: dict[str, _Node] = {}
@@ -331,7 +348,7 @@ class Client:
                 raise ContextClosedError("the Raft client is closed")
             node = self._nodes.get(address)
             if node is None:
-                node = self._nodes[address] = _Node(address)
+                node = self._nodes[address] = _Node(address, self._transport)
                 self._order.append(address)
             return node
 

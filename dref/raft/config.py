@@ -54,7 +54,7 @@ class NodeConfig:
     thread a vanished client or peer held."""
     upstream_files: bool = True
     peer_transport: str = "socket"
-    """How this node sends to peers: "socket" (the native protocol, `wire/peer_socket.py`;
+    """How this node sends to peers: "socket" (the native protocol, `wire/node_socket.py`;
     a peer without it is reached over gRPC) or "grpc" (one PeerStream per peer)."""
     peer_listen: str | None = None
     """"host:port" of the peer socket; default: the `listen` host on a free port, which

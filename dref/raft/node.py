@@ -67,7 +67,7 @@ from dref.raft.server.admin import admin_handlers
 from dref.raft.status import NodeMetrics, NodeStatus
 from dref.storage.recovery import recover
 from dref.wire.consensus_service import CHANNEL_OPTIONS, ConsensusServicer
-from dref.wire.peer_socket import PeerSocketServer
+from dref.wire.node_socket import NodeSocketServer
 
 __all__ = ["Node"]
 
@@ -121,7 +121,7 @@ class Node:
                 " an address of this machine"
             )
         self._address = f"{host}:{port}"
-        self._peer_socket: PeerSocketServer | None = None
+        self._peer_socket: NodeSocketServer | None = None
         if config.peer_transport == "socket" and transport is None:
             self._peer_socket = self._bind_peer_socket(host)
         self._addresses = {**config.peers, node_id: self._address}
@@ -228,6 +228,11 @@ class Node:
     def address(self) -> str:
         """The "host:port" this node serves on (the real port when listen used port 0)."""
         return self._address
+
+    @property
+    def socket_server(self) -> NodeSocketServer | None:
+        """The node's socket (peers and native clients), None with `peer_transport="grpc"`."""
+        return self._peer_socket
 
     @property
     def leader_id(self) -> str | None:
@@ -440,12 +445,12 @@ class Node:
 
     # ------------------------------------------------------------------- internals
 
-    def _bind_peer_socket(self, host: str) -> PeerSocketServer:
+    def _bind_peer_socket(self, host: str) -> NodeSocketServer:
         config = self._config
         listen = config.peer_listen or f"{host}:0"
         socket_host, socket_port = split_address(listen, "peer_listen")
         try:
-            return PeerSocketServer(
+            return NodeSocketServer(
                 config.node_id,
                 socket_host,
                 socket_port,

@@ -27,7 +27,15 @@ import grpc
 from dref.wire.client_protocol import LEADER_ADDRESS_KEY
 from dref.wire.proto import dref_native_pb2 as native
 
-__all__ = ["MAX_BATCH", "CallFailed", "Pipeline", "PipelineRefused", "PipelineStats"]
+__all__ = [
+    "MAX_BATCH",
+    "CallFailed",
+    "Pipeline",
+    "PipelineRefused",
+    "PipelineStats",
+    "Waiter",
+    "resolve",
+]
 
 MAX_BATCH = 256
 """Calls a frame may carry besides the first (a frame also stops at FRAME_BYTES)."""
@@ -82,15 +90,43 @@ class PipelineStats:
     results_received: int = 0
 
 
-class _Waiter:
-    """One caller waiting for its call's result."""
+class Waiter:
+    """One caller waiting for its call's result: a lock held until the result is in, so
+    waking the caller costs one release (no Event, no Future)."""
 
-    __slots__ = ("done", "error", "result")
+    __slots__ = ("_held", "error", "result")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self._held = threading.Lock()
+        self._held.acquire()
         self.result: Any = None
         self.error: Exception | None = None
+
+    def finish(self) -> None:
+        """The result (or error) is in: wake the caller. Called exactly once."""
+        self._held.release()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` s; whether the result is in."""
+        return self._held.acquire(timeout=max(0.0, timeout))
+
+    def finished(self) -> bool:
+        """Whether the result is in (without waiting)."""
+        return self._held.acquire(blocking=False)
+
+
+def resolve(waiter: Waiter, result: native.PipelineResult) -> None:
+    """Hand `result` (an answer or a CallError) to its waiting caller."""
+    outcome = result.WhichOneof("outcome")
+    if outcome == "error":
+        error = result.error
+        code = grpc.StatusCode.__members__.get(error.code, grpc.StatusCode.UNKNOWN)
+        waiter.error = CallFailed(code, error.details, error.leader_address)
+    elif outcome is None:
+        waiter.error = CallFailed(grpc.StatusCode.INTERNAL, "an empty pipeline result")
+    else:
+        waiter.result = getattr(result, outcome)
+    waiter.finish()
 
 
 class Pipeline:
@@ -131,9 +167,9 @@ class Pipeline:
                 break
         if waiter is None:
             self._raise(stream.failure())
-        if not waiter.done.wait(max(0.0, timeout)):
+        if not waiter.wait(timeout):
             stream.forget(call.id)
-            if not waiter.done.is_set():
+            if not waiter.finished():
                 raise CallFailed(
                     grpc.StatusCode.DEADLINE_EXCEEDED,
                     f"no answer from {self.address} within {timeout:g} s",
@@ -183,7 +219,7 @@ class _Stream:
         self._address = address
         self._outgoing: queue.SimpleQueue[native.PipelineCall | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._pending: dict[int, _Waiter] = {}
+        self._pending: dict[int, Waiter] = {}
         self._failed: tuple[grpc.StatusCode, str] | None = None
         self._answered = False  # a frame arrived: the node accepted the stream
         self._refused = False  # the node refused the stream before reading any call
@@ -207,9 +243,9 @@ class _Stream:
             return PipelineRefused(f"{self._address}: {code.name}: {details}")
         return CallFailed(code, details)
 
-    def submit(self, call: native.PipelineCall) -> _Waiter | None:
+    def submit(self, call: native.PipelineCall) -> Waiter | None:
         """Queue `call` for sending; its waiter, or None if the stream has broken."""
-        waiter = _Waiter()
+        waiter = Waiter()
         with self._lock:
             if self._failed is not None:
                 return None
@@ -278,18 +314,8 @@ class _Stream:
     def _resolve(self, result: native.PipelineResult) -> None:
         with self._lock:
             waiter = self._pending.pop(result.id, None)
-        if waiter is None:
-            return  # its caller gave up waiting
-        outcome = result.WhichOneof("outcome")
-        if outcome == "error":
-            error = result.error
-            code = grpc.StatusCode.__members__.get(error.code, grpc.StatusCode.UNKNOWN)
-            waiter.error = CallFailed(code, error.details, error.leader_address)
-        elif outcome is None:
-            waiter.error = CallFailed(grpc.StatusCode.INTERNAL, "an empty pipeline result")
-        else:
-            waiter.result = getattr(result, outcome)
-        waiter.done.set()
+        if waiter is not None:  # None: its caller gave up waiting
+            resolve(waiter, result)
 
     def _break(self, code: grpc.StatusCode, details: str) -> None:
         refused = not self._answered and code in (
@@ -303,5 +329,5 @@ class _Stream:
             self._pending.clear()
         for waiter in waiters:
             waiter.error = self.failure()
-            waiter.done.set()
+            waiter.finish()
         self._outgoing.put(None)  # ends the request generator

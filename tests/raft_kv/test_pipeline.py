@@ -1,4 +1,5 @@
-"""The Client's multiplexed `DRefNative.Pipeline` against real in-process `KeyValueNode`s:
+"""The Client's multiplexed `DRefNative.Pipeline` (its gRPC transport) against real
+in-process `KeyValueNode`s:
 many threads share one stream and its frames, errors keep their types, not-leader hints
 are followed, a node closing under waiting calls fails them as a unary call would, and
 nodes that refuse pipelines are served by unary calls."""
@@ -72,7 +73,7 @@ def test_concurrent_callers_share_one_stream_and_batch(kv_cluster):
     start = threading.Barrier(CALLERS)
     failures: list[BaseException] = []
 
-    with Client([leader.address], timeout=30) as client:
+    with Client([leader.address], transport="grpc", timeout=30) as client:
         client.set("counter", b"0")
 
         def caller(index: int) -> None:
@@ -119,7 +120,7 @@ def test_a_call_to_a_follower_follows_the_hint_through_the_pipeline(kv_cluster):
     leader = kv_cluster.leader()
     follower = kv_cluster.followers()[0]
     before = follower.services.pipeline_stats().calls_in
-    with Client([follower.address]) as client:
+    with Client([follower.address], transport="grpc") as client:
         revision = client.set("hinted", b"v")
         assert client.leader_address == leader.address
         assert client.get("hinted") == Entry(b"v", revision)
@@ -129,7 +130,7 @@ def test_a_call_to_a_follower_follows_the_hint_through_the_pipeline(kv_cluster):
 
 
 def test_pipelined_errors_keep_their_types(kv_cluster):
-    with Client([kv_cluster.leader().address]) as client:
+    with Client([kv_cluster.leader().address], transport="grpc") as client:
         with pytest.raises(ValueTooLargeError) as info:
             client.set("big", b"x" * 1001)
         assert info.value.limit == 1000
@@ -145,7 +146,7 @@ def test_pipelined_errors_keep_their_types(kv_cluster):
 
 
 def test_every_operation_through_the_pipeline(kv_cluster):
-    with Client([kv_cluster.leader().address]) as client:
+    with Client([kv_cluster.leader().address], transport="grpc") as client:
         first = client.set_if_absent("ops", b"a", ttl=30)
         assert first is not None
         assert client.set_if_absent("ops", b"b") is None
@@ -192,7 +193,7 @@ def test_a_node_refusing_pipelines_gets_unary_calls(make_kv_cluster, options, co
         channel.close()
     assert info.value.code() == code and details in (info.value.details() or "")
 
-    with Client([node.address]) as client:
+    with Client([node.address], transport="grpc") as client:
         revision = client.set("k", b"v")
         assert client.get("k") == Entry(b"v", revision)
         newer = client.compare_and_set("k", Entry(b"v", revision), b"w")

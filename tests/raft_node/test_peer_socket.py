@@ -30,7 +30,7 @@ from dref.wire.frames import (
     Hello,
     encode_frame,
 )
-from dref.wire.peer_socket import FrameSender, PeerSocketClient, PeerSocketServer
+from dref.wire.node_socket import FrameSender, NodeSocketServer, PeerSocketClient
 from dref.wire.proto import dref_consensus_pb2 as pb
 
 DEADLINE = 15.0
@@ -46,16 +46,16 @@ def _heartbeat_answer(message: Message) -> Future[Message | None]:
 
 
 @pytest.fixture
-def server() -> Iterator[PeerSocketServer]:
+def server() -> Iterator[NodeSocketServer]:
     """Node "b" of cluster "c1" (members a and b), answering heartbeats."""
     servicer = ConsensusServicer("b", frozenset({"a", "b"}), _heartbeat_answer, timeout=5.0)
-    started = PeerSocketServer("b", "127.0.0.1", 0, cluster_id=lambda: "c1", stall_timeout=2.0)
+    started = NodeSocketServer("b", "127.0.0.1", 0, cluster_id=lambda: "c1", stall_timeout=2.0)
     started.serve(servicer.admit, _heartbeat_answer)
     yield started
     started.close()
 
 
-def _dial(server: PeerSocketServer, hello: Hello) -> tuple[socket.socket, FrameReader]:
+def _dial(server: NodeSocketServer, hello: Hello) -> tuple[socket.socket, FrameReader]:
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
     sock.sendall(hello.encode())
     return sock, FrameReader(sock)
@@ -69,7 +69,7 @@ def _requests_frame(*messages: Message) -> bytes:
     return encode_frame(FrameKind.REQUESTS, frame.SerializeToString())
 
 
-def _client(server: PeerSocketServer, node_id: str, peer_id: str, **kw: object) -> PeerSocketClient:
+def _client(server: NodeSocketServer, node_id: str, peer_id: str, **kw: object) -> PeerSocketClient:
     port = server.port
     return PeerSocketClient(node_id, peer_id, "127.0.0.1", lambda: port, timeout=2.0, **kw)  # type: ignore[arg-type]
 
@@ -78,7 +78,7 @@ def _heartbeat(term: int = 1, context: int = 7) -> Heartbeat:
     return Heartbeat(sender="a", term=term, commit=0, context=context)
 
 
-def _assert_serves(server: PeerSocketServer) -> None:
+def _assert_serves(server: NodeSocketServer) -> None:
     """A well-behaved peer still gets its answers."""
     sock, reader = _dial(server, Hello("a", "b", "c1"))
     with sock:
@@ -94,7 +94,7 @@ def _assert_serves(server: PeerSocketServer) -> None:
 # ------------------------------------------------------------------- handshake
 
 
-def test_answers_requests_after_a_handshake(server: PeerSocketServer) -> None:
+def test_answers_requests_after_a_handshake(server: NodeSocketServer) -> None:
     sock, reader = _dial(server, Hello("a", "b", "c1"))
     with sock:
         kind, payload = reader.read()
@@ -121,7 +121,7 @@ def test_answers_requests_after_a_handshake(server: PeerSocketServer) -> None:
     ],
 )
 def test_server_refuses_a_bad_handshake_with_the_reason(
-    server: PeerSocketServer, hello: Hello, reason: str, caplog: pytest.LogCaptureFixture
+    server: NodeSocketServer, hello: Hello, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     sock, reader = _dial(server, hello)
     with sock, caplog.at_level(logging.WARNING, logger="dref.raft"):
@@ -135,7 +135,7 @@ def test_server_refuses_a_bad_handshake_with_the_reason(
 
 
 def test_client_refuses_a_node_of_another_id_or_cluster(
-    server: PeerSocketServer, caplog: pytest.LogCaptureFixture
+    server: NodeSocketServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Both ends say why: the dialer's log names the id it found, and how it was refused."""
     with caplog.at_level(logging.WARNING, logger="dref.raft"):
@@ -152,9 +152,9 @@ def test_client_refuses_a_node_of_another_id_or_cluster(
 
 
 def test_a_silent_connection_is_dropped_after_the_handshake_timeout(
-    server: PeerSocketServer, monkeypatch: pytest.MonkeyPatch
+    server: NodeSocketServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("dref.wire.peer_socket.HANDSHAKE_TIMEOUT", 0.3)
+    monkeypatch.setattr("dref.wire.node_socket.HANDSHAKE_TIMEOUT", 0.3)
     with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as sock:
         sock.sendall(b"\x00\x00")  # two bytes of a header, then nothing
         assert sock.recv(100) == b""  # closed by the server
@@ -164,7 +164,7 @@ def test_a_silent_connection_is_dropped_after_the_handshake_timeout(
 # ---------------------------------------------------------------------- frames
 
 
-def test_oversized_frame_is_refused_and_the_node_keeps_serving(server: PeerSocketServer) -> None:
+def test_oversized_frame_is_refused_and_the_node_keeps_serving(server: NodeSocketServer) -> None:
     sock, reader = _dial(server, Hello("a", "b", "c1"))
     with sock:
         assert reader.read()[0] is FrameKind.HELLO
@@ -183,7 +183,7 @@ def test_oversized_frame_is_refused_and_the_node_keeps_serving(server: PeerSocke
         (encode_frame(FrameKind.ANSWERS, b""), "unexpected ANSWERS frame"),
     ],
 )
-def test_malformed_frames_are_refused(server: PeerSocketServer, frame: bytes, reason: str) -> None:
+def test_malformed_frames_are_refused(server: NodeSocketServer, frame: bytes, reason: str) -> None:
     sock, reader = _dial(server, Hello("a", "b", "c1"))
     with sock:
         assert reader.read()[0] is FrameKind.HELLO
@@ -193,7 +193,7 @@ def test_malformed_frames_are_refused(server: PeerSocketServer, frame: bytes, re
     _assert_serves(server)
 
 
-def test_a_stranger_is_refused(server: PeerSocketServer) -> None:
+def test_a_stranger_is_refused(server: NodeSocketServer) -> None:
     """The handshake names a member, but a request's sender is not one."""
     sock, reader = _dial(server, Hello("a", "b", "c1"))
     with sock:
@@ -205,7 +205,7 @@ def test_a_stranger_is_refused(server: PeerSocketServer) -> None:
     _assert_serves(server)
 
 
-def test_torn_frame_then_reset_leaves_the_server_serving(server: PeerSocketServer) -> None:
+def test_torn_frame_then_reset_leaves_the_server_serving(server: NodeSocketServer) -> None:
     sock, reader = _dial(server, Hello("a", "b", "c1"))
     assert reader.read()[0] is FrameKind.HELLO
     frame = _requests_frame(_heartbeat())
@@ -282,7 +282,7 @@ def test_frames_sent_while_one_is_in_flight_arrive_whole_and_in_order() -> None:
 # ------------------------------------------------------------------- the link
 
 
-def test_link_reconnects_after_the_connection_is_reset(server: PeerSocketServer) -> None:
+def test_link_reconnects_after_the_connection_is_reset(server: NodeSocketServer) -> None:
     answers: list[Message] = []
     got = threading.Event()
 
@@ -298,7 +298,7 @@ def test_link_reconnects_after_the_connection_is_reset(server: PeerSocketServer)
         server.close()  # every connection reset; the port is gone too
         wait_until(lambda: not client.connected.is_set(), DEADLINE, "the link noticing")
         servicer = ConsensusServicer("b", frozenset({"a", "b"}), _heartbeat_answer, timeout=5.0)
-        again = PeerSocketServer("b", "127.0.0.1", server.port, cluster_id=lambda: "c1")
+        again = NodeSocketServer("b", "127.0.0.1", server.port, cluster_id=lambda: "c1")
         again.serve(servicer.admit, _heartbeat_answer)
         try:
             got.clear()

@@ -32,6 +32,7 @@ DEFAULT_CALL_TIMEOUT = 10.0
 
 if TYPE_CHECKING:
     from dref.raft.server.services import KeyValueServices
+    from dref.wire.node_socket import NodeSocketServer
 
 _log = logging.getLogger("dref.service")
 _R = TypeVar("_R")
@@ -61,6 +62,8 @@ class NodeHandle(Protocol):
 
     def status(self) -> Any: ...
 
+    @property
+    def socket_server(self) -> NodeSocketServer | None: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -194,7 +197,6 @@ def refusals_abort(method: _Method) -> _Method:
     return cast(_Method, wrapper)
 
 
-
 def call_node(
     context: Any, node: NodeHandle, run: Callable[[float], _R], leader_address_hint: bool = True
 ) -> _R:
@@ -232,5 +234,3 @@ def status_of(exc: Exception, leader_address_hint: bool) -> tuple[grpc.StatusCod
     if isinstance(exc, (BackendUnavailableError, ContextClosedError)):  # the node stopped
         return grpc.StatusCode.UNAVAILABLE, str(exc), ""
     return grpc.StatusCode.INTERNAL, str(exc), ""  # a state-machine failure (spec 3.4)
-
-

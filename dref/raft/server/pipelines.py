@@ -34,7 +34,6 @@ _IDLE_CHECK = 0.5
 """Seconds a stream waits for work before re-checking whether it should end."""
 
 
-
 if TYPE_CHECKING:
     from dref.raft.server.services import KeyValueServices
 
@@ -50,7 +49,6 @@ class ServedPipelineStats:
     calls_in: int = 0
     frames_out: int = 0
     results_out: int = 0
-
 
 
 class PipelineStream:
@@ -120,15 +118,10 @@ class PipelineStream:
 
     def _start(self, call: native.PipelineCall) -> None:
         """Validate and start one call; its outcome reaches the outbox when it completes."""
-        kind = call.WhichOneof("request")
         try:
-            build = NATIVE_OPERATIONS.get(kind or "")
-            if build is None:
-                raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "the call names no operation")
-            op = build(self._s, getattr(call, cast(str, kind)))
-            outcome = op.start(self._s, self._node)
+            op, outcome = start_call(self._s, self._node, call)
         except Exception as exc:
-            self._outbox.put(self._error(call.id, exc))
+            self._outbox.put(error_result(self._s, self._node, call.id, exc))
             return
         with self._lock:
             self._pending += 1
@@ -145,16 +138,37 @@ class PipelineStream:
         if isinstance(item, native.PipelineResult):
             return item
         call_id, op, outcome = item
-        try:
-            return op.answer(call_id, outcome.result(timeout=0))
-        except Exception as exc:
-            return self._error(call_id, exc)
-
-    def _error(self, call_id: int, exc: Exception) -> native.PipelineResult:
-        code, details, leader_address = status_of(exc, self._s.leader_address_hint)
-        if code == grpc.StatusCode.INTERNAL:
-            _log.error("node %s failed a pipelined call", self._node.node_id, exc_info=exc)
-        error = native.CallError(code=code.name, details=details, leader_address=leader_address)
-        return native.PipelineResult(id=call_id, error=error)
+        return call_result(self._s, self._node, call_id, op, outcome)
 
 
+def start_call(
+    s: KeyValueServices, node: NodeHandle, call: native.PipelineCall
+) -> tuple[Operation, Future[bytes]]:
+    """Validate one pipelined call and start it on the node (raises what refuses it)."""
+    kind = call.WhichOneof("request")
+    build = NATIVE_OPERATIONS.get(kind or "")
+    if build is None:
+        raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "the call names no operation")
+    op = build(s, getattr(call, cast(str, kind)))
+    return op, op.start(s, node)
+
+
+def call_result(
+    s: KeyValueServices, node: NodeHandle, call_id: int, op: Operation, outcome: Future[bytes]
+) -> native.PipelineResult:
+    """The result of a completed call, success or error."""
+    try:
+        return op.answer(call_id, outcome.result(timeout=0))
+    except Exception as exc:
+        return error_result(s, node, call_id, exc)
+
+
+def error_result(
+    s: KeyValueServices, node: NodeHandle, call_id: int, exc: Exception
+) -> native.PipelineResult:
+    """A call's failure as the status its unary call would have had."""
+    code, details, leader_address = status_of(exc, s.leader_address_hint)
+    if code == grpc.StatusCode.INTERNAL:
+        _log.error("node %s failed a pipelined call", node.node_id, exc_info=exc)
+    error = native.CallError(code=code.name, details=details, leader_address=leader_address)
+    return native.PipelineResult(id=call_id, error=error)

@@ -31,6 +31,7 @@ import grpc
 from dref.contracts.read_policy import ReadPolicyName
 from dref.raft.server.operations import NATIVE_OPERATIONS, NodeHandle, call_node, refusals_abort
 from dref.raft.server.pipelines import MAX_PIPELINES, PipelineStream, ServedPipelineStats
+from dref.raft.server.socket_clients import client_sessions
 from dref.raft.server.watches import HANDOVER_TIMEOUT, WatchSubscription
 from dref.storage.kv_state_machine import KeyValueStateMachine
 from dref.wire.call_refused import CallRefused
@@ -45,7 +46,6 @@ MAX_WATCHES = 24
 """Open Watch streams per node. Each holds a gRPC server thread for its lifetime; the cap
 keeps the rest of the node's pool (64 threads) free for consensus and client calls. A
 client watches any number of names on one stream (`RaftBackend` keeps one per backend)."""
-
 
 
 _log = logging.getLogger("dref.service")
@@ -84,9 +84,12 @@ class KeyValueServices:
         self._stats = ServedPipelineStats()
 
     def register(self, server: grpc.Server, node: NodeHandle) -> None:
-        """Add DRefRaft and DRefNative, bound to `node`, to `server` (before it starts)."""
+        """Add DRefRaft and DRefNative, bound to `node`, to `server` (before it starts), and
+        serve the same calls to clients on the node's socket if it has one."""
         up_grpc.add_DRefRaftServicer_to_server(_DRefRaft(self, node), server)
         native_grpc.add_DRefNativeServicer_to_server(_DRefNative(self, node), server)
+        if node.socket_server is not None:
+            node.socket_server.serve_clients(client_sessions(self, node))
 
     def close(self) -> None:
         """End every open Watch and Pipeline stream."""
@@ -248,7 +251,6 @@ class KeyValueServices:
         return sub if sub.hand_over(HANDOVER_TIMEOUT) else None
 
 
-
 class _DRefRaft(up_grpc.DRefRaftServicer):
     """Upstream's client service (spec 3.4)."""
 
@@ -348,7 +350,6 @@ class _DRefNative(native_grpc.DRefNativeServicer):
     def _run(self, kind: str, request: Any, context: Any) -> Any:
         """Build the `kind` operation from `request` and run it within the call's deadline."""
         return NATIVE_OPERATIONS[kind](self._s, request).run(self._s, self._node, context)
-
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,13 +1,15 @@
-"""The native socket protocol between nodes: plain TCP, one connection per direction.
+"""The native socket protocol of a node: plain TCP, for peers and for clients.
 
-The dialing node sends REQUESTS frames and gets ANSWERS frames back on the same
+A dialing node sends REQUESTS frames and gets ANSWERS frames back on the same
 connection, each a `PeerFrame` whose envelopes carry the bytes a unary consensus RPC would
-(so the codec is shared with gRPC, see `peer_stream`). Nothing blocks the thread that
-sends: `FrameSender` writes at once when the socket has room and leaves the rest to a
-writer thread that joins everything queued meanwhile into one write. One reader thread per
+(so the codec is shared with gRPC, see `peer_stream`); a client does the same with
+`PipelineFrame`s of key/value calls, served by a handler the node's services register.
+Nothing blocks the thread that sends: `FrameSender` writes at once when the socket has
+room and leaves the rest to a writer thread that joins everything queued meanwhile into
+one write. One reader thread per
 connection decodes each frame and hands its messages straight on: requests to the node,
-answers to the waiting callback. A peer learns where to connect from the node's gRPC port
-(`SOCKET_PORT_PATH`), so membership keeps one address per node.
+answers to the waiting callback. Peers and clients learn where to connect from the node's
+gRPC port (`SOCKET_PORT_PATH`), so membership keeps one address per node.
 """
 
 from __future__ import annotations
@@ -43,9 +45,27 @@ from dref.wire.proto import dref_consensus_pb2 as pb
 
 logger = logging.getLogger("dref.raft")
 
-SOCKET_PORT_METHOD = "PeerSocketPort"
+SOCKET_PORT_METHOD = "SocketPort"
 SOCKET_PORT_PATH = f"/{NATIVE_SERVICE}/{SOCKET_PORT_METHOD}"
-"""Unary gRPC call answering the node's peer socket port as ASCII digits."""
+"""Unary gRPC call answering the node's socket port as ASCII digits."""
+
+
+class ClientSession(Protocol):
+    """The node's side of one client connection."""
+
+    def serve(self, payload: bytes) -> None:
+        """Serve one REQUESTS frame (raises FrameError or CallRefused)."""
+        ...
+
+    def close(self) -> None:
+        """The connection ended."""
+        ...
+
+
+OpenClientSession = Callable[["FrameSender"], ClientSession]
+"""Starts serving a client connection whose answers go out through the FrameSender."""
+
+PONG_FRAME = encode_frame(FrameKind.PONG, b"")
 
 MAX_BACKLOG_BYTES = 64 * 1024 * 1024
 """Bytes a connection queues for a peer that reads slower than we write; more is dropped."""
@@ -201,11 +221,12 @@ def _shut(sock: socket.socket) -> None:
 # ------------------------------------------------------------------------- serving
 
 
-class PeerSocketServer:
-    """Accepts peers' connections on the node's peer socket and serves their requests.
+class NodeSocketServer:
+    """Accepts peers' and clients' connections on the node's socket and serves them.
 
     Binds at once (so a port in use fails before the node starts) and accepts once
-    `serve` is called. `cluster_id` returns the id this node knows ("" if none yet).
+    `serve` is called; clients are served once `serve_clients` gave their handler.
+    `cluster_id` returns the id this node knows ("" if none yet).
     """
 
     def __init__(
@@ -221,6 +242,7 @@ class PeerSocketServer:
         self._node_id = node_id
         self._admit: Admit | None = None
         self._submit: Submit | None = None
+        self._open_client: OpenClientSession | None = None
         self._cluster_id = cluster_id
         self._stall_timeout = stall_timeout
         self._keepalive = keepalive
@@ -239,6 +261,10 @@ class PeerSocketServer:
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._closed = False
+
+    def serve_clients(self, open_session: OpenClientSession) -> None:
+        """Serve client connections with `open_session` (call before `serve`)."""
+        self._open_client = open_session
 
     def serve(self, admit: Admit, submit: Submit) -> None:
         """Start accepting: `admit` decodes a request and checks its sender (raising
@@ -275,6 +301,7 @@ class PeerSocketServer:
     def _serve(self, conn: socket.socket) -> None:
         peer = "?"
         sender: FrameSender | None = None
+        session: ClientSession | None = None
         try:
             _tune(conn, self._keepalive)
             conn.settimeout(HANDSHAKE_TIMEOUT)
@@ -286,16 +313,19 @@ class PeerSocketServer:
             conn.settimeout(None)
             sender = FrameSender(
                 conn,
-                name=f"dref-peer-serve-{peer}",
+                name=f"dref-{hello.role}-serve-{peer}",
                 stall_timeout=self._stall_timeout,
                 on_broken=lambda reason: _shut(conn),
             )
-            conn.sendall(Hello(self._node_id, expects=peer, cluster_id=self._cluster_id()).encode())
-            while True:
-                kind, payload = reader.read()
-                if kind is not FrameKind.REQUESTS:
-                    raise FrameError(f"unexpected {kind.name} frame from a peer")
-                self._serve_requests(payload, sender)
+            if hello.role == "client":
+                assert self._open_client is not None  # the handshake checked it
+                session = self._open_client(sender)
+                serve_frame = session.serve
+            else:
+                serve_frame = partial(self._serve_requests, sender=sender)
+            answer = Hello(self._node_id, peer, self._cluster_id(), role=hello.role)
+            conn.sendall(answer.encode())
+            self._read_requests(conn, reader, sender, serve_frame, hello.role)
         except CallRefused as exc:
             logger.warning("%s: refused peer %s: %s", self._node_id, peer, exc.details)
             _send_quietly(conn, refusal(exc.details))
@@ -305,11 +335,45 @@ class PeerSocketServer:
         except (ConnectionClosed, OSError) as exc:
             logger.debug("%s: peer connection from %s ended: %s", self._node_id, peer, exc)
         finally:
+            if session is not None:
+                session.close()
             if sender is not None:
                 sender.close()
             with self._lock:
                 self._connections.discard(conn)
             _shut(conn)
+
+    def _read_requests(
+        self,
+        conn: socket.socket,
+        reader: FrameReader,
+        sender: FrameSender,
+        serve_frame: Callable[[bytes], None],
+        role: str,
+    ) -> None:
+        """Serve REQUESTS frames until the connection ends; ping it when idle, and drop it
+        when a ping goes unanswered for half the keepalive interval."""
+        idle = self._keepalive
+        conn.settimeout(idle)
+        pinged = False
+        while True:
+            try:
+                kind, payload = reader.read()
+            except TimeoutError:
+                if pinged:
+                    raise ConnectionClosed(f"no answer to a ping within {idle / 2:g} s") from None
+                pinged = True
+                sender.send(encode_frame(FrameKind.PING, b""))
+                conn.settimeout(idle / 2)
+                continue
+            if pinged:
+                pinged = False
+                conn.settimeout(idle)
+            if kind is FrameKind.PONG:
+                continue
+            if kind is not FrameKind.REQUESTS:
+                raise FrameError(f"unexpected {kind.name} frame from a {role}")
+            serve_frame(payload)
 
     def _handshake(self, conn: socket.socket, reader: FrameReader) -> Hello | None:
         """The caller's HELLO if acceptable; otherwise refuse it and return None."""
@@ -335,6 +399,12 @@ class PeerSocketServer:
                 f"protocol version {hello.protocol} is not supported"
                 f" (this node speaks {PROTOCOL_VERSION})"
             )
+        if hello.role == "client":
+            if self._open_client is None:
+                return f"node {self._node_id!r} serves no clients on its socket"
+            return None
+        if hello.role != "peer":
+            return f"unknown role {hello.role!r}"
         if hello.expects != self._node_id:
             return f"this is node {self._node_id!r}, not {hello.expects!r}"
         if hello.node_id == self._node_id:
@@ -597,6 +667,9 @@ class PeerSocketClient:
                     reason = payload.decode(errors="replace")
                     logger.warning("%s: peer %s refused: %s", self._node_id, self.peer_id, reason)
                     break
+                if kind is FrameKind.PING:
+                    sender.send(PONG_FRAME)
+                    continue
                 if kind is not FrameKind.ANSWERS:
                     raise FrameError(f"unexpected {kind.name} frame")
                 envelopes = pb.PeerFrame.FromString(payload).envelopes
