@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         " free port, which peers learn through --listen)",
     )
     node.add_argument(
+        "--unix-socket",
+        metavar="PATH",
+        help="also serve clients of this machine on a Unix socket at PATH",
+    )
+    node.add_argument(
         "--peer-socket",
         action="append",
         default=[],
@@ -187,6 +192,9 @@ def _node_config(args: argparse.Namespace) -> Any:
     peer_listen = args.peer_listen or settings.get("peer_listen")
     if peer_listen:
         options["peer_listen"] = peer_listen
+    unix_socket = args.unix_socket or settings.get("unix_socket")
+    if unix_socket:
+        options["unix_socket"] = str(unix_socket)
     peer_sockets = dict(settings.get("peer_sockets", {}))
     for item in args.peer_socket:
         peer_id, sep, address = item.partition("=")

@@ -58,6 +58,7 @@ def raft_context(
     data = config.data_dir
     data.mkdir(parents=True, exist_ok=True)
     stop: Callable[[], object]
+    unix_sockets: dict[str, str] = {}  # the child's Unix socket, for our calls to it
     if isolate:
         from dref.raft.node_process import NodeProcess, node_arguments
 
@@ -71,15 +72,20 @@ def raft_context(
             snapshot_every=snapshot_every,
         )
         arguments += ["--max-value-size", str(max_value_size)]
+        unix_path = _unix_socket_path(data)
+        if unix_path is not None:
+            arguments += ["--unix-socket", unix_path]
         child = NodeProcess(arguments, ready_timeout=ready_timeout, log=data / "node.log")
         address, stop = child.address, child.stop
+        if unix_path is not None:
+            unix_sockets[address] = unix_path
     else:
         from dref.raft.kv_node import KeyValueNode
 
         node = KeyValueNode(config, max_value_size=max_value_size)
         address, stop = node.address, node.close
     try:
-        client = Client([address, *peers.values()], timeout=timeout)
+        client = Client([address, *peers.values()], timeout=timeout, unix_sockets=unix_sockets)
     except BaseException:
         stop()
         raise
@@ -90,6 +96,13 @@ def raft_context(
         on_close=stop,
     )
     return Context(backend, read_policy=read_policy)
+
+
+def _unix_socket_path(data_dir: Path) -> str | None:
+    """Where the child node serves this process on a Unix socket; None when the path
+    would be too long for one (the calls then go over loopback TCP)."""
+    path = str(data_dir.resolve() / "node.sock")
+    return path if len(path.encode()) <= 100 else None
 
 
 def raft_client_context(

@@ -14,9 +14,13 @@ gRPC port (`SOCKET_PORT_PATH`), so membership keeps one address per node.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import os
 import select
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -81,8 +85,27 @@ class PeerRefused(ConnectionError):
     """The peer is not the node we meant to reach, or it refused us (logged once)."""
 
 
+def _unix_listener(path: str) -> socket.socket:
+    """A listening Unix socket at `path`, replacing a stale one a dead node left behind
+    (the data directory's lock says no live node owns it)."""
+    if os.path.exists(path):
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            raise FileExistsError(errno.EEXIST, "the file exists and is not a socket", path)
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        listener.listen(64)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
 def _tune(sock: socket.socket, keepalive: float) -> None:
     """No Nagle delay; the kernel probes an idle connection so a vanished peer is noticed."""
+    if sock.family == socket.AF_UNIX:
+        return
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     if hasattr(socket, "TCP_KEEPIDLE"):
@@ -238,6 +261,7 @@ class NodeSocketServer:
         cluster_id: Callable[[], str] = lambda: "",
         stall_timeout: float = 5.0,
         keepalive: float = 20.0,
+        unix_path: str | None = None,
     ) -> None:
         self._node_id = node_id
         self._admit: Admit | None = None
@@ -258,6 +282,15 @@ class NodeSocketServer:
             raise
         self._listener.listen(64)
         self.port: int = self._listener.getsockname()[1]
+        self._listeners = [self._listener]
+        self.unix_path = unix_path
+        """A Unix socket path also served (for local clients), if any."""
+        if unix_path is not None:
+            try:
+                self._listeners.append(_unix_listener(unix_path))
+            except OSError:
+                self._listener.close()
+                raise
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._closed = False
@@ -270,22 +303,30 @@ class NodeSocketServer:
         """Start accepting: `admit` decodes a request and checks its sender (raising
         `CallRefused`), `submit` hands it to the node."""
         self._admit, self._submit = admit, submit
-        threading.Thread(
-            target=self._accept, name=f"dref-peer-accept-{self._node_id}", daemon=True
-        ).start()
+        for listener in self._listeners:
+            threading.Thread(
+                target=self._accept,
+                args=(listener,),
+                name=f"dref-socket-accept-{self._node_id}",
+                daemon=True,
+            ).start()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             connections, self._connections = self._connections, set()
-        _shut(self._listener)
+        for listener in self._listeners:
+            _shut(listener)
+        if self.unix_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.unix_path)
         for conn in connections:
             _shut(conn)
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
-                conn, _ = self._listener.accept()
+                conn, _ = listener.accept()
             except OSError:
                 return  # closed
             with self._lock:

@@ -81,7 +81,9 @@ CLIENT_TRANSPORTS = ("socket", "grpc")
 class _Node:
     """One address with its channel, stubs and pipeline."""
 
-    def __init__(self, address: str, transport: str = "socket") -> None:
+    def __init__(
+        self, address: str, transport: str = "socket", unix_path: str | None = None
+    ) -> None:
         self.address = address
         options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
@@ -95,7 +97,9 @@ class _Node:
         self.pipeline: Pipeline | SocketPipeline = grpc_pipeline
         if transport == "socket":
             discover = grpc_port_discovery(address, CONNECT_TIMEOUT)
-            self.pipeline = SocketPipeline(address, discover, grpc_pipeline)
+            self.pipeline = SocketPipeline(
+                address, discover, grpc_pipeline, unix_path=unix_path
+            )
 
     def close(self) -> None:
         """Cancel the pipeline (its waiting calls fail with CANCELLED), then the channel."""
@@ -118,13 +122,15 @@ class Client:
         address_map: Mapping[str, str] | None = None,
         retry: RetryPolicy | None = None,
         transport: str = "socket",
+        unix_sockets: Mapping[str, str] | None = None,
     ) -> None:
         """`address_map` translates any address the client would dial (a configured one or
         a leader hint) into the one to use, for nodes reached through proxies or NAT.
         `retry(error, write)` is asked before a failed call is tried again within its
         timeout; False raises `error` at once (None: retry whatever may succeed later).
         `transport` carries key/value calls on the node's socket ("socket", gRPC for a node
-        without one) or on the gRPC Pipeline stream ("grpc")."""
+        without one) or on the gRPC Pipeline stream ("grpc"); `unix_sockets` maps a node
+        address to the Unix socket path that node serves on this machine."""
         if not addresses:
             raise ValueError("give at least one node address (host:port)")
         if timeout <= 0:
@@ -132,6 +138,7 @@ class Client:
         if transport not in CLIENT_TRANSPORTS:
             raise ValueError(f"transport must be one of {', '.join(CLIENT_TRANSPORTS)}")
         self._transport = transport
+        self._unix_sockets = dict(unix_sockets or {})
         self.timeout = timeout
         self._lock = threading.Lock()
         self._nodes: dict[str, _Node] = {}
@@ -348,7 +355,8 @@ class Client:
                 raise ContextClosedError("the Raft client is closed")
             node = self._nodes.get(address)
             if node is None:
-                node = self._nodes[address] = _Node(address, self._transport)
+                unix_path = self._unix_sockets.get(address)
+                node = self._nodes[address] = _Node(address, self._transport, unix_path)
                 self._order.append(address)
             return node
 

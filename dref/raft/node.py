@@ -456,10 +456,12 @@ class Node:
                 socket_port,
                 stall_timeout=config.rpc_timeout,
                 keepalive=config.keepalive_interval,
+                unix_path=config.unix_socket,
             )
         except OSError as exc:
             self._server.stop(None)
-            raise ConfigError(f"cannot listen for peers on {listen}: {exc.strerror}") from None
+            where = listen if exc.filename is None else exc.filename
+            raise ConfigError(f"cannot listen on node socket {where}: {exc.strerror}") from None
 
     def _peer_links(self, node_id: str, on_answer: OnMessage) -> PeerTransport:
         config = self._config

@@ -46,8 +46,16 @@ CONNECT_TIMEOUT = 2.0
 class SocketPipeline:
     """The socket pipeline to one node: connected on first use, again after a break."""
 
-    def __init__(self, address: str, discover: DiscoverPort, fallback: Pipeline) -> None:
+    def __init__(
+        self,
+        address: str,
+        discover: DiscoverPort,
+        fallback: Pipeline,
+        *,
+        unix_path: str | None = None,
+    ) -> None:
         self.address = address
+        self._unix_path = unix_path
         self._host = address.rpartition(":")[0].strip("[]")
         self._discover = discover
         self._fallback = fallback
@@ -131,12 +139,14 @@ class SocketPipeline:
                 raise CallFailed(grpc.StatusCode.CANCELLED, "the pipeline is closed")
             limit = max(0.001, min(CONNECT_TIMEOUT, deadline - time.monotonic()))
             try:
-                port = self._discover()
-                if port is None:
-                    _log.info("%s has no socket: its calls go on gRPC", self.address)
-                    self._no_socket_until = time.monotonic() + NO_SOCKET_RETRY
-                    return None
-                sock = _open(self._host, port, limit)
+                sock = self._open_unix(limit)
+                if sock is None:
+                    port = self._discover()
+                    if port is None:
+                        _log.info("%s has no socket: its calls go on gRPC", self.address)
+                        self._no_socket_until = time.monotonic() + NO_SOCKET_RETRY
+                        return None
+                    sock = _handshake(socket.create_connection((self._host, port), limit))
             except (OSError, FrameError) as exc:
                 # "failed to connect": the call was surely not sent, so a write may retry
                 raise CallFailed(
@@ -153,16 +163,31 @@ class SocketPipeline:
         finally:
             self._connecting.release()
 
+    def _open_unix(self, timeout: float) -> socket.socket | None:
+        """A connection on the node's Unix socket, or None (none given, or it failed)."""
+        if self._unix_path is None:
+            return None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(self._unix_path)
+        except OSError as exc:
+            sock.close()
+            _log.debug("%s: no Unix socket at %s: %s", self.address, self._unix_path, exc)
+            return None
+        return _handshake(sock)
+
     def _count(self, frames: int) -> None:
         with self._lock:
             self.stats.frames_received += frames
 
 
-def _open(host: str, port: int, timeout: float) -> socket.socket:
-    """A connected, handshaken client socket to a node (raises OSError or FrameError)."""
-    sock = socket.create_connection((host, port), timeout=timeout)
+def _handshake(sock: socket.socket) -> socket.socket:
+    """`sock`, connected to a node, after the client handshake (raises OSError or
+    FrameError, closing it)."""
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(Hello(f"client-{os.getpid()}", "", role="client").encode())
         kind, payload = FrameReader(sock).read()
         if kind is FrameKind.REFUSED:

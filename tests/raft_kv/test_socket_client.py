@@ -12,7 +12,7 @@ import pytest
 from polling import wait_for
 
 from dref.backend import Entry
-from dref.errors import BackendUnavailableError
+from dref.errors import BackendUnavailableError, ConfigError
 from dref.raft.client import Client
 from dref.raft.socket_pipeline import SocketPipeline
 from dref.wire.frames import FrameKind, FrameReader, Hello, encode_frame
@@ -140,3 +140,25 @@ def test_a_write_cut_off_with_its_connection_may_or_may_not_have_applied(make_kv
         assert not writer.is_alive()
         assert outcome and isinstance(outcome[0], BackendUnavailableError)
         assert "may or may not" in str(outcome[0])
+
+
+def test_a_local_client_uses_the_nodes_unix_socket(make_kv_cluster, tmp_path):
+    path = tmp_path / "n1.sock"
+    path.touch()  # not a socket: the node refuses to replace it
+    with pytest.raises(ConfigError, match="is not a socket"):
+        make_kv_cluster(1, {"unix_socket": str(path)})
+    path.unlink()
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))  # left behind by a dead node: replaced
+    stale.close()
+    cluster = make_kv_cluster(1, {"unix_socket": str(path)})
+    node = cluster.leader()
+    with Client([node.address], unix_sockets={node.address: str(path)}) as client:
+        revision = client.set("k", b"v")
+        assert client.get("k") == Entry(b"v", revision)
+        connection = _pipeline(client, node.address)._connection
+        assert connection is not None and connection._sock.family == socket.AF_UNIX
+    with Client([node.address], unix_sockets={node.address: str(tmp_path / "none")}) as client:
+        assert client.get("k") == Entry(b"v", revision)  # no such socket: TCP instead
+        connection = _pipeline(client, node.address)._connection
+        assert connection is not None and connection._sock.family == socket.AF_INET

@@ -363,7 +363,7 @@ def test_a_used_peer_port_fails_at_once_naming_it(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         cluster = Cluster(tmp_path, size=1, peer_listen=f"127.0.0.1:{port}")
         started = time.monotonic()
-        with pytest.raises(ConfigError, match=f"cannot listen for peers on 127.0.0.1:{port}"):
+        with pytest.raises(ConfigError, match=f"cannot listen on node socket 127.0.0.1:{port}"):
             cluster.start("n1")
         assert time.monotonic() - started < 1.0
 
