@@ -521,7 +521,7 @@ def grpc_port_discovery(address: str, timeout: float) -> DiscoverPort:
             except grpc.RpcError as exc:
                 if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
                     return None
-                raise ConnectionError(f"{address}: {exc.code().name}") from None
+                raise ConnectionError(exc.details() or exc.code().name) from None
         if not answer.isdigit():
             raise ConnectionError(f"{address} answered a bad peer socket port {answer!r}")
         return int(answer)
