@@ -86,6 +86,7 @@ API_WORKLOADS = (
     ("get_lin", 32, "get linearizable 32"),
     ("get_lease", 1, "get lease 1 caller"),
     ("update", 16, "update +1 16 threads one key"),
+    ("increment", 16, "increment 16 threads one key"),
 )
 API_NAMES = {
     "raft": "dref.raft()",
@@ -430,6 +431,7 @@ def pso_node_main(spec: dict[str, Any]) -> None:
         "set": lambda w, i: store.put(api_key(w, i), API_VALUE, sync=True, timeout=10),
         "get_lease": lambda w, i: store.data.get(api_key(w, i)),
         "update": lambda w, i: store.add("counter", 1, sync=True, timeout=10),
+        "increment": lambda w, i: store.add("counter", 1, sync=True, timeout=10),
     }
     print("ready", flush=True)
     for line in sys.stdin:
@@ -650,14 +652,16 @@ def measured_run(
     calls: dict[str, Call], total: Callable[[], int], run: dict[str, Any]
 ) -> dict[str, Any]:
     """Run one API row here; add the CPU of this process and of `run["server_pids"]`, and for
-    "update" whether the counter grew by exactly the number of successful calls."""
+    "update" and "increment" whether the counter grew by exactly the number of successful
+    calls."""
     pids = run["server_pids"]
-    before = total() if run["op"] == "update" else 0
+    counts = run["op"] in ("update", "increment")
+    before = total() if counts else 0
     servers, caller = [cpu_seconds(pid) for pid in pids], cpu_seconds()
     result = run_callers(calls[run["op"]], run["threads"], run["seconds"])
     result["caller_cpu"] = cpu_seconds() - caller
     result["server_cpu"] = sum(cpu_seconds(pid) for pid in pids) - sum(servers)
-    if run["op"] == "update":
+    if counts:
         result["grew"] = total() - before
     return result
 
@@ -702,6 +706,7 @@ def _app(spec: dict[str, Any]) -> Iterator[tuple[dict[str, Call], Callable[[], i
             "get_lin": lambda w, i: refs[api_slot(w, i)].get(policy="linearizable"),
             "get_lease": lambda w, i: refs[api_slot(w, i)].get(policy="lease"),
             "update": lambda w, i: counter.update(lambda n: n + 1),
+            "increment": lambda w, i: counter.increment(),
         }
         client = cast(Any, ctx.backend).client  # a RaftBackend's dref.raft.Client
         details = {"leader": _dref_leader(client), "own_server_pids": own}
@@ -773,6 +778,7 @@ def _etcd_app(spec: dict[str, Any]) -> Iterator[tuple[dict[str, Call], Callable[
             "get_lin": get(False),
             "get_lease": get(True),
             "update": lambda w, i: _etcd_increment(kv, pb, b"counter"),
+            "increment": lambda w, i: _etcd_increment(kv, pb, b"counter"),  # no atomic add
         }
 
         def total() -> int:

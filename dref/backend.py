@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 from dref.contracts.changes import ChangeEvent, ChangeKind, Entry, Listener, ListenerRegistry
 from dref.contracts.read_policy import ReadPolicyName, read_policy_name
-from dref.errors import ConfigError, ValueTooLargeError
+from dref.errors import ConfigError, DRefTimeoutError, NotFoundError, ValueTooLargeError
+from dref.wire.encoded_int import add_to_encoded
 
 __all__ = [
     "MIN_CALL_TIMEOUT",
@@ -34,6 +35,8 @@ __all__ = [
 
 _log = logging.getLogger("dref")
 
+DEFAULT_INCREMENT_TIMEOUT = 30.0
+"""Seconds `Backend.increment` may take when given no timeout (as `DRef.modify`)."""
 MIN_CALL_TIMEOUT = 1.0
 """Seconds a backend call made for a waiting caller gets at least, even when the caller's
 own deadline is nearly up: a write cut short by its timeout may have happened anyway, which
@@ -148,6 +151,25 @@ class Backend(abc.ABC):
 
         With `expected`, only if the current entry is `expected`. True if it re-armed.
         """
+
+    def increment(
+        self, name: str, delta: int, fmt: str, *, timeout: float | None = None
+    ) -> tuple[int, int]:
+        """Add `delta` to the integer stored under `name`, encoded as `fmt` ("msgpack" or
+        "json"), as one write; returns (new value, revision). The new value has no TTL.
+        Raises NotFoundError if absent, CodecError if it is not an integer. This default
+        retries a compare-and-set; backends that can add in one step override it."""
+        deadline = time.monotonic() + (DEFAULT_INCREMENT_TIMEOUT if timeout is None else timeout)
+        while True:
+            entry = self.get(name, timeout=call_timeout(deadline))
+            if entry is None:
+                raise NotFoundError(name)
+            number, value = add_to_encoded(name, entry.value, delta, fmt)
+            revision = self.compare_and_set(name, entry, value, timeout=call_timeout(deadline))
+            if revision is not None:
+                return number, revision
+            if time.monotonic() >= deadline:
+                raise DRefTimeoutError(f"increment of {name} lost every compare-and-set")
 
     @abc.abstractmethod
     def subscribe(self, name: str, listener: Listener) -> Callable[[], None]:

@@ -31,7 +31,8 @@ from dref.backend import (
     ListenerRegistry,
     ReadPolicyName,
 )
-from dref.errors import ConfigError, ContextClosedError
+from dref.errors import ConfigError, ContextClosedError, NotFoundError
+from dref.wire.encoded_int import add_to_encoded
 
 __all__ = ["DEFAULT_MAX_VALUE_SIZE", "LocalBackend"]
 
@@ -145,6 +146,20 @@ class LocalBackend(Backend):
             if not self._matches(name, expected):
                 return None
             return self._store(name, value, ttl, events)
+
+        return self._run(name, op)
+
+    def increment(
+        self, name: str, delta: int, fmt: str, *, timeout: float | None = None
+    ) -> tuple[int, int]:
+        """Add `delta` to the stored integer in one step (see `Backend.increment`)."""
+
+        def op(events: list[ChangeEvent]) -> tuple[int, int]:
+            item = self._items.get(name)
+            if item is None:
+                raise NotFoundError(name)
+            number, value = add_to_encoded(name, item.value, delta, fmt)
+            return number, self._store(name, value, None, events)
 
         return self._run(name, op)
 

@@ -117,6 +117,15 @@ class RaftBackend(Backend):
         self._check(name)
         return self._seen(name, self.client.delete(name, timeout=timeout))
 
+    def increment(
+        self, name: str, delta: int, fmt: str, *, timeout: float | None = None
+    ) -> tuple[int, int]:
+        """Add in the state machine as one replicated command (see `Backend.increment`)."""
+        self._check(name)
+        number, revision = self.client.increment(name, delta, fmt, timeout=timeout)
+        self._seen(name, revision)
+        return number, revision
+
     def compare_and_set(
         self,
         name: str,

@@ -48,6 +48,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import msgpack
 import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import (
@@ -72,11 +73,13 @@ from dref.backend import (
 )
 from dref.errors import (
     BackendUnavailableError,
+    CodecError,
     ConfigError,
     ContextClosedError,
     DRefError,
     LockStolenError,
     LockTimeoutError,
+    NotFoundError,
 )
 from dref.wire.change_payload import ChangePayload, decode_change_payload, encode_change_payload
 from dref.wire.lock_token import decode_lock_token, encode_lock_token, new_lock_token
@@ -229,6 +232,29 @@ class RedisBackend(Backend):
         self.check_value_size(name, value)
         args = [*_expected_args(expected), value, _ttl_arg(ttl)]
         return self._write(redis_scripts.COMPARE_AND_SET, name, value, False, args, timeout)
+
+    def increment(
+        self, name: str, delta: int, fmt: str, *, timeout: float | None = None
+    ) -> tuple[int, int]:
+        """Add in one Lua script, no compare-and-set retries (see `Backend.increment`);
+        sums beyond 2**53 are refused, since Lua numbers are doubles."""
+        if abs(delta) >= 2**53:
+            raise CodecError(f"cannot increment {name} by {delta}: Redis adds exactly to 2**53")
+        head, tail = _payload_around_value(name, self.style)
+        scala = "1" if self.style == "scala" else "0"
+        keys = [self._key(name), revision_key(name)]
+        reply = self._eval(
+            redis_scripts.INCREMENT, keys, [head, delta, fmt, scala, tail], timeout
+        )
+        if reply is None:
+            raise NotFoundError(name)
+        revision, number = int(reply[0]), reply[1]
+        if revision == 0:
+            raise CodecError(f"cannot increment {name}: {number.decode()}")
+        watcher = self._watcher
+        if watcher is not None:
+            watcher.wait_delivered(name, revision, _OWN_EVENT_WAIT)
+        return int(number), revision
 
     def compare_and_delete(
         self, name: str, expected: Entry, *, timeout: float | None = None
@@ -690,3 +716,14 @@ def redis_context(
     from dref.context import Context
 
     return Context(RedisBackend(url, **options), read_policy=read_policy)
+
+
+def _payload_around_value(name: str, style: Style) -> tuple[bytes, bytes]:
+    """The upstream ChangePayload of a set of `name` split around its value byte array:
+    what comes before it and what follows (the Lua script puts the array between)."""
+    empty = encode_change_payload(
+        ChangePayload(name=name.encode(), value=b"", delete=False), style=style
+    )
+    tail = msgpack.packb("delete") + msgpack.packb(False)
+    head = empty[: -(1 + len(tail))]  # drop the empty array (one byte) and the tail
+    return head, tail

@@ -155,3 +155,68 @@ publish(rev)
 return rev
 """,
 )
+
+INCREMENT = _script(
+    "increment",
+    """
+-- ARGV[3] the upstream ChangePayload up to its value (this script appends the rest),
+-- ARGV[4] delta, ARGV[5] 'msgpack' or 'json', ARGV[6] '1' for scala-style byte arrays,
+-- ARGV[7] the ChangePayload's tail after the value.
+-- Returns false when absent, {0, reason} when not an integer, else {revision, new value}.
+local current = redis.call('GET', KEYS[1])
+if not current then
+  return false
+end
+local number
+if ARGV[5] == 'json' then
+  if not string.match(current, '^%-?%d+$') then
+    return {0, 'the stored value is not a JSON integer'}
+  end
+  number = tonumber(current)
+else
+  local first = string.byte(current, 1)
+  if first == 0xca or first == 0xcb then
+    return {0, 'the stored value is a float, not an integer'}
+  end
+  local ok, decoded = pcall(cmsgpack.unpack, current)
+  if not ok or type(decoded) ~= 'number' then
+    return {0, 'the stored value is not a MsgPack integer'}
+  end
+  number = decoded
+end
+-- Lua numbers are doubles: exact for integers of magnitude below 2^53 only
+if number ~= math.floor(number) or math.abs(number) > 9007199254740991 then
+  return {0, 'the value is beyond the integers Redis adds exactly (2^53)'}
+end
+number = number + tonumber(ARGV[4])
+if math.abs(number) > 9007199254740991 then
+  return {0, 'the sum leaves the integers Redis adds exactly (2^53)'}
+end
+local value
+if ARGV[5] == 'json' then
+  value = string.format('%d', number)
+else
+  value = cmsgpack.pack(number)
+end
+local parts = {}
+local n = #value
+parts[1] = string.char(0x90 + n)  -- a packed integer is at most 9 bytes: a fixarray
+for i = 1, n do
+  local b = string.byte(value, i)
+  if b < 0x80 or (ARGV[6] == '1' and b >= 0xe0) then
+    parts[#parts + 1] = string.char(b)
+  elseif ARGV[6] == '1' then
+    parts[#parts + 1] = string.char(0xd0, b)
+  else
+    parts[#parts + 1] = string.char(0xcc, b)
+  end
+end
+ARGV[3] = ARGV[3] .. table.concat(parts) .. ARGV[7]
+local rev = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], value)
+publish(rev)
+return {rev, string.format('%d', number)}
+""",
+)
+"""Add to an integer value in place (`DRef.increment`): decode, add, encode and publish
+the upstream ChangePayload, all in the script, so concurrent increments never retry."""

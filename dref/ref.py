@@ -15,11 +15,13 @@ created with ``interop_locking=True`` does the same, for names upstream nodes al
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+import msgpack
 
 from dref.backend import Entry, ReadPolicyName, read_policy_name
 from dref.changes import DEFAULT_BUFFER, ChangeStream, Event, Subscription
-from dref.errors import NotFoundError
+from dref.errors import CodecError, NotFoundError
 from dref.wire.codec import Codec
 
 if TYPE_CHECKING:
@@ -33,7 +35,6 @@ D = TypeVar("D")
 
 DEFAULT_MODIFY_TIMEOUT = 30.0
 """How long (seconds) a read-modify-write keeps retrying before `DRefTimeoutError`."""
-
 
 
 class DRef(Generic[T]):
@@ -149,6 +150,35 @@ class DRef(Generic[T]):
 
         return self.modify(step, timeout)
 
+    def increment(self, n: int = 1, timeout: float | None = None) -> int:
+        """Atomically add `n` to the integer value; returns the new value.
+
+        On Raft and Redis the store adds in place, as one write that never retries (Raft: a
+        native command, so it is not upstream-compatible; Redis: one Lua script, exact up
+        to 2**53), and on the local backend under its lock. That needs the ref's codec to
+        be MsgPack (the default) or JSON; other codecs, and `interop_locking` backends, get
+        `update_and_get(lambda v: v + n)`. Like `modify`, the new value has no TTL. Raises
+        `NotFoundError` if absent, `CodecError` if the value is not an integer.
+        """
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"increment takes an int, not {type(n).__name__}")
+        backend = self._context._open_backend()
+        fmt = _counter_format(self.codec)
+        if fmt is None or backend.interop_locking:
+
+            def add(value: T) -> T:
+                if isinstance(value, bool) or not isinstance(value, int):
+                    kind = type(value).__name__
+                    raise CodecError(
+                        f"cannot increment {self.name}: it holds a {kind}, not an integer"
+                    )
+                return value + n  # type: ignore[return-value]
+
+            return cast(int, self.update_and_get(add, timeout))
+        limit = DEFAULT_MODIFY_TIMEOUT if timeout is None else timeout
+        number, _ = backend.increment(self.name, n, fmt, timeout=limit)
+        return number
+
     # -- changes -------------------------------------------------------------------------
 
     def changes(
@@ -165,3 +195,16 @@ class DRef(Generic[T]):
         returned subscription is cancelled (or the context closes)."""
         return self._context._open_subscription(self.name, self.codec.decode, callback, buffer)
 
+
+def _counter_format(codec: Codec[Any]) -> str | None:
+    """The encoding a store can add to for `codec`: "msgpack" or "json" when the codec
+    writes integers exactly as plain MsgPack or JSON does, else None."""
+    try:
+        probe = codec.encode(-300)
+    except Exception:  # noqa: BLE001 - a codec for some other type: no in-place add
+        return None
+    if probe == msgpack.packb(-300):
+        return "msgpack"
+    if probe == b"-300":
+        return "json"
+    return None

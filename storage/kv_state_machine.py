@@ -7,17 +7,18 @@ encoding is documented.
 
 Revisions: one counter, kept in the state and in snapshots, takes its next value on every
 write that changes an entry (set, created set-if-absent, delete - even of an absent name -,
-each reaped name, applied compare-and-set / compare-and-delete). Re-arming an expiry keeps
-the entry's revision. Every node applies the same commands in the same order, so every node
-hands out the same revisions; they only grow, so a lock's acquiring revision is a fencing
-token.
+each reaped name, applied compare-and-set / compare-and-delete / increment). Re-arming an
+expiry keeps the entry's revision. Every node applies the same commands in the same order,
+so every node hands out the same revisions; they only grow, so a lock's acquiring revision
+is a fencing token.
 
 Expiry is never decided by a clock here: `expire_at` and `now` come inside the commands
 (the proposer's wall clock, Unix ms), so apply stays deterministic. Only `query` compares
 against a `now` given in the request.
 
 Change events (`dref.backend.ChangeEvent`) go to `listeners` as commands apply, after the
-state lock is released: set / created set-if-absent / applied compare-and-set -> SET;
+state lock is released: set / created set-if-absent / applied compare-and-set or increment
+-> SET;
 delete (always) / deleting delete-if-expired / applied compare-and-delete -> DELETE;
 expiry re-arming -> nothing. `restore` emits no events (like upstream, spec 1.5) but calls
 every resync listener, telling subscribers that changes may have been missed and they
@@ -36,6 +37,7 @@ from google.protobuf.message import DecodeError
 from dref.contracts.changes import ChangeEvent, ChangeKind, ListenerRegistry
 from dref.errors import CodecError
 from dref.storage.expiry_index import ExpiryIndex
+from dref.wire.encoded_int import add_to_encoded
 from dref.wire.proto import state_command_pb2 as sc
 from dref.wire.proto.dref_native_pb2 import CommandResult, KeyValueQuery, KeyValueQueryResult
 from dref.wire.proto.raft_pb2 import KeyValueSnapshot, KVEntry
@@ -265,7 +267,25 @@ class KeyValueStateMachine:
             if not ok:
                 return self._refused(c9.name)
             return self._rearm(c9.name, c9.expire_at, scheduled)
+        if op == "increment":
+            return self._increment(command.increment, events)
         return CommandResult()  # empty, start_new_term, or a member this version lacks
+
+    def _increment(self, command: sc.IncrementCommand, events: list[ChangeEvent]) -> CommandResult:
+        """Add to a live integer entry; the new value loses any expiry (as `modify` does)."""
+        stored = self._entries.get(command.name)
+        if stored is None or not stored.live_at(command.now):
+            return CommandResult(applied=False)
+        fmt = "json" if command.format == sc.IncrementCommand.JSON else "msgpack"
+        try:
+            number, value = add_to_encoded(command.name, stored.value, command.delta, fmt)
+        except CodecError as exc:
+            refused = self._refused(command.name)
+            refused.refused = str(exc)
+            return refused
+        result = self._store(command.name, value, None, events, [])
+        result.number = number
+        return result
 
     def _matches(self, name: str, revision: int, value: bytes, now: int) -> bool:
         stored = self._entries.get(name)

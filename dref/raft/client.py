@@ -38,9 +38,11 @@ import grpc
 from dref.contracts.changes import ChangeEvent, ChangeKind, Entry
 from dref.errors import (
     BackendUnavailableError,
+    CodecError,
     ContextClosedError,
     DRefError,
     DRefTimeoutError,
+    NotFoundError,
     NotLeaderError,
     QuorumLostError,
     ValueTooLargeError,
@@ -248,6 +250,25 @@ class Client:
         )
         reply = self._call(run, timeout, name, value, write=True)
         return int(reply.revision) if reply.applied else None
+
+    def increment(
+        self, name: str, delta: int, fmt: str, *, timeout: float | None = None
+    ) -> tuple[int, int]:
+        """Add `delta` to the integer under `name` (encoded as `fmt`) in the state machine;
+        (new value, revision). NotFoundError if absent, CodecError if not an integer."""
+        request = sc.IncrementCommand(name=name, delta=delta)
+        if fmt == "json":
+            request.format = sc.IncrementCommand.JSON
+        run = _piped(
+            lambda: native.PipelineCall(increment=request),
+            lambda n, t: n.native.Increment(request, timeout=t),
+        )
+        reply = self._call(run, timeout, name, write=True)
+        if reply.applied:
+            return int(reply.number), int(reply.revision)
+        if reply.refused:
+            raise CodecError(reply.refused)
+        raise NotFoundError(name)
 
     def compare_and_delete(
         self, name: str, expected: Entry, *, timeout: float | None = None

@@ -88,6 +88,11 @@ class Prefixed(Backend):
     ) -> bool:
         return self.inner.compare_and_delete(self.prefix + name, expected, timeout=timeout)
 
+    def increment(
+        self, name: str, delta: int, fmt: str, *, timeout: float | None = None
+    ) -> tuple[int, int]:
+        return self.inner.increment(self.prefix + name, delta, fmt, timeout=timeout)
+
     def expire(
         self,
         name: str,

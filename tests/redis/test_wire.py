@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 import pytest
 import redis
 
 from dref.backend import ChangeKind, Entry
+from dref.errors import CodecError
 from dref.redis_backend import RedisBackend
 from dref.wire.lock_token import decode_lock_token
 from dref.wire.msgpack_codec import MsgPackCodec
@@ -233,3 +235,38 @@ def test_value_written_through_dref_read_by_upstream_after_upstream_overwrite(
     assert backend.compare_and_set("shared", Entry(b"ours", first), b"x") is None
     assert backend.compare_and_set("shared", Entry(b"theirs", first), b"x") == first + 1
     assert raw.get("shared") == b"x"
+
+
+@pytest.mark.parametrize("style", ["rust", "scala"])
+@pytest.mark.parametrize(
+    ("start", "delta"), [(0, 1), (120, 80), (-40, 5), (70000, -140000), (2**40, 1)]
+)
+def test_increment_publishes_the_payload_upstream_would(
+    redis_url: str, raw: redis.Redis, tap: ChangeTap, style: str, start: int, delta: int
+) -> None:
+    """The Lua script builds the ChangePayload of the new value itself, byte for byte."""
+    backend = RedisBackend(redis_url, timeout=2.0, style=style)  # type: ignore[arg-type]
+    try:
+        backend.set("n", msgpack.packb(start))
+        tap.next()
+        number, revision = backend.increment("n", delta, "msgpack")
+        assert number == start + delta and revision == 2
+        value = msgpack.packb(start + delta)
+        assert raw.get("n") == value
+        assert tap.next() == upstream_payload(b"n", value, False, scala=style == "scala")
+    finally:
+        backend.close()
+
+
+def test_increment_beyond_2_to_the_53_is_refused(backend: RedisBackend, raw: redis.Redis) -> None:
+    """Lua adds in doubles: what it cannot add exactly is refused, never rounded."""
+    backend.set("big", msgpack.packb(2**53 - 2))
+    assert backend.increment("big", 1, "msgpack")[0] == 2**53 - 1
+    with pytest.raises(CodecError, match="2\\^53"):
+        backend.increment("big", 1, "msgpack")
+    assert raw.get("big") == msgpack.packb(2**53 - 1)
+    with pytest.raises(CodecError, match="2\\*\\*53"):
+        backend.increment("big", -(2**53), "msgpack")
+    backend.set("huge", msgpack.packb(2**60))
+    with pytest.raises(CodecError, match="beyond the integers"):
+        backend.increment("huge", -1, "msgpack")

@@ -9,16 +9,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CommandResult(_message.Message):
-    __slots__ = ("applied", "revision", "current_expire_at", "deleted")
+    __slots__ = ("applied", "revision", "current_expire_at", "deleted", "number", "refused")
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     CURRENT_EXPIRE_AT_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     applied: bool
     revision: int
     current_expire_at: int
     deleted: int
-    def __init__(self, applied: _Optional[bool] = ..., revision: _Optional[int] = ..., current_expire_at: _Optional[int] = ..., deleted: _Optional[int] = ...) -> None: ...
+    number: int
+    refused: str
+    def __init__(self, applied: _Optional[bool] = ..., revision: _Optional[int] = ..., current_expire_at: _Optional[int] = ..., deleted: _Optional[int] = ..., number: _Optional[int] = ..., refused: _Optional[str] = ...) -> None: ...
 
 class KeyValueQuery(_message.Message):
     __slots__ = ("get", "due")
@@ -79,12 +83,16 @@ class NativeGetResponse(_message.Message):
     def __init__(self, found: _Optional[bool] = ..., value: _Optional[bytes] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class WriteResponse(_message.Message):
-    __slots__ = ("applied", "revision")
+    __slots__ = ("applied", "revision", "number", "refused")
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     applied: bool
     revision: int
-    def __init__(self, applied: _Optional[bool] = ..., revision: _Optional[int] = ...) -> None: ...
+    number: int
+    refused: str
+    def __init__(self, applied: _Optional[bool] = ..., revision: _Optional[int] = ..., number: _Optional[int] = ..., refused: _Optional[str] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ("name", "names", "replaces")
@@ -133,7 +141,7 @@ class StatusResponse(_message.Message):
     def __init__(self, json: _Optional[str] = ...) -> None: ...
 
 class PipelineCall(_message.Message):
-    __slots__ = ("id", "get", "set", "set_if_absent", "delete", "compare_and_set", "compare_and_delete", "expire_if")
+    __slots__ = ("id", "get", "set", "set_if_absent", "delete", "compare_and_set", "compare_and_delete", "expire_if", "increment")
     ID_FIELD_NUMBER: _ClassVar[int]
     GET_FIELD_NUMBER: _ClassVar[int]
     SET_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +150,7 @@ class PipelineCall(_message.Message):
     COMPARE_AND_SET_FIELD_NUMBER: _ClassVar[int]
     COMPARE_AND_DELETE_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_IF_FIELD_NUMBER: _ClassVar[int]
+    INCREMENT_FIELD_NUMBER: _ClassVar[int]
     id: int
     get: NativeGetRequest
     set: _state_command_pb2.SetElementCommand
@@ -150,7 +159,8 @@ class PipelineCall(_message.Message):
     compare_and_set: _state_command_pb2.CompareAndSetCommand
     compare_and_delete: _state_command_pb2.CompareAndDeleteCommand
     expire_if: _state_command_pb2.ExpireIfCommand
-    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[NativeGetRequest, _Mapping]] = ..., set: _Optional[_Union[_state_command_pb2.SetElementCommand, _Mapping]] = ..., set_if_absent: _Optional[_Union[_state_command_pb2.SetElementIfNotExistCommand, _Mapping]] = ..., delete: _Optional[_Union[_state_command_pb2.DeleteElementCommand, _Mapping]] = ..., compare_and_set: _Optional[_Union[_state_command_pb2.CompareAndSetCommand, _Mapping]] = ..., compare_and_delete: _Optional[_Union[_state_command_pb2.CompareAndDeleteCommand, _Mapping]] = ..., expire_if: _Optional[_Union[_state_command_pb2.ExpireIfCommand, _Mapping]] = ...) -> None: ...
+    increment: _state_command_pb2.IncrementCommand
+    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[NativeGetRequest, _Mapping]] = ..., set: _Optional[_Union[_state_command_pb2.SetElementCommand, _Mapping]] = ..., set_if_absent: _Optional[_Union[_state_command_pb2.SetElementIfNotExistCommand, _Mapping]] = ..., delete: _Optional[_Union[_state_command_pb2.DeleteElementCommand, _Mapping]] = ..., compare_and_set: _Optional[_Union[_state_command_pb2.CompareAndSetCommand, _Mapping]] = ..., compare_and_delete: _Optional[_Union[_state_command_pb2.CompareAndDeleteCommand, _Mapping]] = ..., expire_if: _Optional[_Union[_state_command_pb2.ExpireIfCommand, _Mapping]] = ..., increment: _Optional[_Union[_state_command_pb2.IncrementCommand, _Mapping]] = ...) -> None: ...
 
 class CallError(_message.Message):
     __slots__ = ("code", "details", "leader_address")

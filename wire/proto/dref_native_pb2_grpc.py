@@ -71,6 +71,11 @@ class DRefNativeStub:
                 request_serializer=dref_dot_wire_dot_proto_dot_state__command__pb2.ExpireIfCommand.SerializeToString,
                 response_deserializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.WriteResponse.FromString,
                 _registered_method=True)
+        self.Increment = channel.unary_unary(
+                '/io.github.tobia80.DRefNative/Increment',
+                request_serializer=dref_dot_wire_dot_proto_dot_state__command__pb2.IncrementCommand.SerializeToString,
+                response_deserializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.WriteResponse.FromString,
+                _registered_method=True)
         self.Watch = channel.unary_stream(
                 '/io.github.tobia80.DRefNative/Watch',
                 request_serializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.WatchRequest.SerializeToString,
@@ -134,6 +139,12 @@ class DRefNativeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Increment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Watch(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -190,6 +201,11 @@ def add_DRefNativeServicer_to_server(servicer, server):
             'ExpireIf': grpc.unary_unary_rpc_method_handler(
                     servicer.ExpireIf,
                     request_deserializer=dref_dot_wire_dot_proto_dot_state__command__pb2.ExpireIfCommand.FromString,
+                    response_serializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.WriteResponse.SerializeToString,
+            ),
+            'Increment': grpc.unary_unary_rpc_method_handler(
+                    servicer.Increment,
+                    request_deserializer=dref_dot_wire_dot_proto_dot_state__command__pb2.IncrementCommand.FromString,
                     response_serializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.WriteResponse.SerializeToString,
             ),
             'Watch': grpc.unary_stream_rpc_method_handler(
@@ -397,6 +413,33 @@ class DRefNative:
             target,
             '/io.github.tobia80.DRefNative/ExpireIf',
             dref_dot_wire_dot_proto_dot_state__command__pb2.ExpireIfCommand.SerializeToString,
+            dref_dot_wire_dot_proto_dot_dref__native__pb2.WriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Increment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/io.github.tobia80.DRefNative/Increment',
+            dref_dot_wire_dot_proto_dot_state__command__pb2.IncrementCommand.SerializeToString,
             dref_dot_wire_dot_proto_dot_dref__native__pb2.WriteResponse.FromString,
             options,
             channel_credentials,

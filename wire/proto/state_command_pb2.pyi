@@ -1,4 +1,5 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -68,6 +69,24 @@ class CompareAndSetCommand(_message.Message):
     now: int
     def __init__(self, name: _Optional[str] = ..., expected_revision: _Optional[int] = ..., expected_value: _Optional[bytes] = ..., value: _Optional[bytes] = ..., expire_at: _Optional[int] = ..., now: _Optional[int] = ...) -> None: ...
 
+class IncrementCommand(_message.Message):
+    __slots__ = ("name", "delta", "format", "now")
+    class Format(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        MSGPACK: _ClassVar[IncrementCommand.Format]
+        JSON: _ClassVar[IncrementCommand.Format]
+    MSGPACK: IncrementCommand.Format
+    JSON: IncrementCommand.Format
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    NOW_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    delta: int
+    format: IncrementCommand.Format
+    now: int
+    def __init__(self, name: _Optional[str] = ..., delta: _Optional[int] = ..., format: _Optional[_Union[IncrementCommand.Format, str]] = ..., now: _Optional[int] = ...) -> None: ...
+
 class CompareAndDeleteCommand(_message.Message):
     __slots__ = ("name", "expected_revision", "expected_value", "now")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -103,7 +122,7 @@ class DeleteIfExpiredBatchCommand(_message.Message):
     def __init__(self, names: _Optional[_Iterable[str]] = ..., now: _Optional[int] = ...) -> None: ...
 
 class StateCommand(_message.Message):
-    __slots__ = ("set_element", "set_element_if_not_exist", "delete_element", "expire_element", "delete_if_expired", "start_new_term", "compare_and_set", "compare_and_delete", "expire_if", "delete_if_expired_batch")
+    __slots__ = ("set_element", "set_element_if_not_exist", "delete_element", "expire_element", "delete_if_expired", "start_new_term", "compare_and_set", "compare_and_delete", "expire_if", "delete_if_expired_batch", "increment")
     SET_ELEMENT_FIELD_NUMBER: _ClassVar[int]
     SET_ELEMENT_IF_NOT_EXIST_FIELD_NUMBER: _ClassVar[int]
     DELETE_ELEMENT_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +133,7 @@ class StateCommand(_message.Message):
     COMPARE_AND_DELETE_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_IF_FIELD_NUMBER: _ClassVar[int]
     DELETE_IF_EXPIRED_BATCH_FIELD_NUMBER: _ClassVar[int]
+    INCREMENT_FIELD_NUMBER: _ClassVar[int]
     set_element: SetElementCommand
     set_element_if_not_exist: SetElementIfNotExistCommand
     delete_element: DeleteElementCommand
@@ -124,4 +144,5 @@ class StateCommand(_message.Message):
     compare_and_delete: CompareAndDeleteCommand
     expire_if: ExpireIfCommand
     delete_if_expired_batch: DeleteIfExpiredBatchCommand
-    def __init__(self, set_element: _Optional[_Union[SetElementCommand, _Mapping]] = ..., set_element_if_not_exist: _Optional[_Union[SetElementIfNotExistCommand, _Mapping]] = ..., delete_element: _Optional[_Union[DeleteElementCommand, _Mapping]] = ..., expire_element: _Optional[_Union[ExpireElementCommand, _Mapping]] = ..., delete_if_expired: _Optional[_Union[DeleteIfExpiredCommand, _Mapping]] = ..., start_new_term: _Optional[_Union[StartNewTermCommand, _Mapping]] = ..., compare_and_set: _Optional[_Union[CompareAndSetCommand, _Mapping]] = ..., compare_and_delete: _Optional[_Union[CompareAndDeleteCommand, _Mapping]] = ..., expire_if: _Optional[_Union[ExpireIfCommand, _Mapping]] = ..., delete_if_expired_batch: _Optional[_Union[DeleteIfExpiredBatchCommand, _Mapping]] = ...) -> None: ...
+    increment: IncrementCommand
+    def __init__(self, set_element: _Optional[_Union[SetElementCommand, _Mapping]] = ..., set_element_if_not_exist: _Optional[_Union[SetElementIfNotExistCommand, _Mapping]] = ..., delete_element: _Optional[_Union[DeleteElementCommand, _Mapping]] = ..., expire_element: _Optional[_Union[ExpireElementCommand, _Mapping]] = ..., delete_if_expired: _Optional[_Union[DeleteIfExpiredCommand, _Mapping]] = ..., start_new_term: _Optional[_Union[StartNewTermCommand, _Mapping]] = ..., compare_and_set: _Optional[_Union[CompareAndSetCommand, _Mapping]] = ..., compare_and_delete: _Optional[_Union[CompareAndDeleteCommand, _Mapping]] = ..., expire_if: _Optional[_Union[ExpireIfCommand, _Mapping]] = ..., delete_if_expired_batch: _Optional[_Union[DeleteIfExpiredBatchCommand, _Mapping]] = ..., increment: _Optional[_Union[IncrementCommand, _Mapping]] = ...) -> None: ...

@@ -109,7 +109,12 @@ PipelineOutcome = tuple[int, Operation, Future[bytes]] | native.PipelineResult
 
 
 def _write_response(result: Any) -> Any:
-    return native.WriteResponse(applied=result.applied, revision=result.revision)
+    return native.WriteResponse(
+        applied=result.applied,
+        revision=result.revision,
+        number=result.number,
+        refused=result.refused,
+    )
 
 
 def _get_response(result: Any) -> Any:
@@ -167,6 +172,13 @@ def _expire_if_op(s: KeyValueServices, request: Any) -> Operation:
     return Write(command)
 
 
+def _increment_op(s: KeyValueServices, request: Any) -> Operation:
+    s.check_name(request.name)
+    command = sc.StateCommand(increment=request)
+    command.increment.now = s.clock()
+    return Write(command)
+
+
 NATIVE_OPERATIONS: dict[str, Callable[[KeyValueServices, Any], Operation]] = {
     "get": _get_op,
     "set": _set_op,
@@ -175,6 +187,7 @@ NATIVE_OPERATIONS: dict[str, Callable[[KeyValueServices, Any], Operation]] = {
     "compare_and_set": _compare_and_set_op,
     "compare_and_delete": _compare_and_delete_op,
     "expire_if": _expire_if_op,
+    "increment": _increment_op,
 }
 """The builder of each DRefNative operation by its PipelineCall field name: it validates
 the request (CallRefused) and returns the write or read to run, for unary and pipelined

@@ -332,6 +332,9 @@ class _DRefNative(native_grpc.DRefNativeServicer):
     def ExpireIf(self, request: Any, context: Any) -> Any:
         return self._run("expire_if", request, context)
 
+    def Increment(self, request: Any, context: Any) -> Any:
+        return self._run("increment", request, context)
+
     def Watch(self, request: Any, context: Any) -> Iterator[Any]:
         names = {*request.names, request.name} - {""}
         if not names:
