@@ -188,6 +188,12 @@ class PeerSet:
         for transport in self._transports:
             transport.set_peers(peers)
 
+    @property
+    def voters(self) -> frozenset[str]:
+        """The voters of the configuration in force (empty before the first sync)."""
+        membership = self._membership
+        return frozenset() if membership is None else membership.voters
+
     def accepts(self, sender: str) -> bool:
         """Whether the transport should hand a request from `sender` to consensus: members
         (also one whose address we have not learned yet, such as a leader whose snapshot

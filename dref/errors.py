@@ -91,6 +91,20 @@ class QuorumLostError(BackendUnavailableError):
         super().__init__(message)
 
 
+class NoQuorumError(QuorumLostError):
+    """No leader within the timeout because fewer than a quorum of the voters answer;
+    `reachable` and `voters` name them. The call was not applied by any leader."""
+
+    def __init__(self, reachable: list[str], voters: list[str], waited: float) -> None:
+        down = sorted(set(voters) - set(reachable))
+        super().__init__(
+            f"no quorum: {len(reachable)} of {len(voters)} voters reachable"
+            f" ({', '.join(down)} not answering); no leader within {waited:g} s"
+        )
+        self.reachable = reachable
+        self.voters = voters
+
+
 class LeaderTransferError(DRefError):
     """Leadership did not move (refused, or no new leader within two election timeouts)."""
 

@@ -42,6 +42,7 @@ from dref.errors import (
     ContextClosedError,
     DRefError,
     DRefTimeoutError,
+    NoQuorumError,
     NotFoundError,
     NotLeaderError,
     QuorumLostError,
@@ -60,6 +61,8 @@ from dref.wire.reconnect import RECONNECT_OPTIONS
 
 __all__ = ["Client", "Resync", "Watch", "WatchItem"]
 
+EXPLAIN_BUDGET = 1.0
+"""Seconds a call that found no leader may spend asking the nodes why (see `_explain`)."""
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 """Largest gRPC message the client sends or accepts."""
 
@@ -459,7 +462,37 @@ class Client:
             pause = min(pause, deadline - time.monotonic())
             if pause > 0:
                 time.sleep(pause)  # backoff between retries, bounded by the call's deadline
-        raise failure
+        raise self._explain(failure, limit)
+
+    def _explain(self, failure: DRefError, waited: float) -> DRefError:
+        """What to raise when a call found no leader in time: `NoQuorumError` when the
+        nodes that answer (asked briefly, `EXPLAIN_BUDGET` s in all) reach fewer than a
+        quorum of the voters, else `failure` (an election under way, or another cause)."""
+        leaderless = isinstance(failure, NotLeaderError) and not failure.leader_id
+        if not leaderless and type(failure) not in (BackendUnavailableError, QuorumLostError):
+            return failure
+        with self._lock:
+            addresses = list(self._order)
+        deadline = time.monotonic() + EXPLAIN_BUDGET
+        voters: set[str] = set()
+        reachable: set[str] = set()
+        for address in addresses:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                status = self.status(address, timeout=min(0.3, remaining))
+            except DRefError:
+                continue
+            known = set(status.get("voters") or ())
+            voters |= known
+            reachable |= {status["node_id"]} | (known - set(status.get("unreachable") or ()))
+        if not voters:
+            return failure
+        answering = sorted(reachable & voters)
+        if 2 * len(answering) > len(voters):
+            return failure
+        return NoQuorumError(answering, sorted(voters), waited)
 
     def _classify(
         self,

@@ -34,3 +34,7 @@ class NodeStatus:
     snapshot_index: int
     metrics: NodeMetrics
     match_indexes: dict[str, int] = field(default_factory=dict)
+    voters: list[str] = field(default_factory=list)
+    """The voters of the configuration in force."""
+    unreachable: list[str] = field(default_factory=list)
+    """Peers this node cannot reach now (its links to them fail)."""
