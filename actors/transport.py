@@ -60,6 +60,31 @@ def log_reachability(node_id: str) -> OnReachability:
     return report
 
 
+class Reachability:
+    """Which peers are unreachable now; passes on only changes (several transports, or
+    repeated failures, report the same state again)."""
+
+    def __init__(self, report: OnReachability) -> None:
+        self._report = report
+        self._lock = threading.Lock()
+        self._unreachable: set[str] = set()
+
+    @property
+    def unreachable(self) -> list[str]:
+        with self._lock:
+            return sorted(self._unreachable)
+
+    def __call__(self, peer: str, reachable: bool) -> None:
+        with self._lock:
+            if reachable == (peer not in self._unreachable):
+                return
+            if reachable:
+                self._unreachable.discard(peer)
+            else:
+                self._unreachable.add(peer)
+        self._report(peer, reachable)
+
+
 class InMemoryNetwork:
     """Nodes of one process linked by function calls, with links that can be cut."""
 
@@ -112,9 +137,8 @@ class InMemoryTransport:
         self._network = network
         self._node_id = node_id
         self._on_answer = on_answer
-        self._on_reachability = on_reachability or log_reachability(node_id)
+        self._report = Reachability(on_reachability or log_reachability(node_id))
         self._peers: frozenset[str] = frozenset()
-        self._unreachable: set[str] = set()
         self._closed = False
 
     def send(self, peer: str, message: Message) -> None:
@@ -132,15 +156,6 @@ class InMemoryTransport:
         answer = reply.result()
         if answer is not None and not self._closed:
             self._on_answer(answer)
-
-    def _report(self, peer: str, reachable: bool) -> None:
-        if reachable == (peer not in self._unreachable):
-            return
-        if reachable:
-            self._unreachable.discard(peer)
-        else:
-            self._unreachable.add(peer)
-        self._on_reachability(peer, reachable)
 
     def set_peers(self, addresses: Mapping[str, str]) -> None:
         self._peers = frozenset(addresses)

@@ -154,12 +154,7 @@ def _node_config(args: argparse.Namespace) -> Any:
     settings: dict[str, Any] = _read_config_file(args.config) if args.config else {}
     node_id = args.node_id or settings.get("node_id") or settings.get("id")
     listen = args.listen or settings.get("listen")
-    peers = dict(settings.get("peers", {}))
-    for item in args.peer:
-        peer_id, sep, address = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--peer must be ID=HOST:PORT, got {item!r}")
-        peers[peer_id] = address
+    peers = {**settings.get("peers", {}), **_id_addresses(args.peer, "--peer")}
     data_dir = args.data_dir or settings.get("data_dir")
     if data_dir is None:
         raise ConfigError("--data-dir (or data_dir in --config) is required")
@@ -195,12 +190,10 @@ def _node_config(args: argparse.Namespace) -> Any:
     unix_socket = args.unix_socket or settings.get("unix_socket")
     if unix_socket:
         options["unix_socket"] = str(unix_socket)
-    peer_sockets = dict(settings.get("peer_sockets", {}))
-    for item in args.peer_socket:
-        peer_id, sep, address = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--peer-socket must be ID=HOST:PORT, got {item!r}")
-        peer_sockets[peer_id] = address
+    peer_sockets = {
+        **settings.get("peer_sockets", {}),
+        **_id_addresses(args.peer_socket, "--peer-socket"),
+    }
     if peer_sockets:
         options["peer_sockets"] = peer_sockets
     if listen is None:
@@ -212,6 +205,17 @@ def _node_config(args: argparse.Namespace) -> Any:
     return NodeConfig(
         node_id=str(node_id), listen=str(listen), peers=peers, data_dir=Path(data_dir), **options
     )
+
+
+def _id_addresses(items: list[str], flag: str) -> dict[str, str]:
+    """`flag ID=HOST:PORT` options as {id: address}; ConfigError on one without "="."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        node_id, sep, address = item.partition("=")
+        if not sep:
+            raise ConfigError(f"{flag} must be ID=HOST:PORT, got {item!r}")
+        pairs[node_id] = address
+    return pairs
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

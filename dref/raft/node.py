@@ -10,7 +10,6 @@ public call blocks only its caller, is thread-safe and takes a timeout.
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,7 +51,13 @@ from dref.actors.safe_tell import safe_tell
 from dref.actors.snapshot_sender import SnapshotSenderActor
 from dref.actors.storage_writer import StorageWriterActor
 from dref.actors.ticker import Ticker, monotonic_ms
-from dref.actors.transport import OnMessage, PeerSet, PeerTransport, log_reachability
+from dref.actors.transport import (
+    OnMessage,
+    PeerSet,
+    PeerTransport,
+    Reachability,
+    log_reachability,
+)
 from dref.contracts.read_policy import ReadPolicyName
 from dref.contracts.state_machine import StateMachine
 from dref.errors import (
@@ -97,13 +102,12 @@ class Node:
     ) -> None:
         self._config = config
         self._transport_factory = transport or self._peer_links
-        self._log_reachability = log_reachability(config.node_id)
+        self._reachability = Reachability(log_reachability(config.node_id))
+        """Both transports report to it (for `status`); it logs each change once."""
         self._closed = False
         self._actors: list[pykka.ActorRef[Any]] = []
         self._transports: list[PeerTransport] = []
         self._ticker: Ticker | None = None
-        self._unreachable: set[str] = set()
-        self._reachability_lock = threading.Lock()
         self._proposals: BatchInbox[Proposal] = BatchInbox()
         self._reads: BatchInbox[ReadRequest] = BatchInbox()
         node_id = config.node_id
@@ -337,7 +341,7 @@ class Node:
             snapshot_index=consensus.snapshot_index,
             match_indexes=consensus.match_indexes,
             voters=sorted(self._peer_set.voters),
-            unreachable=sorted(self._unreachable),
+            unreachable=self._reachability.unreachable,
             metrics=NodeMetrics(
                 elections_started=consensus.elections_started,
                 proposals=consensus.proposals,
@@ -482,18 +486,6 @@ class Node:
                 sockets=config.peer_sockets,
             )
         return PeerLinks(node_id, on_answer, open_link, on_reachability=self._reachability)
-
-    def _reachability(self, peer: str, reachable: bool) -> None:
-        """Record (for `status`) and log when a peer becomes unreachable or comes back; the
-        node's two transports both report, so only a change is logged."""
-        with self._reachability_lock:
-            if reachable == (peer not in self._unreachable):
-                return
-            if reachable:
-                self._unreachable.discard(peer)
-            else:
-                self._unreachable.add(peer)
-        self._log_reachability(peer, reachable)
 
     def _answer(self, message: Message) -> None:
         """A peer's answer to one of our requests, on a transport thread."""
