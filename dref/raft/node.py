@@ -65,6 +65,8 @@ from dref.errors import (
 from dref.raft.config import NodeConfig, split_address
 from dref.raft.server.admin import admin_handlers
 from dref.raft.status import NodeMetrics, NodeStatus
+from dref.storage.data_dir_lock import DataDirLock
+from dref.storage.node_identity import claim_identity
 from dref.storage.recovery import recover
 from dref.wire.consensus_service import CHANNEL_OPTIONS, ConsensusServicer
 
@@ -110,21 +112,27 @@ class Node:
         # No SO_REUSEPORT: a second node on a port in use must fail, not share it.
         server_options = [*CHANNEL_OPTIONS, *_keepalive_options(config), ("grpc.so_reuseport", 0)]
         self._server = grpc.server(self._executor, options=server_options)
+        # Before anything reads or writes the directory: one node at a time, and its own.
+        self._data_lock = DataDirLock(config.data_dir)
         try:
-            port = self._server.add_insecure_port(config.listen)
-        except RuntimeError:
-            port = 0
-        if port == 0:
-            raise ConfigError(
-                f"cannot listen on {config.listen}: the port is in use or the host is not"
-                " an address of this machine"
+            claim_identity(config.data_dir, node_id)
+            try:
+                port = self._server.add_insecure_port(config.listen)
+            except RuntimeError:
+                port = 0
+            if port == 0:
+                raise ConfigError(
+                    f"cannot listen on {config.listen}: the port is in use or the host is not"
+                    " an address of this machine"
+                )
+            self._address = f"{host}:{port}"
+            self._addresses = {**config.peers, node_id: self._address}
+            recovered = recover(
+                config.data_dir,
+                voters,
+                upstream_files=config.upstream_files,
+                addresses=self._addresses,
             )
-        self._address = f"{host}:{port}"
-        self._addresses = {**config.peers, node_id: self._address}
-        recovered = recover(
-            config.data_dir, voters, upstream_files=config.upstream_files, addresses=self._addresses
-        )
-        try:
             self._start_actors(recovered, voters, state_machine)
             servicer = ConsensusServicer(
                 node_id, self._peer_set.accepts, self.submit_peer_request, config.rpc_timeout
@@ -398,7 +406,8 @@ class Node:
         return not self._closed and all(actor.is_alive() for actor in self._actors)
 
     def close(self) -> None:
-        """Stop the ticker, the server and every actor; queued storage work is flushed."""
+        """Stop the ticker, the server and every actor (queued storage work is flushed), then
+        unlock the data directory."""
         if self._closed:
             return
         self._closed = True
@@ -413,6 +422,7 @@ class Node:
                 pass
         for transport in self._transports:
             transport.close()
+        self._data_lock.release()  # last: the storage writer has flushed and stopped
 
     def __enter__(self) -> Node:
         return self
