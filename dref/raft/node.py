@@ -9,7 +9,9 @@ public call blocks only its caller, is thread-safe and takes a timeout.
 
 from __future__ import annotations
 
+import errno
 import random
+import socket
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -116,6 +118,7 @@ class Node:
         self._data_lock = DataDirLock(config.data_dir)
         try:
             claim_identity(config.data_dir, node_id)
+            _check_bindable(config.listen)
             try:
                 port = self._server.add_insecure_port(config.listen)
             except RuntimeError:
@@ -470,6 +473,30 @@ class Node:
             raise ContextClosedError(f"node {self.node_id} is closed")
         if not self.healthy():
             raise BackendUnavailableError(f"node {self.node_id} has failed; see its log")
+
+
+def _check_bindable(listen: str) -> None:
+    """ConfigError saying why `listen` cannot be bound, found by binding it briefly (gRPC
+    would only log the reason to stderr and report a port of 0)."""
+    host, port = split_address(listen, "listen")
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            probe.bind(sockaddr)
+    except OSError as exc:
+        reason = _BIND_ERRORS.get(exc.errno or 0, exc.strerror or str(exc))
+        raise ConfigError(f"cannot listen on {listen}: {reason}") from None
+
+
+_BIND_ERRORS = {
+    errno.EADDRINUSE: "the port is in use",
+    errno.EADDRNOTAVAIL: "the host is not an address of this machine",
+}
 
 
 def _keepalive_options(config: NodeConfig) -> list[tuple[str, int]]:
