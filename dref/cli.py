@@ -149,9 +149,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _node_config(args: argparse.Namespace) -> Any:
     """The NodeConfig from --config, the options over it, or the DREF_* variables."""
+    from dref.node_config_file import read_config_file
     from dref.raft.config import NodeConfig
 
-    settings: dict[str, Any] = _read_config_file(args.config) if args.config else {}
+    settings: dict[str, Any] = read_config_file(args.config) if args.config else {}
     node_id = args.node_id or settings.get("node_id") or settings.get("id")
     listen = args.listen or settings.get("listen")
     peers = {**settings.get("peers", {}), **_id_addresses(args.peer, "--peer")}
@@ -167,7 +168,7 @@ def _node_config(args: argparse.Namespace) -> Any:
     ):
         value = option if option is not None else settings.get(key)
         if value is not None:
-            timings[key] = int(value)
+            timings[key] = value
     options: dict[str, Any] = {}
     if "heartbeat_ms" in timings:
         options["heartbeat_interval"] = timings["heartbeat_ms"] / 1000
@@ -216,27 +217,6 @@ def _id_addresses(items: list[str], flag: str) -> dict[str, str]:
             raise ConfigError(f"{flag} must be ID=HOST:PORT, got {item!r}")
         pairs[node_id] = address
     return pairs
-
-
-def _read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            import tomllib  # Python 3.11+
-
-            data = tomllib.loads(text)
-    except ImportError:
-        raise ConfigError("TOML config needs Python 3.11+; use a .json file") from None
-    except ValueError as exc:
-        raise ConfigError(f"{path} is not valid: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a table/object")
-    return data
 
 
 def _run_node(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import os
 
 
 class DRefError(Exception):
@@ -73,6 +74,34 @@ class ContextClosedError(DRefError):
 
 class ConfigError(DRefError, ValueError):
     """A configuration value is missing or invalid."""
+
+
+class DataDirInUseError(ConfigError):
+    """Another node (process `holder_pid`, None if unknown) holds the data directory's lock."""
+
+    def __init__(self, directory: str, holder_pid: int | None) -> None:
+        if holder_pid is None:
+            holder = "another process (pid unknown)"
+        else:
+            holder = f"pid {holder_pid}" + (" (this process)" if holder_pid == os.getpid() else "")
+        super().__init__(
+            f"data directory {directory} is in use by {holder}; one node at a time may use it"
+        )
+        self.directory = directory
+        self.holder_pid = holder_pid
+
+
+class NodeIdMismatchError(ConfigError):
+    """The data directory belongs to another node id than the one configured."""
+
+    def __init__(self, directory: str, stored: str, configured: str) -> None:
+        super().__init__(
+            f"data directory {directory} belongs to node {stored!r}, not {configured!r};"
+            f" start it as {stored!r} or give node {configured!r} a directory of its own"
+        )
+        self.directory = directory
+        self.stored = stored
+        self.configured = configured
 
 
 class NotLeaderError(DRefError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import os
 import socket
 from collections.abc import Mapping
@@ -140,11 +142,20 @@ class NodeConfig:
         on every id.
         """
         env = os.environ if environ is None else environ
+        _check_variable_names(env)
         port_text = env.get("DREF_PORT", "").strip() or str(DEFAULT_PORT)
-        if not port_text.isdigit():
-            raise ConfigError(f"DREF_PORT must be a port number, got {port_text!r}")
+        if not port_text.isdigit() or int(port_text) >= 65536:
+            raise ConfigError(f"DREF_PORT must be a port number 0-65535, got {port_text!r}")
         port = int(port_text)
         ips = _split_list(env.get("DREF_NODE_ADDRESSES", ""))
+        for ip in ips:
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                raise ConfigError(
+                    "DREF_NODE_ADDRESSES must be a comma-separated list of IP addresses;"
+                    f" {ip!r} is not one (DNS names go in DREF_NODE_SERVICES)"
+                ) from None
         for name in _split_list(env.get("DREF_NODE_SERVICES", "")):
             ips.extend(_resolve(name))
         peers = {ip: f"{ip}:{port}" for ip in dict.fromkeys(ips) if ip != bind_host}
@@ -155,6 +166,20 @@ class NodeConfig:
             data_dir=data_dir,
             **options,  # type: ignore[arg-type]
         )
+
+
+NODE_VARIABLES = ("DREF_PORT", "DREF_NODE_ADDRESSES", "DREF_NODE_SERVICES")
+"""The environment variables `NodeConfig.from_env` reads."""
+
+
+def _check_variable_names(env: Mapping[str, str]) -> None:
+    """ConfigError for a DREF_* variable that looks like a misspelt node variable (other
+    DREF_* names belong to other programs, such as the data CLI's DREF_ENDPOINTS)."""
+    for name in env:
+        if name.startswith("DREF_") and name not in NODE_VARIABLES:
+            close = difflib.get_close_matches(name, NODE_VARIABLES, n=1, cutoff=0.9)
+            if close:
+                raise ConfigError(f"unknown variable {name}; did you mean {close[0]}?")
 
 
 def _split_list(text: str) -> list[str]:

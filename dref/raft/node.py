@@ -9,7 +9,9 @@ public call blocks only its caller, is thread-safe and takes a timeout.
 
 from __future__ import annotations
 
+import errno
 import random
+import socket
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -71,6 +73,8 @@ from dref.errors import (
 from dref.raft.config import NodeConfig, split_address
 from dref.raft.server.admin import admin_handlers
 from dref.raft.status import NodeMetrics, NodeStatus
+from dref.storage.data_dir_lock import DataDirLock
+from dref.storage.node_identity import claim_identity
 from dref.storage.recovery import recover
 from dref.wire.consensus_service import CHANNEL_OPTIONS, ConsensusServicer
 from dref.wire.node_socket import NodeSocketServer
@@ -119,21 +123,25 @@ class Node:
         # No SO_REUSEPORT: a second node on a port in use must fail, not share it.
         server_options = [*CHANNEL_OPTIONS, *_keepalive_options(config), ("grpc.so_reuseport", 0)]
         self._server = grpc.server(self._executor, options=server_options)
-        try:
-            port = self._server.add_insecure_port(config.listen)
-        except RuntimeError:
-            port = 0
-        if port == 0:
-            raise ConfigError(
-                f"cannot listen on {config.listen}: the port is in use or the host is not"
-                " an address of this machine"
-            )
-        self._address = f"{host}:{port}"
+        # Before anything reads or writes the directory: one node at a time, and its own.
+        self._data_lock = DataDirLock(config.data_dir)
         self._peer_socket: NodeSocketServer | None = None
-        if config.peer_transport == "socket" and transport is None:
-            self._peer_socket = self._bind_peer_socket(host)
-        self._addresses = {**config.peers, node_id: self._address}
         try:
+            claim_identity(config.data_dir, node_id)
+            _check_bindable(config.listen)
+            try:
+                port = self._server.add_insecure_port(config.listen)
+            except RuntimeError:
+                port = 0
+            if port == 0:
+                raise ConfigError(
+                    f"cannot listen on {config.listen}: the port is in use or the host is not"
+                    " an address of this machine"
+                )
+            self._address = f"{host}:{port}"
+            if config.peer_transport == "socket" and transport is None:
+                self._peer_socket = self._bind_peer_socket(host)
+            self._addresses = {**config.peers, node_id: self._address}
             recovered = recover(
                 config.data_dir,
                 voters,
@@ -424,7 +432,8 @@ class Node:
         return not self._closed and all(actor.is_alive() for actor in self._actors)
 
     def close(self) -> None:
-        """Stop the ticker, the server and every actor; queued storage work is flushed."""
+        """Stop the ticker, the server and every actor (queued storage work is flushed), then
+        unlock the data directory."""
         if self._closed:
             return
         self._closed = True
@@ -441,6 +450,7 @@ class Node:
                 pass
         for transport in self._transports:
             transport.close()
+        self._data_lock.release()  # last: the storage writer has flushed and stopped
 
     def __enter__(self) -> Node:
         return self
@@ -469,7 +479,6 @@ class Node:
                 unix_path=config.unix_socket,
             )
         except OSError as exc:
-            self._server.stop(None)
             where = listen if exc.filename is None else exc.filename
             raise ConfigError(f"cannot listen on node socket {where}: {exc.strerror}") from None
 
@@ -517,6 +526,30 @@ class Node:
             raise ContextClosedError(f"node {self.node_id} is closed")
         if not self.healthy():
             raise BackendUnavailableError(f"node {self.node_id} has failed; see its log")
+
+
+def _check_bindable(listen: str) -> None:
+    """ConfigError saying why `listen` cannot be bound, found by binding it briefly (gRPC
+    would only log the reason to stderr and report a port of 0)."""
+    host, port = split_address(listen, "listen")
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            probe.bind(sockaddr)
+    except OSError as exc:
+        reason = _BIND_ERRORS.get(exc.errno or 0, exc.strerror or str(exc))
+        raise ConfigError(f"cannot listen on {listen}: {reason}") from None
+
+
+_BIND_ERRORS = {
+    errno.EADDRINUSE: "the port is in use",
+    errno.EADDRNOTAVAIL: "the host is not an address of this machine",
+}
 
 
 def _keepalive_options(config: NodeConfig) -> list[tuple[str, int]]:

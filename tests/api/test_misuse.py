@@ -91,7 +91,10 @@ def test_a_second_node_never_shares_the_port_of_a_live_one(tmp_path):
     first = KeyValueNode(NodeConfig("a", "127.0.0.1:0", {"b": "127.0.0.1:1"}, tmp_path / "a"))
     try:
         quickly(
-            lambda: embedded(tmp_path, listen=first.address, isolate=False), "cannot listen on"
+            lambda: embedded(
+                tmp_path, listen=first.address, data_dir=tmp_path / "b", isolate=False
+            ),
+            "cannot listen on",
         )
     finally:
         first.close()

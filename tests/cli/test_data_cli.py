@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import queue
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,28 +22,7 @@ from dref.cli import build_parser
 from dref.data_cli import DATA_COMMANDS, EXIT_LOCK_LOST, EXIT_LOCK_TIMEOUT
 from dref.wire.json_codec import JsonCodec
 from dref.wire.msgpack_codec import MsgPackCodec
-
-DREF = [sys.executable, "-m", "dref.cli"]
-
-
-def cli_env(**variables: str) -> dict[str, str]:
-    """This process's environment without the DREF_* backend variables, plus `variables`."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DREF_ENDPOINTS", "DREF_REDIS_URL")}
-    return {**env, **variables}
-
-
-def run_dref(
-    *args: str | bytes, env: dict[str, str] | None = None, timeout: float = 60.0
-) -> subprocess.CompletedProcess[str]:
-    """Run `dref ARGS...` to its end."""
-    return subprocess.run(
-        [*DREF, *args],
-        env=cli_env() if env is None else env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+from testkit.dref_command import DREF, cli_env, run_dref
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:

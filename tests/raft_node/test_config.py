@@ -57,3 +57,24 @@ def test_from_env_reads_upstream_variables(tmp_path: Path) -> None:
     assert default.listen == "127.0.0.1:8082" and default.peers == {}
     with pytest.raises(ConfigError):
         NodeConfig.from_env(tmp_path, environ={"DREF_PORT": "x"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"DREF_PORT": "65536"}, "DREF_PORT must be a port number 0-65535, got '65536'"),
+        ({"DREF_NODE_ADDRESSES": "10.0.0.1, db"}, "'db' is not one"),
+        ({"DREF_PORTS": "9000"}, "unknown variable DREF_PORTS; did you mean DREF_PORT?"),
+    ],
+)
+def test_from_env_names_a_bad_variable(
+    tmp_path: Path, environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        NodeConfig.from_env(tmp_path, environ=environ)
+
+
+def test_from_env_leaves_other_programs_dref_variables_alone(tmp_path: Path) -> None:
+    environ = {"DREF_ENDPOINTS": "127.0.0.1:7001", "DREF_BACKEND": "raft", "DREF_PORT": "9000"}
+    config = NodeConfig.from_env(tmp_path, environ=environ, node_id="n1")
+    assert config.listen == "127.0.0.1:9000"
