@@ -79,6 +79,7 @@ class ConsensusStatus:
     snapshot_index: int
     match_indexes: dict[str, int]
     elections_started: int
+    leader_changes: int
     proposals: int
     entries_committed: int
 
@@ -115,6 +116,7 @@ class ConsensusActor(SimpleInboxActor):
         self._snapshot_sender = snapshot_sender
         """Sends InstallSnapshot chunks off this thread (None: they go like any request)."""
         self._elections_started = 0
+        self._leader_changes = 0
         self._proposal_count = 0
         self._initial_commit = core.state.commit_index
         self._thread_name = f"dref-consensus-{core.node_id}"
@@ -145,6 +147,8 @@ class ConsensusActor(SimpleInboxActor):
         role_after = self._core.state.role
         if role_after is not role_before or self._core.state.leader_id != leader_before:
             self._log_leadership(role_before)
+            if self._core.state.leader_id != leader_before:
+                self._leader_changes += 1
         role = self._core.role
         if isinstance(role, LeaderRole):
             self._local.publish(role.lease_expiry_ms(), self._core.state.commit_index)
@@ -290,6 +294,7 @@ class ConsensusActor(SimpleInboxActor):
             snapshot_index=core.log.snapshot_index,
             match_indexes=_match_indexes(core),
             elections_started=self._elections_started,
+            leader_changes=self._leader_changes,
             proposals=self._proposal_count,
             entries_committed=state.commit_index - self._initial_commit,
         )

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -58,8 +59,10 @@ class StorageWriterActor(SimpleInboxActor):
         base_index: int,
         last_index: int,
         node_id: str,
+        observe_fsync: Callable[[float], None] | None = None,
     ) -> None:
         super().__init__()
+        self._observe_fsync = observe_fsync
         self._log = log
         self._voter_state = voter_state
         self._snapshots = snapshots
@@ -147,7 +150,10 @@ class StorageWriterActor(SimpleInboxActor):
         self._append(appends)
         tail = self._tail
         self._write_commit_index(force=False)
-        self._latencies_ms.append((time.monotonic() - started) * 1000)
+        elapsed = time.monotonic() - started
+        self._latencies_ms.append(elapsed * 1000)
+        if self._observe_fsync is not None:
+            self._observe_fsync(elapsed)
         self._flushes += 1
         for item in queued:
             if isinstance(item, StorageBatch):

@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         " free port, which peers learn through --listen)",
     )
     node.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (needs dref-py[metrics];"
+        " also DREF_METRICS_LISTEN)",
+    )
+    node.add_argument(
         "--unix-socket",
         metavar="PATH",
         help="also serve clients of this machine on a Unix socket at PATH",
@@ -188,6 +194,13 @@ def _node_config(args: argparse.Namespace) -> Any:
     peer_listen = args.peer_listen or settings.get("peer_listen")
     if peer_listen:
         options["peer_listen"] = peer_listen
+    metrics_listen = (
+        args.metrics_listen
+        or settings.get("metrics_listen")
+        or os.environ.get("DREF_METRICS_LISTEN", "").strip()
+    )
+    if metrics_listen:
+        options["metrics_listen"] = metrics_listen
     unix_socket = args.unix_socket or settings.get("unix_socket")
     if unix_socket:
         options["unix_socket"] = str(unix_socket)

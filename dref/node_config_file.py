@@ -47,6 +47,7 @@ KEYS: dict[str, _Type] = {
     "peer_listen": _STRING,
     "peer_sockets": _PEERS,
     "unix_socket": _STRING,
+    "metrics_listen": _STRING,
 }
 """Every key a config file may hold, and the type of its value."""
 

@@ -39,11 +39,13 @@ def raft_context(
     max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
     ready_timeout: float = 30.0,
     read_policy: ReadPolicyName = "linearizable",
+    metrics_listen: str | None = None,
 ) -> Context:
     """A context on a key/value node embedded here (`peers`: the OTHER voters' id -> address).
 
     Times are in seconds; None keeps the node's defaults. Calls go through the local node
     to the leader; `timeout` bounds each call. Closing the context stops the node.
+    `metrics_listen` ("host:port") serves the node's Prometheus metrics there.
     """
     from dref.raft.config import NodeConfig
 
@@ -54,6 +56,8 @@ def raft_context(
         options["election_timeout"] = election_timeout
     if snapshot_every is not None:
         options["snapshot_every"] = snapshot_every
+    if metrics_listen is not None:
+        options["metrics_listen"] = metrics_listen
     config = NodeConfig(node_id, listen, peers, Path(data_dir), **options)  # checks them all
     data = config.data_dir
     data.mkdir(parents=True, exist_ok=True)
@@ -72,6 +76,8 @@ def raft_context(
             snapshot_every=snapshot_every,
         )
         arguments += ["--max-value-size", str(max_value_size)]
+        if metrics_listen is not None:
+            arguments += ["--metrics-listen", metrics_listen]
         unix_path = _unix_socket_path(data)
         if unix_path is not None:
             arguments += ["--unix-socket", unix_path]

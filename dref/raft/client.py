@@ -24,6 +24,7 @@ that refuses pipelines gets unary calls instead.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -59,7 +60,7 @@ from dref.wire.proto import dref_pb2_grpc as up_grpc
 from dref.wire.proto import state_command_pb2 as sc
 from dref.wire.reconnect import RECONNECT_OPTIONS
 
-__all__ = ["Client", "Resync", "Watch", "WatchItem"]
+__all__ = ["Client", "ClientStats", "Resync", "Watch", "WatchItem"]
 
 EXPLAIN_BUDGET = 1.0
 """Seconds a call that found no leader may spend asking the nodes why (see `_explain`)."""
@@ -112,6 +113,17 @@ class _Node:
         self.channel.close()
 
 
+@dataclass
+class ClientStats:
+    """What a client's calls did: `calls` ended (`failures` of them raising), `retries`
+    attempts after a failure, `unknown_outcomes` writes that may or may not have applied."""
+
+    calls: int = 0
+    failures: int = 0
+    retries: int = 0
+    unknown_outcomes: int = 0
+
+
 RetryPolicy = Callable[[DRefError, bool], bool]
 """Asked with (the failure, whether the call writes) before a call is tried again."""
 
@@ -144,6 +156,10 @@ class Client:
             raise ValueError(f"transport must be one of {', '.join(CLIENT_TRANSPORTS)}")
         self._transport = transport
         self._unix_sockets = dict(unix_sockets or {})
+        self._stats_lock = threading.Lock()
+        self._stats = ClientStats()
+        self.observe_call: Callable[[float], None] | None = None
+        """Told each call's duration in seconds (metrics histograms set it)."""
         self.timeout = timeout
         self._lock = threading.Lock()
         self._nodes: dict[str, _Node] = {}
@@ -344,6 +360,12 @@ class Client:
         )
         return list(reply.ids)
 
+    def stats(self) -> ClientStats:
+        """A copy of this client's call counters (calls, failures, retries, writes whose
+        outcome is unknown)."""
+        with self._stats_lock:
+            return dataclasses.replace(self._stats)
+
     def pipeline_stats(self) -> dict[str, PipelineStats]:
         """The pipeline counters of every node address this client has used (debugging)."""
         with self._lock:
@@ -442,6 +464,34 @@ class Client:
         *,
         write: bool = False,
     ) -> _R:
+        """`_attempts`, counted in `stats` and timed for `observe_call`."""
+        started = time.monotonic()
+        try:
+            result = self._attempts(run, timeout, name, value, write=write)
+        except DRefError:
+            self._count(calls=1, failures=1)
+            raise
+        finally:
+            observe = self.observe_call
+            if observe is not None:
+                observe(time.monotonic() - started)
+        self._count(calls=1)
+        return result
+
+    def _count(self, **increments: int) -> None:
+        with self._stats_lock:
+            for field, amount in increments.items():
+                setattr(self._stats, field, getattr(self._stats, field) + amount)
+
+    def _attempts(
+        self,
+        run: Callable[[_Node, float], _R],
+        timeout: float | None,
+        name: str,
+        value: bytes = b"",
+        *,
+        write: bool = False,
+    ) -> _R:
         """Run `run(node, remaining)` on the leader, following hints and retrying within
         the deadline (see the module doc)."""
         limit = self.timeout if timeout is None else timeout
@@ -458,6 +508,7 @@ class Client:
                 failure, again_now = self._classify(node, error, deadline, name, value, write)
                 if self._retry is not None and not self._retry(failure, write):
                     raise failure from None
+            self._count(retries=1)
             pause = 0.0 if again_now and attempt == 0 else _backoff(attempt)
             pause = min(pause, deadline - time.monotonic())
             if pause > 0:
@@ -513,6 +564,7 @@ class Client:
             return NotLeaderError(_leader_id(details) or None, hint), followed
         if code == grpc.StatusCode.UNAVAILABLE and details == "quorum-lost":
             if write:
+                self._count(unknown_outcomes=1)
                 raise QuorumLostError(
                     "quorum lost: the write may or may not have been applied"
                 ) from None
@@ -520,6 +572,7 @@ class Client:
         if code == grpc.StatusCode.UNAVAILABLE:
             self._skip(node.address)
             if write and not _never_sent(details):
+                self._count(unknown_outcomes=1)
                 raise BackendUnavailableError(
                     f"{node.address} went away during the call (the write may or may not"
                     f" have been applied): {details}"
@@ -527,6 +580,8 @@ class Client:
             return BackendUnavailableError(f"{node.address} unavailable: {details}"), True
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             if time.monotonic() >= deadline or write:
+                if write:
+                    self._count(unknown_outcomes=1)
                 raise DRefTimeoutError(
                     f"{node.address} did not answer in time (a write may or may not have"
                     f" been applied): {details}"

@@ -61,6 +61,8 @@ class NodeConfig:
     peer_listen: str | None = None
     """"host:port" of the peer socket; default: the `listen` host on a free port, which
     peers learn from the gRPC port, so only `listen` needs to be reachable by name."""
+    metrics_listen: str | None = None
+    """"host:port" to serve Prometheus metrics on (needs `dref-py[metrics]`)."""
     unix_socket: str | None = None
     """A Unix socket path where the node also serves clients of this machine (faster
     than TCP on loopback); `dref.raft(...)` uses one in the data directory."""
@@ -116,6 +118,8 @@ class NodeConfig:
             )
         if self.peer_listen is not None:
             split_address(self.peer_listen, "peer_listen")
+        if self.metrics_listen is not None:
+            split_address(self.metrics_listen, "metrics_listen")
         if self.unix_socket is not None and len(os.fsencode(self.unix_socket)) > 100:
             raise ConfigError(f"unix_socket path is too long (over 100 bytes): {self.unix_socket}")
         if not isinstance(self.peer_sockets, Mapping):

@@ -15,6 +15,7 @@ from types import TracebackType
 
 from dref.errors import ContextClosedError, DRefError, NotLeaderError
 from dref.raft.config import NodeConfig
+from dref.raft.metrics import MetricsServer
 from dref.raft.node import Node
 from dref.raft.server.pipelines import MAX_PIPELINES
 from dref.raft.server.services import MAX_WATCHES, KeyValueServices
@@ -64,7 +65,24 @@ class KeyValueNode:
             pipeline=pipeline,
             leader_address_hint=leader_address_hint,
         )
-        self.node = Node(config, self.state_machine, services=[self.services.register])
+        self.metrics: MetricsServer | None = None
+        if config.metrics_listen is not None:
+            self.metrics = MetricsServer(config.metrics_listen)
+        metrics = self.metrics
+        try:
+            self.node = Node(
+                config,
+                self.state_machine,
+                services=[self.services.register],
+                observe_fsync=None if metrics is None else metrics.observe_fsync,
+                observe_proposal=None if metrics is None else metrics.observe_proposal,
+            )
+        except BaseException:
+            if metrics is not None:
+                metrics.close()
+            raise
+        if metrics is not None:
+            metrics.attach(self)
         self.reaper = TtlReaper(self.node, self.state_machine, timeout=config.rpc_timeout * 5)
         self.reaper.start()
 
@@ -90,6 +108,8 @@ class KeyValueNode:
     def close(self) -> None:
         """Stop the reaper, end watch streams, stop the node. Idempotent."""
         self.reaper.stop()
+        if self.metrics is not None:
+            self.metrics.close()
         self.services.close()
         self.node.close()
         self.reaper.join(timeout=10)

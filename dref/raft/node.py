@@ -103,8 +103,14 @@ class Node:
         *,
         services: Iterable[ServiceRegistrar] = (),
         transport: TransportFactory | None = None,
+        observe_fsync: Callable[[float], None] | None = None,
+        observe_proposal: Callable[[float], Callable[[Future[bytes]], None]] | None = None,
     ) -> None:
+        """`observe_fsync(seconds)` is told each group commit's duration (storage thread);
+        `observe_proposal(start)` gives a done-callback for each proposal's future."""
         self._config = config
+        self._observe_fsync = observe_fsync
+        self._observe_proposal = observe_proposal
         self._transport_factory = transport or self._peer_links
         self._reachability = Reachability(log_reachability(config.node_id))
         """Both transports report to it (for `status`); it logs each change once."""
@@ -180,6 +186,7 @@ class Node:
             base_index=recovered.base_index,
             last_index=recovered.last_index,
             node_id=node_id,
+            observe_fsync=self._observe_fsync,
         )
         self._actors.append(storage)
         self._local = LocalReads(sm, recovered.base_index)
@@ -283,6 +290,8 @@ class Node:
         (committed and applied, not leader, leadership or quorum lost, node closed)."""
         outcome: Future[bytes] = Future()
         self._check_open()
+        if self._observe_proposal is not None:
+            outcome.add_done_callback(self._observe_proposal(time.monotonic()))
         if self._proposals.put(Proposal(command, outcome)):
             safe_tell(self._consensus, CallersWaiting())
         return outcome
@@ -352,6 +361,7 @@ class Node:
             unreachable=self._reachability.unreachable,
             metrics=NodeMetrics(
                 elections_started=consensus.elections_started,
+                leader_changes=consensus.leader_changes,
                 proposals=consensus.proposals,
                 entries_committed=consensus.entries_committed,
                 apply_lag=max(0, consensus.commit_index - applied),

@@ -10,6 +10,8 @@ class NodeMetrics:
     """Counters since start, and recent group-commit fsync latency."""
 
     elections_started: int
+    leader_changes: int
+    """Times the leader this node knows changed (to another node or to none)."""
     proposals: int
     entries_committed: int
     apply_lag: int

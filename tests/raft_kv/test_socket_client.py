@@ -140,6 +140,7 @@ def test_a_write_cut_off_with_its_connection_may_or_may_not_have_applied(make_kv
         assert not writer.is_alive()
         assert outcome and isinstance(outcome[0], BackendUnavailableError)
         assert "may or may not" in str(outcome[0])
+        assert client.stats().unknown_outcomes == 1
 
 
 def test_a_local_client_uses_the_nodes_unix_socket(make_kv_cluster, tmp_path):

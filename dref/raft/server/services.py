@@ -99,6 +99,11 @@ class KeyValueServices:
         for stream in streams:
             stream.wake()
 
+    def open_watches(self) -> int:
+        """How many Watch streams are open now."""
+        with self._watch_lock:
+            return len(self._watches)
+
     @property
     def closed(self) -> bool:
         """Whether `close` was called."""

@@ -1,0 +1,136 @@
+"""`dref node --metrics-listen`: Prometheus text over real HTTP from real node processes,
+values that move with the writes, a clear error for a used port or a missing extra."""
+
+from __future__ import annotations
+
+import builtins
+import socket
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from polling import wait_for
+from prometheus_client.parser import text_string_to_metric_families
+
+from dref.errors import ConfigError
+from dref.raft.client import Client
+from dref.raft.metrics import MetricsServer, client_metrics
+from dref.raft.node_process import NodeProcess, free_ports, node_arguments
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(address: str) -> Samples:
+    """Every sample at http://address/metrics, by (name, sorted labels)."""
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, tuple(sorted(labels.items())))]
+
+
+def test_a_node_serves_metrics_that_move(tmp_path: Path) -> None:
+    ids = ["n1", "n2", "n3"]
+    ports = free_ports(6)
+    addresses = {n: f"127.0.0.1:{p}" for n, p in zip(ids, ports[:3], strict=True)}
+    metrics = {n: f"127.0.0.1:{p}" for n, p in zip(ids, ports[3:], strict=True)}
+    nodes: list[NodeProcess] = []
+    try:
+        for node_id in ids:
+            peers = {p: a for p, a in addresses.items() if p != node_id}
+            args = node_arguments(node_id, addresses[node_id], peers, tmp_path / node_id)
+            args += ["--metrics-listen", metrics[node_id]]
+            nodes.append(NodeProcess(args, log=tmp_path / f"{node_id}.log"))
+        with Client(list(addresses.values()), timeout=20) as client:
+            client.set("warm", b"up")
+            leader_id = client.status()["node_id"]
+            before = scrape(metrics[leader_id])
+            for i in range(30):
+                client.set(f"k{i}", b"v")
+            wait_for(
+                lambda: (
+                    value(scrape(metrics[leader_id]), "dref_raft_commit_index")
+                    >= value(before, "dref_raft_commit_index") + 30
+                ),
+                15,
+                "the commit index to move",
+            )
+            after = scrape(metrics[leader_id])
+        assert value(after, "dref_raft_role", role="leader") == 1.0
+        assert value(after, "dref_raft_role", role="follower") == 0.0
+        assert (
+            value(after, "dref_raft_proposals_total")
+            >= value(before, "dref_raft_proposals_total") + 30
+        )
+        assert value(after, "dref_raft_proposal_seconds_count") >= 30
+        assert value(after, "dref_raft_fsync_seconds_count") >= 1
+        assert value(after, "dref_raft_voter") == 1.0
+        followers = [n for n in ids if n != leader_id]
+        for peer in followers:
+            assert value(after, "dref_raft_peer_lag_entries", peer=peer) >= 0
+            assert value(after, "dref_raft_peer_reachable", peer=peer) == 1.0
+        assert value(after, "dref_client_calls_total") >= 30
+        follower = scrape(metrics[followers[0]])
+        assert value(follower, "dref_raft_role", role="follower") == 1.0
+        assert value(follower, "dref_raft_applied_index") >= 31
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_a_used_metrics_port_stops_the_node_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        (listen,) = free_ports(1)
+        args = node_arguments("n1", f"127.0.0.1:{listen}", {}, tmp_path / "n1")
+        args += ["--metrics-listen", f"127.0.0.1:{port}"]
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
+            NodeProcess(args, log=tmp_path / "n1.log")
+        assert time.monotonic() - started < 15
+
+
+def test_without_the_extra_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def no_prometheus(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.startswith("prometheus_client"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_prometheus)
+    with pytest.raises(ConfigError, match=r"pip install 'dref-py\[metrics\]'"):
+        MetricsServer("127.0.0.1:0")
+
+
+def test_client_metrics_count_calls_retries_and_unknown_outcomes(make_kv_cluster) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    cluster = make_kv_cluster(3)
+    leader = cluster.leader()
+    follower = cluster.followers()[0]
+    registry = CollectorRegistry()
+    with Client([follower.address, leader.address], timeout=10) as client:
+        client_metrics(client, registry)
+        for i in range(5):
+            client.set(f"k{i}", b"v")  # the first goes to the follower: not-leader, retried
+        text = generate_latest(registry).decode()
+        stats = client.stats()
+    samples = {
+        s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples
+    }
+    assert samples["dref_client_requests_total"] == stats.calls == 5
+    assert samples["dref_client_retries_total"] == stats.retries >= 1
+    assert samples["dref_client_failures_total"] == 0
+    assert samples["dref_client_unknown_outcomes_total"] == 0
+    assert samples["dref_client_call_seconds_count"] == 5
