@@ -184,26 +184,15 @@ def _node_config(args: argparse.Namespace) -> Any:
         options["snapshot_every"] = timings["snapshot_every"]
     if "keepalive_ms" in timings:
         options["keepalive_interval"] = timings["keepalive_ms"] / 1000
-    peer_transport = (
-        args.peer_transport
-        or settings.get("peer_transport")
-        or os.environ.get("DREF_PEER_TRANSPORT", "").strip()
-    )
-    if peer_transport:
-        options["peer_transport"] = peer_transport
-    peer_listen = args.peer_listen or settings.get("peer_listen")
-    if peer_listen:
-        options["peer_listen"] = peer_listen
-    metrics_listen = (
-        args.metrics_listen
-        or settings.get("metrics_listen")
-        or os.environ.get("DREF_METRICS_LISTEN", "").strip()
-    )
-    if metrics_listen:
-        options["metrics_listen"] = metrics_listen
-    unix_socket = args.unix_socket or settings.get("unix_socket")
-    if unix_socket:
-        options["unix_socket"] = str(unix_socket)
+    for key, given, variable in (
+        ("peer_transport", args.peer_transport, "DREF_PEER_TRANSPORT"),
+        ("peer_listen", args.peer_listen, ""),
+        ("metrics_listen", args.metrics_listen, "DREF_METRICS_LISTEN"),
+        ("unix_socket", args.unix_socket, ""),
+    ):  # the option, else the config file, else the environment
+        chosen = given or settings.get(key) or os.environ.get(variable, "").strip()
+        if chosen:
+            options[key] = str(chosen)
     peer_sockets = {
         **settings.get("peer_sockets", {}),
         **_id_addresses(args.peer_socket, "--peer-socket"),
