@@ -389,7 +389,10 @@ def _format_status(status: dict[str, Any]) -> str:
     lines = [
         f"node      {status.get('node_id')} at {status.get('address')}",
         f"role      {status.get('role')}   term {status.get('term')}",
-        f"leader    {status.get('leader_id')} at {status.get('leader_address')}",
+        f"leader    {status.get('leader_id') or 'none known'}"
+        + (f" at {status['leader_address']}" if status.get("leader_address") else ""),
+        f"voters    {', '.join(status.get('voters') or []) or '?'}"
+        f"   unreachable {', '.join(status.get('unreachable') or []) or 'none'}",
         f"log       commit {status.get('commit_index')}   applied {status.get('applied_index')}"
         f"   last {status.get('last_index')}   snapshot {status.get('snapshot_index')}",
     ]

@@ -101,3 +101,5 @@ def test_dref_status_command(cluster):
     text = subprocess.run(command, capture_output=True, timeout=60, check=True).stdout.decode()
     assert f"role      leader   term {status['term']}" in text
     assert "follower  " in text
+    assert status["voters"] == sorted(cluster.addresses)
+    assert f"voters    {', '.join(sorted(cluster.addresses))}   unreachable " in text
