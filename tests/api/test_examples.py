@@ -20,12 +20,16 @@ EXPECTED = {
 }
 
 
-SERVED = {"wsgi_app.py": "tests/api/test_wsgi.py"}
-"""Examples that are services, not scripts: the test that runs each one."""
+SERVED = {"wsgi_app.py": "tests/api/test_wsgi.py", "kv_service": "tests/api/test_kv_service.py"}
+"""Examples that are services, not scripts (a file or a folder): the test that runs each."""
 
 
 def test_every_example_is_covered() -> None:
-    examples = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
+    examples = {
+        p.name
+        for p in EXAMPLES.iterdir()
+        if (p.suffix == ".py" or p.is_dir()) and not p.name.startswith(("_", "."))
+    }
     assert examples == set(EXPECTED) | set(SERVED)
     repo = EXAMPLES.parent
     assert all((repo / test).exists() for test in SERVED.values())
