@@ -9,6 +9,7 @@ when the parent is SIGKILLed). It prints ``dref-node-ready <id> <address>`` once
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,8 +26,43 @@ __all__ = ["READY_PREFIX", "NodeProcess", "free_ports", "node_arguments"]
 READY_PREFIX = "dref-node-ready"
 
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_FIXED_PORTS = (10000, 65535)
+"""Where `free_ports` looks, minus the kernel's ephemeral range."""
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct TCP ports nothing listens on right now."""
+    """`count` distinct TCP ports nothing is bound to right now, outside the kernel's
+    ephemeral range: a node restarted on the same port cannot find it taken meanwhile by
+    the local end of some outgoing connection (which an ephemeral port can be)."""
+    low, high = _ephemeral_range()
+    rng = random.Random()
+    ports: list[int] = []
+    for _ in range(count * 200):  # bounded: a busy range falls back to any free port
+        if len(ports) == count:
+            return ports
+        port = rng.randint(*_FIXED_PORTS)
+        if low <= port <= high or port in ports:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports + _kernel_ports(count - len(ports), host)
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = (int(part) for part in EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
+
+
+def _kernel_ports(count: int, host: str) -> list[int]:
+    """`count` ports the kernel picks (from its ephemeral range)."""
     sockets = []
     try:
         for _ in range(count):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ import pytest
 from dref.actors.transport import InMemoryNetwork
 from dref.raft.config import NodeConfig
 from dref.raft.node import Node
+from dref.raft.node_process import free_ports
 
 T = TypeVar("T")
 ELECTION_DEADLINE = 20.0
@@ -49,18 +49,6 @@ class ListMachine:
     def snapshot_items(self) -> list[bytes]:
         with self.lock:
             return list(self.items)
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports that were free a moment ago (bound and released together)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def wait_until(

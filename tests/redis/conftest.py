@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ import pytest
 import redis
 
 from dref.backend import ChangeEvent
+from dref.raft.node_process import free_ports
 from dref.redis_backend import RedisBackend
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -33,10 +33,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now (outside the ephemeral
+    range: tests restart redis-server on it)."""
+    return free_ports(1)[0]
 
 
 class RedisServer:

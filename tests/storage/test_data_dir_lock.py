@@ -21,11 +21,14 @@ from pathlib import Path
 from dref.storage.data_dir_lock import DataDirLock
 lock = DataDirLock(Path(sys.argv[1]))
 if len(sys.argv) > 2:  # fork a child that outlives us, then report its pid
+    ready, told = os.pipe()
     child = os.fork()
-    if child == 0:
+    if child == 0:  # the fork handlers have run by the time fork() returns here
         os.close(1)
+        os.write(told, b"x")
         sys.stdin.read()
         os._exit(0)
+    os.read(ready, 1)  # not "locked" before the child is past its fork handlers
     print(child, flush=True)
 print("locked", flush=True)
 sys.stdin.read()
