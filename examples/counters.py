@@ -15,7 +15,8 @@ REQUESTS = 400
 
 
 def main() -> None:
-    with open_context(__doc__) as ctx:
+    ctx, _ = open_context(__doc__)
+    with ctx:
         total = ctx.ref("counters:requests", 0)
         by_status = ctx.ref("counters:by-status", {"200": 0, "404": 0, "500": 0})
         total.set(0)

@@ -51,7 +51,8 @@ class Worker:
 
 
 def main() -> None:
-    with open_context(__doc__) as ctx:
+    ctx, _ = open_context(__doc__)
+    with ctx:
         flags = ctx.ref("feature-flags", Flags(dark_mode=False, new_checkout=False, rate_limit=10))
         flags.set(Flags(dark_mode=False, new_checkout=False, rate_limit=10))
         workers = [Worker(f"worker-{i}", flags) for i in range(3)]

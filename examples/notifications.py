@@ -24,7 +24,8 @@ class Notice:
 
 
 def main() -> None:
-    with open_context(__doc__) as ctx:
+    ctx, _ = open_context(__doc__)
+    with ctx:
         inbox = ctx.ref("notifications:inbox", Notice(0, "start"))
         stream = inbox.changes(timeout=1.0)  # subscribe before the producer starts
         received: list[Notice] = []

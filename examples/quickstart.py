@@ -1,7 +1,7 @@
 """Quickstart: a shared counter, updated from several threads, a lock and a change stream.
 
-Everything runs on `dref.local()` (in memory). Swap in `--backend redis://...` and the
-same code coordinates every process that uses that Redis.
+It runs on `dref.local()` (in memory) by default. With `--backend redis` or
+`--backend raft` (see `--help`) the same code coordinates every process on that backend.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import dref
 
 
 def main() -> None:
-    with open_context(__doc__) as ctx:
+    ctx, _ = open_context(__doc__)
+    with ctx:
         hits = ctx.ref("quickstart:hits", 0)  # created only if absent
         hits.set(0)
 

@@ -28,18 +28,19 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import dref
+from examples._common import DEFAULT_REDIS_URL, context_for
 
 CRON_EVERY = float(os.environ.get("DREF_CRON_SECONDS", "60"))
 
 
 def open_context() -> dref.Context:
-    """The context named by DREF_BACKEND (local, redis or raft) and its settings."""
-    backend = os.environ.get("DREF_BACKEND", "local")
-    if backend == "redis":
-        return dref.redis(os.environ.get("DREF_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    if backend == "raft":
-        return dref.raft_client(os.environ["DREF_ENDPOINTS"].split(","))
-    return dref.local()
+    """The context named by DREF_BACKEND (local, redis or raft), with DREF_REDIS_URL or
+    DREF_ENDPOINTS, as the other examples take them."""
+    return context_for(
+        os.environ.get("DREF_BACKEND", "local"),
+        os.environ.get("DREF_REDIS_URL", DEFAULT_REDIS_URL),
+        os.environ.get("DREF_ENDPOINTS", ""),
+    )
 
 
 class Worker:
