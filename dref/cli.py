@@ -49,15 +49,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     node.add_argument("--id", dest="node_id", help="this node's id")
     node.add_argument("--listen", help="HOST:PORT to serve on (port 0: a free one)")
-    node.add_argument("--peer", action="append", default=[], metavar="ID=HOST:PORT")
+    node.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="ID=HOST:PORT",
+        help="another voter of the cluster (repeat for each)",
+    )
     node.add_argument("--data-dir", type=Path, help="where the node keeps its files")
     node.add_argument("--config", type=Path, help="a TOML or JSON file with the same keys")
     node.add_argument("--bind-host", default="127.0.0.1", help="own IP in DREF_* mode")
-    node.add_argument("--heartbeat-ms", type=int)
-    node.add_argument("--election-ms", type=int)
-    node.add_argument("--snapshot-every", type=int)
+    node.add_argument("--heartbeat-ms", type=int, help="leader heartbeat interval (default 100)")
+    node.add_argument("--election-ms", type=int, help="election timeout (default 1000)")
+    node.add_argument(
+        "--snapshot-every", type=int, help="applied entries between snapshots (0: never)"
+    )
     node.add_argument("--keepalive-ms", type=int, help="ping streams' connections this often")
-    node.add_argument("--max-value-size", type=int)
+    node.add_argument(
+        "--address-poll-ms",
+        type=int,
+        help="re-resolve DREF_NODE_SERVICES this often (default 3000, as upstream)",
+    )
+    node.add_argument("--max-value-size", type=int, help="largest value in bytes")
     node.add_argument(
         "--peer-transport",
         choices=["socket", "grpc"],
@@ -88,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID=HOST:PORT",
         help="reach peer ID's socket here instead of asking its --listen address (repeatable)",
     )
-    node.add_argument("--log-level", default="INFO")
+    node.add_argument("--log-level", default="INFO", help="DEBUG, INFO (default), WARNING")
     node.add_argument("--exit-on-stdin-close", action="store_true", help=argparse.SUPPRESS)
 
     cluster = commands.add_parser("cluster", help="run a local cluster: cluster up --nodes N")
@@ -171,6 +184,7 @@ def _node_config(args: argparse.Namespace) -> Any:
         ("election_ms", args.election_ms),
         ("snapshot_every", args.snapshot_every),
         ("keepalive_ms", args.keepalive_ms),
+        ("address_poll_ms", args.address_poll_ms),
     ):
         value = option if option is not None else settings.get(key)
         if value is not None:
@@ -184,6 +198,8 @@ def _node_config(args: argparse.Namespace) -> Any:
         options["snapshot_every"] = timings["snapshot_every"]
     if "keepalive_ms" in timings:
         options["keepalive_interval"] = timings["keepalive_ms"] / 1000
+    if "address_poll_ms" in timings:
+        options["address_poll_interval"] = timings["address_poll_ms"] / 1000
     for key, given, variable in (
         ("peer_transport", args.peer_transport, "DREF_PEER_TRANSPORT"),
         ("peer_listen", args.peer_listen, ""),

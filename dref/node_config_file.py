@@ -43,6 +43,7 @@ KEYS: dict[str, _Type] = {
     "election_ms": _INTEGER,
     "snapshot_every": _INTEGER,
     "keepalive_ms": _INTEGER,
+    "address_poll_ms": _INTEGER,
     "peer_transport": _STRING,
     "peer_listen": _STRING,
     "peer_sockets": _PEERS,

@@ -6,7 +6,7 @@ import difflib
 import ipaddress
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +72,12 @@ class NodeConfig:
     tick_interval: float = field(default=0.02)
     join: bool = False
     """Start outside the cluster (no peers) and wait for a leader to add this node."""
+    node_services: tuple[str, ...] = ()
+    """DNS names whose addresses are the cluster's nodes (`DREF_NODE_SERVICES`), each at
+    the `listen` port: re-resolved every `address_poll_interval`, and the leader adds and
+    removes members to match (`dref.raft.discovery`)."""
+    address_poll_interval: float = 3.0
+    """Seconds between re-resolutions of `node_services` (upstream's addressPollInterval)."""
 
     def __post_init__(self) -> None:
         if not self.node_id or not isinstance(self.node_id, str):
@@ -111,6 +117,13 @@ class NodeConfig:
             raise ConfigError("rpc_timeout must be positive")
         if self.keepalive_interval <= 0:
             raise ConfigError("keepalive_interval must be positive")
+        if isinstance(self.node_services, str) or not all(
+            isinstance(name, str) and name for name in self.node_services
+        ):
+            raise ConfigError("node_services must be a list of DNS names")
+        object.__setattr__(self, "node_services", tuple(self.node_services))
+        if not self.address_poll_interval > 0:
+            raise ConfigError("address_poll_interval must be positive (seconds)")
         if self.peer_transport not in PEER_TRANSPORTS:
             raise ConfigError(
                 f"peer_transport must be one of {', '.join(PEER_TRANSPORTS)},"
@@ -160,14 +173,15 @@ class NodeConfig:
                     "DREF_NODE_ADDRESSES must be a comma-separated list of IP addresses;"
                     f" {ip!r} is not one (DNS names go in DREF_NODE_SERVICES)"
                 ) from None
-        for name in _split_list(env.get("DREF_NODE_SERVICES", "")):
-            ips.extend(_resolve(name))
-        peers = {ip: f"{ip}:{port}" for ip in dict.fromkeys(ips) if ip != bind_host}
+        services = _split_list(env.get("DREF_NODE_SERVICES", ""))
+        for name in services:
+            ips.extend(resolve_service(name))
         return cls(
             node_id=node_id or bind_host,
             listen=f"{bind_host}:{port}",
-            peers=peers,
+            peers=service_peers(ips, port, bind_host),
             data_dir=data_dir,
+            node_services=tuple(services),
             **options,  # type: ignore[arg-type]
         )
 
@@ -190,7 +204,14 @@ def _split_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _resolve(name: str) -> list[str]:
+def service_peers(ips: Iterable[str], port: int, own_host: str) -> dict[str, str]:
+    """Upstream's endpoints for discovered IPs: id = the IP, address = "IP:port"; the
+    node's own host is left out (spec 4.9: self-exclusion by address)."""
+    return {ip: f"{ip}:{port}" for ip in dict.fromkeys(ips) if ip != own_host}
+
+
+def resolve_service(name: str) -> list[str]:
+    """Every address of DNS name `name`, in the resolver's order; ConfigError if none."""
     try:
         infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
     except OSError as exc:

@@ -71,6 +71,7 @@ from dref.errors import (
     QuorumLostError,
 )
 from dref.raft.config import NodeConfig, split_address
+from dref.raft.discovery import ServiceDiscovery
 from dref.raft.server.admin import admin_handlers
 from dref.raft.status import NodeMetrics, NodeStatus
 from dref.storage.data_dir_lock import DataDirLock
@@ -118,6 +119,7 @@ class Node:
         self._actors: list[pykka.ActorRef[Any]] = []
         self._transports: list[PeerTransport] = []
         self._ticker: Ticker | None = None
+        self._discovery: ServiceDiscovery | None = None
         self._proposals: BatchInbox[Proposal] = BatchInbox()
         self._reads: BatchInbox[ReadRequest] = BatchInbox()
         node_id = config.node_id
@@ -169,6 +171,12 @@ class Node:
                 peer_socket.serve(servicer.admit, self.submit_peer_request)
             self._ticker = Ticker(self._consensus, config.tick_interval, node_id=node_id)
             self._ticker.start()
+            if config.node_services:
+                host, port = split_address(self._address, "listen")
+                self._discovery = ServiceDiscovery(
+                    self, config.node_services, port, config.address_poll_interval, own_host=host
+                )
+                self._discovery.start()
         except BaseException:
             self.close()
             raise
@@ -447,6 +455,8 @@ class Node:
         if self._closed:
             return
         self._closed = True
+        if self._discovery is not None:
+            self._discovery.stop()
         if self._ticker is not None:
             self._ticker.stop()
         self._server.stop(grace=0.2).wait(timeout=5)
