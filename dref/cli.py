@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dref-py {_package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     compat = commands.add_parser("compat", help="golden vectors: generate DIR | check DIR")
-    compat.add_argument("compat_args", nargs=argparse.REMAINDER)
+    compat.add_argument(
+        "compat_args", nargs=argparse.REMAINDER, help="generate DIR | check DIR"
+    )
 
     node = commands.add_parser(
         "node",
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--exit-on-stdin-close", action="store_true", help=argparse.SUPPRESS)
 
     cluster = commands.add_parser("cluster", help="run a local cluster: cluster up --nodes N")
-    cluster.add_argument("action", choices=["up"])
+    cluster.add_argument("action", choices=["up"], help="up: start the nodes until Ctrl-C")
     cluster.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
     cluster.add_argument("--base-port", type=int, help="ports base, base+1, ... (default: free)")
     cluster.add_argument(
@@ -120,19 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show one node's status")
     status.add_argument("address", help="HOST:PORT of the node")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
-    status.add_argument("--timeout", type=float, default=5.0)
+    status.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
 
     transfer = commands.add_parser("transfer-leader", help="hand leadership to another voter")
     transfer.add_argument("address", help="HOST:PORT of any node (the leader is found)")
     transfer.add_argument("--to", default="", help="target voter id (default: most caught up)")
-    transfer.add_argument("--timeout", type=float, default=30.0)
+    transfer.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
 
     members = commands.add_parser("members", help="list or change the cluster's members")
-    members.add_argument("action", choices=["list", "add", "add-learner", "promote", "remove"])
+    members.add_argument(
+        "action",
+        choices=["list", "add", "add-learner", "promote", "remove"],
+        help="list; add (a voter, after it catches up); add-learner; promote; remove",
+    )
     members.add_argument("address", help="HOST:PORT of any node (the leader is found)")
     members.add_argument("node_id", nargs="?", default="", help="member to change")
     members.add_argument("node_address", nargs="?", default="", help="its HOST:PORT (add)")
-    members.add_argument("--timeout", type=float, default=60.0)
+    members.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
     add_data_commands(commands)
     return parser
 
