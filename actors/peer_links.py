@@ -20,6 +20,7 @@ from dref.actors.consensus.messages import Message
 from dref.actors.transport import OnMessage, OnReachability, log_reachability
 from dref.wire.consensus_service import PeerClient
 from dref.wire.node_socket import PeerLink, PeerSocketClient, grpc_port_discovery
+from dref.wire.tls import TlsMaterial
 
 logger = logging.getLogger("dref.raft")
 
@@ -27,9 +28,9 @@ OpenLink = Callable[[str, str], PeerLink]
 """Opens a link to (peer id, its "host:port" as membership records it)."""
 
 
-def grpc_links(timeout: float) -> OpenLink:
-    """Links over one gRPC PeerStream each."""
-    return lambda peer, address: PeerClient(peer, address, timeout=timeout)
+def grpc_links(timeout: float, tls: TlsMaterial | None = None) -> OpenLink:
+    """Links over one gRPC PeerStream each (mutual TLS with `tls`)."""
+    return lambda peer, address: PeerClient(peer, address, timeout=timeout, tls=tls)
 
 
 def socket_links(
@@ -39,15 +40,17 @@ def socket_links(
     keepalive: float,
     cluster_id: Callable[[], str],
     sockets: Mapping[str, str],
+    tls: TlsMaterial | None = None,
 ) -> OpenLink:
     """Links over the native socket protocol. A peer's socket is where `sockets` says, or
-    else at the port its gRPC address answers; a peer without one is reached over gRPC."""
+    else at the port its gRPC address answers; a peer without one is reached over gRPC.
+    With `tls`, every link is mutual TLS and the peer's certificate must name its id."""
 
     def open_link(peer: str, address: str) -> PeerLink:
         configured = sockets.get(peer)
         if configured is None:
             host = address.rpartition(":")[0]
-            discover = grpc_port_discovery(address, timeout)
+            discover = grpc_port_discovery(address, timeout, tls, expected_name=peer)
         else:
             host, _, port = configured.rpartition(":")
             discover = partial(int, port)
@@ -59,7 +62,8 @@ def socket_links(
             timeout=timeout,
             keepalive=keepalive,
             cluster_id=cluster_id,
-            fallback=lambda: PeerClient(peer, address, timeout=timeout),
+            fallback=lambda: PeerClient(peer, address, timeout=timeout, tls=tls),
+            tls=tls,
         )
 
     return open_link

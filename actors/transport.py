@@ -209,14 +209,16 @@ class PeerSet:
         membership = self._membership
         return frozenset() if membership is None else membership.voters
 
+    def knows(self, node_id: str) -> bool:
+        """Whether `node_id` is a member or a peer we know (never a stranger)."""
+        membership = self._membership
+        return node_id in self._addresses or (
+            membership is not None and node_id in membership.members
+        )
+
     def accepts(self, sender: str) -> bool:
         """Whether the transport should hand a request from `sender` to consensus: members
         (also one whose address we have not learned yet, such as a leader whose snapshot
         did not record its own address), peers we know, or anyone while we are outside the
         configuration (a leader may be adding us)."""
-        membership = self._membership
-        return (
-            sender in self._addresses
-            or not self.is_member
-            or (membership is not None and sender in membership.members)
-        )
+        return self.knows(sender) or not self.is_member

@@ -39,6 +39,7 @@ from dref.ref import DRef
 from dref.wire.codec import Codec
 from dref.wire.json_codec import JsonCodec
 from dref.wire.msgpack_codec import MsgPackCodec
+from dref.wire.tls import TLS
 
 __all__ = [
     "BackendUnavailableError",
@@ -69,6 +70,7 @@ __all__ = [
     "NotLeaderError",
     "QuorumLostError",
     "StorageError",
+    "TLS",
     "Subscription",
     "Undecodable",
     "ValueTooLargeError",

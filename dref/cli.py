@@ -24,6 +24,8 @@ from typing import Any
 
 from dref.data_cli import add_data_commands, run_data_command
 from dref.errors import ConfigError, DRefError
+from dref.tls_options import add_tls_arguments, tls_of
+from dref.wire.tls import TLS
 
 
 def _package_version() -> str:
@@ -103,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID=HOST:PORT",
         help="reach peer ID's socket here instead of asking its --listen address (repeatable)",
     )
+    node.add_argument(
+        "--join",
+        action="store_true",
+        help="start outside the cluster (no --peer) and wait for `dref members add` on the leader",
+    )
+    add_tls_arguments(node)
+    node.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        metavar="NAME=ROLE",
+        help="with TLS: the role (read, write, admin) of client certificate NAME (repeatable)",
+    )
     node.add_argument("--log-level", default="INFO", help="DEBUG, INFO (default), WARNING")
     node.add_argument("--exit-on-stdin-close", action="store_true", help=argparse.SUPPRESS)
 
@@ -123,11 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("address", help="HOST:PORT of the node")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     status.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    add_tls_arguments(status)
 
     transfer = commands.add_parser("transfer-leader", help="hand leadership to another voter")
     transfer.add_argument("address", help="HOST:PORT of any node (the leader is found)")
     transfer.add_argument("--to", default="", help="target voter id (default: most caught up)")
     transfer.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    add_tls_arguments(transfer)
 
     members = commands.add_parser("members", help="list or change the cluster's members")
     members.add_argument(
@@ -139,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     members.add_argument("node_id", nargs="?", default="", help="member to change")
     members.add_argument("node_address", nargs="?", default="", help="its HOST:PORT (add)")
     members.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    add_tls_arguments(members)
     add_data_commands(commands)
     return parser
 
@@ -221,6 +239,14 @@ def _node_config(args: argparse.Namespace) -> Any:
     }
     if peer_sockets:
         options["peer_sockets"] = peer_sockets
+    if args.join:
+        options["join"] = True
+    tls = tls_of(args, settings)
+    if tls is not None:
+        options["tls"] = tls
+    roles = {**settings.get("roles", {}), **_id_addresses(args.role, "--role", "NAME=ROLE")}
+    if roles:
+        options["roles"] = roles
     if listen is None:
         return NodeConfig.from_env(
             Path(data_dir), bind_host=args.bind_host, node_id=node_id, **options
@@ -232,14 +258,15 @@ def _node_config(args: argparse.Namespace) -> Any:
     )
 
 
-def _id_addresses(items: list[str], flag: str) -> dict[str, str]:
-    """`flag ID=HOST:PORT` options as {id: address}; ConfigError on one without "="."""
+def _id_addresses(items: list[str], flag: str, shape: str = "ID=HOST:PORT") -> dict[str, str]:
+    """`flag KEY=VALUE` options (`shape` says which) as a dict; ConfigError on one without
+    "=" or with an empty key."""
     pairs: dict[str, str] = {}
     for item in items:
-        node_id, sep, address = item.partition("=")
-        if not sep:
-            raise ConfigError(f"{flag} must be ID=HOST:PORT, got {item!r}")
-        pairs[node_id] = address
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} must be {shape}, got {item!r}")
+        pairs[key] = value
     return pairs
 
 
@@ -397,7 +424,7 @@ class _LocalCluster:
 def _show_status(args: argparse.Namespace) -> int:
     from dref.raft.client import Client
 
-    with Client([args.address], timeout=args.timeout) as client:
+    with Client([args.address], timeout=args.timeout, tls=tls_of(args)) as client:
         status = client.status(args.address)
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
@@ -431,7 +458,9 @@ def _format_status(status: dict[str, Any]) -> str:
 _MEMBER_ACTIONS = {"add": "add_voter", "add-learner": "add_learner"}
 
 
-def _admin_call(address: str, method: str, request: Any, timeout: float) -> Any:
+def _admin_call(
+    address: str, method: str, request: Any, timeout: float, tls: TLS | None
+) -> Any:
     """Call an admin RPC on the leader: follow not_leader redirects, and while an election
     runs (no leader known yet) ask again until `timeout`; DRefError when it fails."""
     import grpc
@@ -439,12 +468,15 @@ def _admin_call(address: str, method: str, request: Any, timeout: float) -> Any:
     from dref.errors import BackendUnavailableError
     from dref.wire.consensus_codec import NATIVE_SERVICE
     from dref.wire.proto import dref_consensus_pb2 as pb
+    from dref.wire.tls import TlsMaterial, diagnose_tls, open_channel
+
+    material = None if tls is None else TlsMaterial(tls)
 
     response_type = type(request).__name__.replace("Request", "Response")
     deadline = time.monotonic() + timeout
     asked = address
     while True:
-        with grpc.insecure_channel(asked) as channel:
+        with open_channel(asked, material) as channel:
             call = channel.unary_unary(
                 f"/{NATIVE_SERVICE}/{method}",
                 request_serializer=lambda m: m.SerializeToString(),
@@ -454,7 +486,8 @@ def _admin_call(address: str, method: str, request: Any, timeout: float) -> Any:
                 response = call(request, timeout=max(0.0, deadline - time.monotonic()) + 5.0)
             except grpc.RpcError as exc:
                 if asked == address:
-                    raise BackendUnavailableError(f"{asked}: {exc.details()}") from None
+                    explained = diagnose_tls(asked, material) or exc.details()
+                    raise BackendUnavailableError(f"{asked}: {explained}") from None
                 response = None  # a stale leader hint: start again from the given node
         if response is not None and response.error_kind != "not_leader":
             if response.error_kind:
@@ -478,7 +511,9 @@ def _transfer_leader(args: argparse.Namespace) -> int:
     from dref.wire.proto import dref_consensus_pb2 as pb
 
     request = pb.TransferLeadershipRequest(target=args.to, timeout=args.timeout)
-    response = _admin_call(args.address, "TransferLeadership", request, args.timeout)
+    response = _admin_call(
+        args.address, "TransferLeadership", request, args.timeout, tls_of(args)
+    )
     print(f"leader is now {response.leader_id}")
     return 0
 
@@ -496,7 +531,7 @@ def _members(args: argparse.Namespace) -> int:
         address=args.node_address,
         timeout=args.timeout,
     )
-    response = _admin_call(args.address, "ChangeMembership", request, args.timeout)
+    response = _admin_call(args.address, "ChangeMembership", request, args.timeout, tls_of(args))
     for member in response.members:
         role = "voter" if member.voter else "learner"
         print(f"{member.node_id}\t{role}\t{member.address}")

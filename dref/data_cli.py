@@ -29,6 +29,7 @@ import dref
 from dref.changes import Changed, Deleted, Event, Lagged, Undecodable
 from dref.errors import ConfigError, DRefError, NotFoundError
 from dref.lock import DEFAULT_LOCK_TIMEOUT
+from dref.tls_options import add_tls_arguments, tls_of
 from dref.wire.codec import Codec
 from dref.wire.json_codec import JsonCodec
 from dref.wire.msgpack_codec import MsgPackCodec
@@ -89,6 +90,7 @@ def add_data_commands(commands: Any) -> None:
         metavar="URL",
         help="Redis server, redis://[user:password@]host:port/db (default: $DREF_REDIS_URL)",
     )
+    add_tls_arguments(backend_options.add_argument_group("Raft with TLS"))
     value_options = argparse.ArgumentParser(add_help=False)
     value_options.add_argument(
         "--codec",
@@ -202,7 +204,7 @@ def _open_context(args: argparse.Namespace, timeout: float) -> dref.Context:
             )
     if endpoints is not None:
         addresses = parse_endpoints(endpoints, endpoints_source)
-        return dref.raft_client(addresses, timeout=timeout)
+        return dref.raft_client(addresses, timeout=timeout, tls=tls_of(args))
     if redis_url is not None:
         if urlsplit(redis_url).scheme not in ("redis", "rediss"):
             raise UsageError(f"{redis_source}: a Redis URL starts with redis:// or rediss://")

@@ -49,6 +49,10 @@ KEYS: dict[str, _Type] = {
     "peer_sockets": _PEERS,
     "unix_socket": _STRING,
     "metrics_listen": _STRING,
+    "tls_cert": _STRING,
+    "tls_key": _STRING,
+    "tls_ca": _STRING,
+    "roles": _Type('a table of name = "read", "write" or "admin"', lambda v: isinstance(v, dict)),
 }
 """Every key a config file may hold, and the type of its value."""
 

@@ -20,6 +20,7 @@ from dref.errors import ConfigError
 from dref.raft.client import Client
 from dref.raft_backend import DEFAULT_TTL, RaftBackend
 from dref.wire.client_protocol import DEFAULT_MAX_VALUE_SIZE
+from dref.wire.tls import TLS
 
 __all__ = ["raft_client_context", "raft_context"]
 
@@ -40,12 +41,16 @@ def raft_context(
     ready_timeout: float = 30.0,
     read_policy: ReadPolicyName = "linearizable",
     metrics_listen: str | None = None,
+    tls: TLS | None = None,
+    roles: Mapping[str, str] | None = None,
 ) -> Context:
     """A context on a key/value node embedded here (`peers`: the OTHER voters' id -> address).
 
     Times are in seconds; None keeps the node's defaults. Calls go through the local node
     to the leader; `timeout` bounds each call. Closing the context stops the node.
-    `metrics_listen` ("host:port") serves the node's Prometheus metrics there.
+    `metrics_listen` ("host:port") serves the node's Prometheus metrics there. `tls`
+    (`dref.TLS(cert, key, ca)`, a certificate naming `node_id`) turns on mutual TLS for the
+    node and for this context's calls; `roles` maps client certificate names to roles.
     """
     from dref.raft.config import NodeConfig
 
@@ -58,6 +63,10 @@ def raft_context(
         options["snapshot_every"] = snapshot_every
     if metrics_listen is not None:
         options["metrics_listen"] = metrics_listen
+    if tls is not None:
+        options["tls"] = tls
+    if roles:
+        options["roles"] = roles
     config = NodeConfig(node_id, listen, peers, Path(data_dir), **options)  # checks them all
     data = config.data_dir
     data.mkdir(parents=True, exist_ok=True)
@@ -78,6 +87,11 @@ def raft_context(
         arguments += ["--max-value-size", str(max_value_size)]
         if metrics_listen is not None:
             arguments += ["--metrics-listen", metrics_listen]
+        if config.tls is not None:
+            arguments += ["--tls-cert", str(config.tls.cert), "--tls-key", str(config.tls.key)]
+            arguments += ["--tls-ca", str(config.tls.ca)]
+        for name, role in config.roles.items():
+            arguments += ["--role", f"{name}={role}"]
         unix_path = _unix_socket_path(data)
         if unix_path is not None:
             arguments += ["--unix-socket", unix_path]
@@ -91,7 +105,9 @@ def raft_context(
         node = KeyValueNode(config, max_value_size=max_value_size)
         address, stop = node.address, node.close
     try:
-        client = Client([address, *peers.values()], timeout=timeout, unix_sockets=unix_sockets)
+        client = Client(
+            [address, *peers.values()], timeout=timeout, unix_sockets=unix_sockets, tls=tls
+        )
     except BaseException:
         stop()
         raise
@@ -118,10 +134,12 @@ def raft_client_context(
     timeout: float = 10.0,
     max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
     read_policy: ReadPolicyName = "linearizable",
+    tls: TLS | None = None,
 ) -> Context:
     """A context on the running cluster reachable at some of `addresses` ("host:port");
-    `read_policy` is how `DRef.get` reads unless told otherwise."""
-    client = Client(_checked_addresses(addresses), timeout=timeout)
+    `read_policy` is how `DRef.get` reads unless told otherwise; `tls`
+    (`dref.TLS(cert, key, ca)`) for a cluster with TLS."""
+    client = Client(_checked_addresses(addresses), timeout=timeout, tls=tls)
     backend = RaftBackend(client, default_ttl=default_ttl, max_value_size=max_value_size)
     return Context(backend, read_policy=read_policy)
 

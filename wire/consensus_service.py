@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from functools import partial
 
 import grpc
 
@@ -40,6 +41,7 @@ from dref.wire.peer_stream import (
     serve_peer_stream,
 )
 from dref.wire.reconnect import RECONNECT_OPTIONS
+from dref.wire.tls import Identity, TlsMaterial, grpc_identity, open_channel
 
 logger = logging.getLogger("dref.raft")
 
@@ -102,12 +104,18 @@ class ConsensusServicer:
             for service, methods in by_service.items()
         ]
 
-    def admit(self, rpc: Rpc, request: bytes) -> Message:
-        """Decode a peer's request and check its sender is another member; raise CallRefused."""
+    def admit(self, rpc: Rpc, request: bytes, identity: Identity | None = None) -> Message:
+        """Decode a peer's request and check its sender is another member and, with TLS,
+        one the caller's certificate names; raise CallRefused."""
         try:
             message = decode_request(rpc, request)
         except CodecError as exc:
             raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        if identity is not None and message.sender not in identity.names:
+            raise CallRefused(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"the certificate of {identity.name!r} does not name node {message.sender!r}",
+            )
         if message.sender == self._node_id or not self._accepts(message.sender):
             raise CallRefused(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -118,12 +126,13 @@ class ConsensusServicer:
     def _peer_stream(
         self, frames: Iterator[bytes], context: grpc.ServicerContext
     ) -> Iterator[bytes]:
-        return serve_peer_stream(frames, context, self.admit, self._submit)
+        admit = partial(self.admit, identity=grpc_identity(context))
+        return serve_peer_stream(frames, context, admit, self._submit)
 
     def _handler(self, rpc: Rpc) -> Callable[[bytes, grpc.ServicerContext], object]:
         def handle(request: bytes, context: grpc.ServicerContext) -> object:
             try:
-                message = self.admit(rpc, request)
+                message = self.admit(rpc, request, grpc_identity(context))
             except CallRefused as exc:
                 context.abort(exc.code, exc.details)
             remaining = context.time_remaining()
@@ -147,11 +156,13 @@ class PeerClient:
     peer turned out to lack PeerStream, go as unary calls with a `timeout` deadline.
     """
 
-    def __init__(self, peer_id: str, address: str, *, timeout: float) -> None:
+    def __init__(
+        self, peer_id: str, address: str, *, timeout: float, tls: TlsMaterial | None = None
+    ) -> None:
         self.peer_id = peer_id
         self._timeout = timeout
-        self._channel = grpc.insecure_channel(
-            address, options=[*CHANNEL_OPTIONS, *RECONNECT_OPTIONS]
+        self._channel = open_channel(
+            address, tls, [*CHANNEL_OPTIONS, *RECONNECT_OPTIONS], expected_name=peer_id
         )
         self._calls = {
             rpc: self._channel.unary_unary(

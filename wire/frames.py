@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import enum
 import json
-import socket
 import struct
 from dataclasses import dataclass
+from typing import Protocol
 
 from dref.errors import CodecError
 
@@ -50,10 +50,16 @@ def encode_frame(kind: FrameKind, payload: bytes) -> bytes:
     return _HEADER.pack(len(payload) + 1) + bytes((kind,)) + payload
 
 
-class FrameReader:
-    """Reads whole frames from a blocking socket, one `recv_into` per chunk of data."""
+class Receiver(Protocol):
+    """A blocking byte source: a socket, or TLS over one (`dref.wire.tls.TlsSession`)."""
 
-    def __init__(self, sock: socket.socket, max_bytes: int = MAX_FRAME_BYTES) -> None:
+    def recv(self, count: int, /) -> bytes: ...
+
+
+class FrameReader:
+    """Reads whole frames from a blocking socket (or TLS over one), one `recv` per chunk."""
+
+    def __init__(self, sock: Receiver, max_bytes: int = MAX_FRAME_BYTES) -> None:
         self._sock = sock
         self._max = max_bytes
         self._buffer = bytearray()

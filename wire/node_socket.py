@@ -20,6 +20,7 @@ import logging
 import os
 import select
 import socket
+import ssl
 import stat
 import threading
 import time
@@ -44,8 +45,16 @@ from dref.wire.frames import (
     encode_frame,
     refusal,
 )
-from dref.wire.peer_stream import RPC_BY_METHOD, Admit, OnReply, Submit, deliver_answer
+from dref.wire.peer_stream import RPC_BY_METHOD, OnReply, Submit, deliver_answer
 from dref.wire.proto import dref_consensus_pb2 as pb
+from dref.wire.tls import (
+    TLS_RECORD_HANDSHAKE,
+    Identity,
+    TlsMaterial,
+    TlsSession,
+    diagnose_tls,
+    open_channel,
+)
 
 logger = logging.getLogger("dref.raft")
 
@@ -66,8 +75,16 @@ class ClientSession(Protocol):
         ...
 
 
-OpenClientSession = Callable[["FrameSender"], ClientSession]
-"""Starts serving a client connection whose answers go out through the FrameSender."""
+OpenClientSession = Callable[["FrameSender", "Identity | None"], ClientSession]
+"""Starts serving a client connection whose answers go out through the FrameSender; the
+identity is the client's TLS certificate (None without TLS)."""
+
+AdmitFrom = Callable[[Rpc, bytes, "Identity | None"], Message]
+"""Decodes a peer's request and checks its sender against the connection's certificate
+(None without TLS); raises CallRefused."""
+
+Channel = socket.socket | TlsSession
+"""What frames are read from and handshakes written to: the socket, or TLS over it."""
 
 PONG_FRAME = encode_frame(FrameKind.PONG, b"")
 
@@ -122,6 +139,8 @@ class FrameSender:
     queue in a bounded backlog and the writing thread sends them joined after its own.
     What the kernel buffer cannot take goes to the writer thread, which waits for room;
     if the peer takes nothing for `stall_timeout` the connection is closed (`on_broken`).
+    With TLS, `seal` encrypts each run of frames as its writer takes it, so ciphertext
+    leaves in the order it was made.
     """
 
     def __init__(
@@ -132,8 +151,10 @@ class FrameSender:
         stall_timeout: float,
         on_broken: Callable[[str], None],
         max_backlog: int = MAX_BACKLOG_BYTES,
+        seal: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self._sock = sock
+        self._seal = seal
         self._stall_timeout = stall_timeout
         self._on_broken = on_broken
         self._max_backlog = max_backlog
@@ -157,7 +178,7 @@ class FrameSender:
                 self._backlog_bytes += len(frame)
                 return True
             self._busy = True
-        data = frame
+        data = frame if self._seal is None else self._seal(frame)
         while True:
             rest = self._write_some(data)
             with self._cond:
@@ -173,7 +194,7 @@ class FrameSender:
     def _take_backlog(self) -> bytes:
         data = b"".join(self._backlog)
         self._backlog, self._backlog_bytes = [], 0
-        return data
+        return data if self._seal is None else self._seal(data)
 
     def _write_some(self, data: bytes) -> bytes:
         """Write without waiting; the bytes the socket had no room for."""
@@ -262,9 +283,12 @@ class NodeSocketServer:
         stall_timeout: float = 5.0,
         keepalive: float = 20.0,
         unix_path: str | None = None,
+        tls: TlsMaterial | None = None,
     ) -> None:
         self._node_id = node_id
-        self._admit: Admit | None = None
+        self._tls = tls
+        self._refusals_logged: set[str] = set()
+        self._admit: AdmitFrom | None = None
         self._submit: Submit | None = None
         self._open_client: OpenClientSession | None = None
         self._cluster_id = cluster_id
@@ -299,7 +323,7 @@ class NodeSocketServer:
         """Serve client connections with `open_session` (call before `serve`)."""
         self._open_client = open_session
 
-    def serve(self, admit: Admit, submit: Submit) -> None:
+    def serve(self, admit: AdmitFrom, submit: Submit) -> None:
         """Start accepting: `admit` decodes a request and checks its sender (raising
         `CallRefused`), `submit` hands it to the node."""
         self._admit, self._submit = admit, submit
@@ -343,11 +367,18 @@ class NodeSocketServer:
         peer = "?"
         sender: FrameSender | None = None
         session: ClientSession | None = None
+        channel: Channel = conn
         try:
             _tune(conn, self._keepalive)
             conn.settimeout(HANDSHAKE_TIMEOUT)
-            reader = FrameReader(conn)
-            hello = self._handshake(conn, reader)
+            identity = None
+            if self._tls is not None and conn.family != socket.AF_UNIX:
+                tls = self._secure(conn)
+                if tls is None:
+                    return
+                channel, identity = tls, tls.peer_identity()
+            reader = FrameReader(channel)
+            hello = self._handshake(channel, reader, identity)
             if hello is None:
                 return
             peer = hello.node_id
@@ -357,22 +388,23 @@ class NodeSocketServer:
                 name=f"dref-{hello.role}-serve-{peer}",
                 stall_timeout=self._stall_timeout,
                 on_broken=lambda reason: _shut(conn),
+                seal=channel.seal if isinstance(channel, TlsSession) else None,
             )
             if hello.role == "client":
                 assert self._open_client is not None  # the handshake checked it
-                session = self._open_client(sender)
+                session = self._open_client(sender, identity)
                 serve_frame = session.serve
             else:
-                serve_frame = partial(self._serve_requests, sender=sender)
+                serve_frame = partial(self._serve_requests, sender=sender, identity=identity)
             answer = Hello(self._node_id, peer, self._cluster_id(), role=hello.role)
-            conn.sendall(answer.encode())
+            channel.sendall(answer.encode())
             self._read_requests(conn, reader, sender, serve_frame, hello.role)
         except CallRefused as exc:
             logger.warning("%s: refused peer %s: %s", self._node_id, peer, exc.details)
-            _send_quietly(conn, refusal(exc.details))
+            _send_quietly(channel, refusal(exc.details))
         except FrameError as exc:
             logger.warning("%s: bad frame from peer %s: %s", self._node_id, peer, exc)
-            _send_quietly(conn, refusal(str(exc)))
+            _send_quietly(channel, refusal(str(exc)))
         except (ConnectionClosed, OSError) as exc:
             logger.debug("%s: peer connection from %s ended: %s", self._node_id, peer, exc)
         finally:
@@ -383,6 +415,37 @@ class NodeSocketServer:
             with self._lock:
                 self._connections.discard(conn)
             _shut(conn)
+
+    def _secure(self, conn: socket.socket) -> TlsSession | None:
+        """TLS on a new connection; None after refusing a plaintext caller (told why in a
+        plaintext REFUSED frame) or a failed handshake (a certificate not of our CA)."""
+        assert self._tls is not None
+        first = conn.recv(1, socket.MSG_PEEK)
+        if not first:
+            return None
+        if first[0] != TLS_RECORD_HANDSHAKE:
+            self._log_refusal("refused a plaintext connection: this node requires TLS")
+            _send_quietly(
+                conn,
+                refusal(
+                    f"node {self._node_id!r} requires TLS: connect with a certificate of the"
+                    " cluster CA (tls=dref.TLS(...), or --tls-cert/--tls-key/--tls-ca)"
+                ),
+            )
+            return None
+        try:
+            return self._tls.server_session(conn, HANDSHAKE_TIMEOUT)
+        except ssl.SSLError as exc:
+            self._log_refusal(f"refused a TLS connection: {exc}")
+        except (TimeoutError, ConnectionError) as exc:
+            logger.debug("%s: a TLS handshake ended early: %s", self._node_id, exc)
+        return None
+
+    def _log_refusal(self, reason: str) -> None:
+        """Log each kind of refused connection once (a refused peer retries forever)."""
+        if reason not in self._refusals_logged and len(self._refusals_logged) < 64:
+            self._refusals_logged.add(reason)
+            logger.warning("%s: %s", self._node_id, reason)
 
     def _read_requests(
         self,
@@ -416,7 +479,9 @@ class NodeSocketServer:
                 raise FrameError(f"unexpected {kind.name} frame from a {role}")
             serve_frame(payload)
 
-    def _handshake(self, conn: socket.socket, reader: FrameReader) -> Hello | None:
+    def _handshake(
+        self, channel: Channel, reader: FrameReader, identity: Identity | None
+    ) -> Hello | None:
         """The caller's HELLO if acceptable; otherwise refuse it and return None."""
         try:
             kind, payload = reader.read()
@@ -426,14 +491,14 @@ class NodeSocketServer:
         if kind is not FrameKind.HELLO:
             raise FrameError(f"expected a handshake, got a {kind.name} frame")
         hello = Hello.decode(payload)
-        reason = self._refusal(hello)
+        reason = self._refusal(hello, identity)
         if reason is None:
             return hello
-        logger.warning("%s: refused a connection from %r: %s", self._node_id, hello.node_id, reason)
-        _send_quietly(conn, refusal(reason))
+        self._log_refusal(f"refused a connection from {hello.node_id!r}: {reason}")
+        _send_quietly(channel, refusal(reason))
         return None
 
-    def _refusal(self, hello: Hello) -> str | None:
+    def _refusal(self, hello: Hello, identity: Identity | None) -> str | None:
         ours = self._cluster_id()
         if hello.protocol != PROTOCOL_VERSION:
             return (
@@ -450,6 +515,11 @@ class NodeSocketServer:
             return f"this is node {self._node_id!r}, not {hello.expects!r}"
         if hello.node_id == self._node_id:
             return f"a node cannot connect to itself ({self._node_id!r})"
+        if identity is not None and hello.node_id not in identity.names:
+            return (
+                f"its certificate names {sorted(identity.names)}, not the node id it claims"
+                f" ({hello.node_id!r})"
+            )
         if ours and hello.cluster_id and hello.cluster_id != ours:
             return (
                 f"node {hello.node_id!r} belongs to cluster {hello.cluster_id!r};"
@@ -457,7 +527,9 @@ class NodeSocketServer:
             )
         return None
 
-    def _serve_requests(self, payload: bytes, sender: FrameSender) -> None:
+    def _serve_requests(
+        self, payload: bytes, sender: FrameSender, identity: Identity | None
+    ) -> None:
         admit, submit = self._admit, self._submit
         assert admit is not None and submit is not None  # set before accepting
         try:
@@ -468,7 +540,7 @@ class NodeSocketServer:
             rpc = RPC_BY_METHOD.get(envelope.method)
             if rpc is None:
                 raise FrameError(f"unknown method {envelope.method!r}")
-            message = admit(rpc, envelope.payload)
+            message = admit(rpc, envelope.payload, identity)
             submit(message).add_done_callback(partial(_answer, sender, envelope.id, rpc))
 
 
@@ -483,11 +555,11 @@ def _answer(sender: FrameSender, ident: int, rpc: Rpc, reply: Future[Message | N
     sender.send(encode_frame(FrameKind.ANSWERS, frame.SerializeToString()))
 
 
-def _send_quietly(conn: socket.socket, data: bytes) -> None:
+def _send_quietly(channel: Channel, data: bytes) -> None:
     try:
-        conn.settimeout(1.0)
-        conn.sendall(data)
-    except OSError:
+        (channel.sock if isinstance(channel, TlsSession) else channel).settimeout(1.0)
+        channel.sendall(data)
+    except (OSError, ssl.SSLError):
         pass
 
 
@@ -508,11 +580,14 @@ DiscoverPort = Callable[[], "int | None"]
 """Asks a peer's gRPC port for its peer socket port; None: the peer has no socket."""
 
 
-def grpc_port_discovery(address: str, timeout: float) -> DiscoverPort:
-    """Discovery through the peer's gRPC port (`SOCKET_PORT_PATH`) at `address`."""
+def grpc_port_discovery(
+    address: str, timeout: float, tls: TlsMaterial | None = None, expected_name: str = ""
+) -> DiscoverPort:
+    """Discovery through the peer's gRPC port (`SOCKET_PORT_PATH`) at `address` (with TLS,
+    its certificate must carry `expected_name`, default the host of `address`)."""
 
     def discover() -> int | None:
-        with grpc.insecure_channel(address) as channel:
+        with open_channel(address, tls, expected_name=expected_name) as channel:
             call = channel.unary_unary(
                 SOCKET_PORT_PATH, request_serializer=None, response_deserializer=None
             )
@@ -521,6 +596,10 @@ def grpc_port_discovery(address: str, timeout: float) -> DiscoverPort:
             except grpc.RpcError as exc:
                 if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
                     return None
+                if exc.code() is grpc.StatusCode.UNAVAILABLE:
+                    problem = diagnose_tls(address, tls, expected_name=expected_name)
+                    if problem is not None:
+                        raise PeerRefused(problem) from None
                 raise ConnectionError(exc.details() or exc.code().name) from None
         if not answer.isdigit():
             raise ConnectionError(f"{address} answered a bad peer socket port {answer!r}")
@@ -549,8 +628,10 @@ class PeerSocketClient:
         cluster_id: Callable[[], str] = lambda: "",
         keepalive: float = 20.0,
         fallback: Callable[[], PeerLink] | None = None,
+        tls: TlsMaterial | None = None,
     ) -> None:
         self.peer_id = peer_id
+        self._tls = tls
         self._node_id = node_id
         self._host = host.strip("[]")
         self._discover = discover
@@ -638,7 +719,7 @@ class PeerSocketClient:
                     if port is None:
                         self._use_fallback()
                         return
-                sock = self._connect(port)
+                sock, channel = self._connect(port)
             except Exception as exc:  # noqa: BLE001 - any failure: back off and try again
                 if not isinstance(exc, OSError | FrameError):
                     logger.exception("%s: connecting to %s failed", self._node_id, self.peer_id)
@@ -649,19 +730,27 @@ class PeerSocketClient:
                 continue
             pause = RECONNECT_BACKOFF[0]
             self._set_reachable(True, None)
-            self._read_answers(sock)
+            self._read_answers(sock, channel)
 
     def _pause(self, seconds: float) -> None:
         with self._cond:
             if not self._closed:
                 self._cond.wait(seconds)
 
-    def _connect(self, port: int) -> socket.socket:
+    def _connect(self, port: int) -> tuple[socket.socket, Channel]:
         sock = socket.create_connection((self._host, port), timeout=self._timeout)
         try:
             _tune(sock, self._keepalive)
-            sock.sendall(Hello(self._node_id, self.peer_id, self._cluster_id()).encode())
-            kind, payload = FrameReader(sock).read()
+            channel: Channel = sock
+            if self._tls is not None:
+                try:
+                    channel = self._tls.client_session(sock, self.peer_id, self._timeout)
+                except ssl.SSLError as exc:
+                    raise PeerRefused(
+                        f"TLS with node {self.peer_id!r} at {self._host}:{port} failed: {exc}"
+                    ) from None
+            channel.sendall(Hello(self._node_id, self.peer_id, self._cluster_id()).encode())
+            kind, payload = FrameReader(channel).read()
             if kind is FrameKind.REFUSED:
                 reason = payload.decode(errors="replace")
                 raise PeerRefused(f"node {self.peer_id!r} refused the connection: {reason}")
@@ -681,14 +770,15 @@ class PeerSocketClient:
         except BaseException:
             _shut(sock)
             raise
-        return sock
+        return sock, channel
 
-    def _read_answers(self, sock: socket.socket) -> None:
+    def _read_answers(self, sock: socket.socket, channel: Channel) -> None:
         sender = FrameSender(
             sock,
             name=f"dref-peer-link-{self.peer_id}",
             stall_timeout=self._timeout,
             on_broken=lambda reason: _shut(sock),
+            seal=channel.seal if isinstance(channel, TlsSession) else None,
         )
         with self._cond:
             if self._closed:
@@ -700,7 +790,7 @@ class PeerSocketClient:
         self.connected.set()
         if waiting:
             sender.send(b"".join(waiting))
-        reader = FrameReader(sock)
+        reader = FrameReader(channel)
         try:
             while True:
                 kind, payload = reader.read()

@@ -40,6 +40,7 @@ from dref.contracts.changes import ChangeEvent, ChangeKind, Entry
 from dref.errors import (
     BackendUnavailableError,
     CodecError,
+    ConfigError,
     ContextClosedError,
     DRefError,
     DRefTimeoutError,
@@ -59,6 +60,7 @@ from dref.wire.proto import dref_pb2 as up
 from dref.wire.proto import dref_pb2_grpc as up_grpc
 from dref.wire.proto import state_command_pb2 as sc
 from dref.wire.reconnect import RECONNECT_OPTIONS
+from dref.wire.tls import TLS, TlsMaterial, diagnose_tls, open_channel
 
 __all__ = ["Client", "ClientStats", "Resync", "Watch", "WatchItem"]
 
@@ -88,7 +90,11 @@ class _Node:
     """One address with its channel, stubs and pipeline."""
 
     def __init__(
-        self, address: str, transport: str = "socket", unix_path: str | None = None
+        self,
+        address: str,
+        transport: str = "socket",
+        unix_path: str | None = None,
+        tls: TlsMaterial | None = None,
     ) -> None:
         self.address = address
         options = [
@@ -96,15 +102,15 @@ class _Node:
             ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
             *RECONNECT_OPTIONS,
         ]
-        self.channel = grpc.insecure_channel(address, options=options)
+        self.channel = open_channel(address, tls, options)
         self.raft = up_grpc.DRefRaftStub(self.channel)
         self.native = native_grpc.DRefNativeStub(self.channel)
         grpc_pipeline = Pipeline(self.native.Pipeline, address)
         self.pipeline: Pipeline | SocketPipeline = grpc_pipeline
         if transport == "socket":
-            discover = grpc_port_discovery(address, CONNECT_TIMEOUT)
+            discover = grpc_port_discovery(address, CONNECT_TIMEOUT, tls)
             self.pipeline = SocketPipeline(
-                address, discover, grpc_pipeline, unix_path=unix_path
+                address, discover, grpc_pipeline, unix_path=unix_path, tls=tls
             )
 
     def close(self) -> None:
@@ -140,6 +146,7 @@ class Client:
         retry: RetryPolicy | None = None,
         transport: str = "socket",
         unix_sockets: Mapping[str, str] | None = None,
+        tls: TLS | None = None,
     ) -> None:
         """`address_map` translates any address the client would dial (a configured one or
         a leader hint) into the one to use, for nodes reached through proxies or NAT.
@@ -147,7 +154,8 @@ class Client:
         timeout; False raises `error` at once (None: retry whatever may succeed later).
         `transport` carries key/value calls on the node's socket ("socket", gRPC for a node
         without one) or on the gRPC Pipeline stream ("grpc"); `unix_sockets` maps a node
-        address to the Unix socket path that node serves on this machine."""
+        address to the Unix socket path that node serves on this machine. `tls` makes every
+        connection mutual TLS (each node's certificate must name the host dialed)."""
         if not addresses:
             raise ValueError("give at least one node address (host:port)")
         if timeout <= 0:
@@ -156,6 +164,9 @@ class Client:
             raise ValueError(f"transport must be one of {', '.join(CLIENT_TRANSPORTS)}")
         self._transport = transport
         self._unix_sockets = dict(unix_sockets or {})
+        if tls is not None and not isinstance(tls, TLS):
+            raise ConfigError(f"tls must be dref.TLS(cert=..., key=..., ca=...), got {tls!r}")
+        self._tls = None if tls is None else TlsMaterial(tls)
         self._stats_lock = threading.Lock()
         self._stats = ClientStats()
         self.observe_call: Callable[[float], None] | None = None
@@ -402,7 +413,8 @@ class Client:
             node = self._nodes.get(address)
             if node is None:
                 unix_path = self._unix_sockets.get(address)
-                node = self._nodes[address] = _Node(address, self._transport, unix_path)
+                node = _Node(address, self._transport, unix_path, self._tls)
+                self._nodes[address] = node
                 self._order.append(address)
             return node
 
@@ -605,7 +617,10 @@ class Client:
         except grpc.RpcError as error:
             code = error.code()
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise BackendUnavailableError(f"{address}: {error.details()}") from None
+                details = error.details()
+                if code is grpc.StatusCode.UNAVAILABLE:
+                    details = diagnose_tls(address, self._tls) or details
+                raise BackendUnavailableError(f"{address}: {details}") from None
             raise DRefError(f"{address}: {code.name}: {error.details()}") from None
 
 

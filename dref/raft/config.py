@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dref.errors import ConfigError
+from dref.wire.tls import ROLES, TLS
 
 PEER_TRANSPORTS = ("socket", "grpc")
 """Ways a native node reaches its peers; see `NodeConfig.peer_transport`."""
@@ -78,6 +79,13 @@ class NodeConfig:
     removes members to match (`dref.raft.discovery`)."""
     address_poll_interval: float = 3.0
     """Seconds between re-resolutions of `node_services` (upstream's addressPollInterval)."""
+    tls: TLS | None = None
+    """Mutual TLS on every listener and link of the node (`dref.TLS(cert, key, ca)`): peers
+    and clients must present a certificate of the same CA, a peer's naming the node id it
+    claims. Without it the node trusts its network."""
+    roles: Mapping[str, str] = field(default_factory=dict)
+    """With TLS, the role (read, write, admin) of each client certificate name; a name not
+    listed has the role its certificate states (`dref certs issue --role`), else none."""
 
     def __post_init__(self) -> None:
         if not self.node_id or not isinstance(self.node_id, str):
@@ -124,6 +132,16 @@ class NodeConfig:
         object.__setattr__(self, "node_services", tuple(self.node_services))
         if not self.address_poll_interval > 0:
             raise ConfigError("address_poll_interval must be positive (seconds)")
+        if self.tls is not None and not isinstance(self.tls, TLS):
+            raise ConfigError(f"tls must be dref.TLS(cert=..., key=..., ca=...), got {self.tls!r}")
+        if not isinstance(self.roles, Mapping):
+            raise ConfigError("roles must map client certificate names to read, write or admin")
+        for name, role in self.roles.items():
+            if role not in ROLES:
+                raise ConfigError(
+                    f"role of {name!r} must be one of {', '.join(ROLES)}, got {role!r}"
+                )
+        object.__setattr__(self, "roles", dict(self.roles))
         if self.peer_transport not in PEER_TRANSPORTS:
             raise ConfigError(
                 f"peer_transport must be one of {', '.join(PEER_TRANSPORTS)},"

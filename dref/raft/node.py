@@ -72,6 +72,7 @@ from dref.errors import (
 )
 from dref.raft.config import NodeConfig, split_address
 from dref.raft.discovery import ServiceDiscovery
+from dref.raft.server.access import Access
 from dref.raft.server.admin import admin_handlers
 from dref.raft.status import NodeMetrics, NodeStatus
 from dref.storage.data_dir_lock import DataDirLock
@@ -79,6 +80,7 @@ from dref.storage.node_identity import claim_identity
 from dref.storage.recovery import recover
 from dref.wire.consensus_service import CHANNEL_OPTIONS, ConsensusServicer
 from dref.wire.node_socket import NodeSocketServer
+from dref.wire.tls import TlsMaterial
 
 __all__ = ["Node"]
 
@@ -130,7 +132,14 @@ class Node:
         )
         # No SO_REUSEPORT: a second node on a port in use must fail, not share it.
         server_options = [*CHANNEL_OPTIONS, *_keepalive_options(config), ("grpc.so_reuseport", 0)]
-        self._server = grpc.server(self._executor, options=server_options)
+        self.tls = None if config.tls is None else TlsMaterial(config.tls)
+        """The node's certificates (re-read when their files change), None without TLS."""
+        self.access = None if config.tls is None else Access(config.roles, self._is_node)
+        """Who may call what (with TLS); None: every caller may call everything."""
+        interceptors = [] if self.access is None else [self.access.interceptor()]
+        self._server = grpc.server(
+            self._executor, options=server_options, interceptors=interceptors
+        )
         # Before anything reads or writes the directory: one node at a time, and its own.
         self._data_lock = DataDirLock(config.data_dir)
         self._peer_socket: NodeSocketServer | None = None
@@ -138,7 +147,11 @@ class Node:
             claim_identity(config.data_dir, node_id)
             _check_bindable(config.listen)
             try:
-                port = self._server.add_insecure_port(config.listen)
+                if self.tls is None:
+                    port = self._server.add_insecure_port(config.listen)
+                else:
+                    credentials = self.tls.server_credentials()
+                    port = self._server.add_secure_port(config.listen, credentials)
             except RuntimeError:
                 port = 0
             if port == 0:
@@ -497,6 +510,7 @@ class Node:
                 stall_timeout=config.rpc_timeout,
                 keepalive=config.keepalive_interval,
                 unix_path=config.unix_socket,
+                tls=self.tls,
             )
         except OSError as exc:
             where = listen if exc.filename is None else exc.filename
@@ -505,7 +519,7 @@ class Node:
     def _peer_links(self, node_id: str, on_answer: OnMessage) -> PeerTransport:
         config = self._config
         if config.peer_transport == "grpc":
-            open_link = grpc_links(config.rpc_timeout)
+            open_link = grpc_links(config.rpc_timeout, self.tls)
         else:
             open_link = socket_links(
                 node_id,
@@ -513,8 +527,13 @@ class Node:
                 keepalive=config.keepalive_interval,
                 cluster_id=lambda: "",
                 sockets=config.peer_sockets,
+                tls=self.tls,
             )
         return PeerLinks(node_id, on_answer, open_link, on_reachability=self._reachability)
+
+    def _is_node(self, name: str) -> bool:
+        """Whether `name` is this node's id or a member's (for `Access`)."""
+        return name == self._config.node_id or self._peer_set.knows(name)
 
     def _answer(self, message: Message) -> None:
         """A peer's answer to one of our requests, on a transport thread."""

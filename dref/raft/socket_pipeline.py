@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -30,8 +31,9 @@ from dref.wire.frames import (
     Hello,
     encode_frame,
 )
-from dref.wire.node_socket import PONG_FRAME, DiscoverPort, FrameSender
+from dref.wire.node_socket import PONG_FRAME, Channel, DiscoverPort, FrameSender
 from dref.wire.proto import dref_native_pb2 as native
+from dref.wire.tls import TlsMaterial, TlsSession
 
 __all__ = ["SocketPipeline"]
 
@@ -53,9 +55,11 @@ class SocketPipeline:
         fallback: Pipeline,
         *,
         unix_path: str | None = None,
+        tls: TlsMaterial | None = None,
     ) -> None:
         self.address = address
         self._unix_path = unix_path
+        self._tls = tls
         self._host = address.rpartition(":")[0].strip("[]")
         self._discover = discover
         self._fallback = fallback
@@ -139,20 +143,21 @@ class SocketPipeline:
                 raise CallFailed(grpc.StatusCode.CANCELLED, "the pipeline is closed")
             limit = max(0.001, min(CONNECT_TIMEOUT, deadline - time.monotonic()))
             try:
-                sock = self._open_unix(limit)
-                if sock is None:
+                opened = self._open_unix(limit)
+                if opened is None:
                     port = self._discover()
                     if port is None:
                         _log.info("%s has no socket: its calls go on gRPC", self.address)
                         self._no_socket_until = time.monotonic() + NO_SOCKET_RETRY
                         return None
-                    sock = _handshake(socket.create_connection((self._host, port), limit))
-            except (OSError, FrameError) as exc:
+                    sock = socket.create_connection((self._host, port), limit)
+                    opened = _handshake(sock, self._tls, self._host, limit)
+            except (OSError, FrameError, ssl.SSLError) as exc:
                 # "failed to connect": the call was surely not sent, so a write may retry
                 raise CallFailed(
                     grpc.StatusCode.UNAVAILABLE, f"failed to connect to {self.address}: {exc}"
                 ) from None
-            connection = _Connection(sock, self.address, self._count)
+            connection = _Connection(*opened, self.address, self._count)
             with self._lock:
                 self.stats.streams += 1
                 if self._closed:
@@ -163,8 +168,9 @@ class SocketPipeline:
         finally:
             self._connecting.release()
 
-    def _open_unix(self, timeout: float) -> socket.socket | None:
-        """A connection on the node's Unix socket, or None (none given, or it failed)."""
+    def _open_unix(self, timeout: float) -> tuple[socket.socket, Channel] | None:
+        """A connection on the node's Unix socket (never TLS: the socket file's permissions
+        guard it), or None (none given, or it failed)."""
         if self._unix_path is None:
             return None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -175,21 +181,25 @@ class SocketPipeline:
             sock.close()
             _log.debug("%s: no Unix socket at %s: %s", self.address, self._unix_path, exc)
             return None
-        return _handshake(sock)
+        return _handshake(sock, None, "", timeout)
 
     def _count(self, frames: int) -> None:
         with self._lock:
             self.stats.frames_received += frames
 
 
-def _handshake(sock: socket.socket) -> socket.socket:
-    """`sock`, connected to a node, after the client handshake (raises OSError or
-    FrameError, closing it)."""
+def _handshake(
+    sock: socket.socket, tls: TlsMaterial | None, host: str, timeout: float
+) -> tuple[socket.socket, Channel]:
+    """`sock`, connected to a node, and what to read and write it through, after TLS (with
+    `tls`: the node's certificate must name `host`) and the client handshake (raises
+    OSError, ssl.SSLError or FrameError, closing it)."""
     try:
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall(Hello(f"client-{os.getpid()}", "", role="client").encode())
-        kind, payload = FrameReader(sock).read()
+        channel: Channel = sock if tls is None else tls.client_session(sock, host, timeout)
+        channel.sendall(Hello(f"client-{os.getpid()}", "", role="client").encode())
+        kind, payload = FrameReader(channel).read()
         if kind is FrameKind.REFUSED:
             raise ConnectionRefusedError(f"refused: {payload.decode(errors='replace')}")
         if kind is not FrameKind.HELLO:
@@ -199,14 +209,15 @@ def _handshake(sock: socket.socket) -> socket.socket:
     except BaseException:
         sock.close()
         raise
-    return sock
+    return sock, channel
 
 
 class _Connection:
     """One open connection: the callers waiting on it by call id, and its reader thread."""
 
-    def __init__(self, sock: socket.socket, address: str, count: Any) -> None:
+    def __init__(self, sock: socket.socket, channel: Channel, address: str, count: Any) -> None:
         self._sock = sock
+        self._channel = channel
         self._address = address
         self._count = count
         self._lock = threading.Lock()
@@ -217,6 +228,7 @@ class _Connection:
             name=f"dref-client-{address}",
             stall_timeout=CONNECT_TIMEOUT * 5,
             on_broken=lambda reason: self.close(grpc.StatusCode.UNAVAILABLE, reason),
+            seal=channel.seal if isinstance(channel, TlsSession) else None,
         )
         threading.Thread(target=self._read, name=f"dref-client-{address}", daemon=True).start()
 
@@ -263,7 +275,7 @@ class _Connection:
             waiter.finish()
 
     def _read(self) -> None:
-        reader = FrameReader(self._sock)
+        reader = FrameReader(self._channel)
         try:
             while True:
                 kind, payload = reader.read()

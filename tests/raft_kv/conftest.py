@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -110,13 +110,24 @@ def make_kv_cluster(tmp_path: Path) -> Iterator[Any]:
 
 
 class Cluster:
-    """`dref node` child processes n1..nN on free 127.0.0.1 ports."""
+    """`dref node` child processes n1..nN on free 127.0.0.1 ports; `extra_args(node_id)`
+    adds options to a node's command line, `tls` is what this harness's clients use."""
 
-    def __init__(self, root: Path, size: int, **timings: Any) -> None:
+    def __init__(
+        self,
+        root: Path,
+        size: int,
+        *,
+        extra_args: Callable[[str], list[str]] | None = None,
+        tls: Any = None,
+        **timings: Any,
+    ) -> None:
         from dref.raft.node_process import free_ports
 
         self.root = root
         self.timings = timings
+        self.extra_args = extra_args
+        self.tls = tls
         ports = free_ports(size)
         self.addresses = {f"n{i + 1}": f"127.0.0.1:{port}" for i, port in enumerate(ports)}
         self.processes: dict[str, Any] = {}
@@ -128,6 +139,8 @@ class Cluster:
         data = self.root / node_id
         data.mkdir(parents=True, exist_ok=True)
         args = node_arguments(node_id, self.addresses[node_id], peers, data, **self.timings)
+        if self.extra_args is not None:
+            args += self.extra_args(node_id)
         self.processes[node_id] = NodeProcess(args, log=data / "node.log")
 
     def start_all(self) -> Cluster:
@@ -140,7 +153,7 @@ class Cluster:
         from dref.raft.client import Client
 
         deadline = time.monotonic() + timeout
-        with Client(list(self.addresses.values()), timeout=2) as client:
+        with Client(list(self.addresses.values()), timeout=2, tls=self.tls) as client:
             while time.monotonic() < deadline:
                 leaders = set()
                 for node_id, process in self.processes.items():

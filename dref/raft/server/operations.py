@@ -31,6 +31,7 @@ DEFAULT_CALL_TIMEOUT = 10.0
 
 
 if TYPE_CHECKING:
+    from dref.raft.server.access import Access
     from dref.raft.server.services import KeyValueServices
     from dref.wire.node_socket import NodeSocketServer
 
@@ -64,6 +65,9 @@ class NodeHandle(Protocol):
 
     @property
     def socket_server(self) -> NodeSocketServer | None: ...
+
+    @property
+    def access(self) -> Access | None: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

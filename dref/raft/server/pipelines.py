@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 
+from dref.raft.server.access import call_role
 from dref.raft.server.operations import (
     NATIVE_OPERATIONS,
     NodeHandle,
@@ -22,6 +23,7 @@ from dref.raft.server.operations import (
 )
 from dref.wire.call_refused import CallRefused
 from dref.wire.proto import dref_native_pb2 as native
+from dref.wire.tls import Identity, grpc_identity
 
 MAX_PIPELINES = 16
 """Open Pipeline streams per node. Each holds a gRPC server thread (as a Watch does) plus a
@@ -59,6 +61,7 @@ class PipelineStream:
         self._s = services
         self._node = node
         self._context = context
+        self._identity = grpc_identity(context)
         self._outbox: queue.SimpleQueue[PipelineOutcome | None] = queue.SimpleQueue()  # None: wake
         self._lock = threading.Lock()
         self._pending = 0  # calls started and not yet in the outbox
@@ -119,7 +122,7 @@ class PipelineStream:
     def _start(self, call: native.PipelineCall) -> None:
         """Validate and start one call; its outcome reaches the outbox when it completes."""
         try:
-            op, outcome = start_call(self._s, self._node, call)
+            op, outcome = start_call(self._s, self._node, call, self._identity)
         except Exception as exc:
             self._outbox.put(error_result(self._s, self._node, call.id, exc))
             return
@@ -142,13 +145,16 @@ class PipelineStream:
 
 
 def start_call(
-    s: KeyValueServices, node: NodeHandle, call: native.PipelineCall
+    s: KeyValueServices, node: NodeHandle, call: native.PipelineCall, identity: Identity | None
 ) -> tuple[Operation, Future[bytes]]:
-    """Validate one pipelined call and start it on the node (raises what refuses it)."""
+    """Validate one pipelined call of the caller `identity` (its TLS certificate, None
+    without TLS) and start it on the node (raises what refuses it)."""
     kind = call.WhichOneof("request")
     build = NATIVE_OPERATIONS.get(kind or "")
     if build is None:
         raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "the call names no operation")
+    if node.access is not None:
+        node.access.check(identity, call_role(cast(str, kind)))
     op = build(s, getattr(call, cast(str, kind)))
     return op, op.start(s, node)
 

@@ -19,6 +19,7 @@ from dref.raft.server.pipelines import call_result, error_result, start_call
 from dref.wire.frames import FrameError, FrameKind, encode_frame
 from dref.wire.node_socket import FrameSender, OpenClientSession
 from dref.wire.proto import dref_native_pb2 as native
+from dref.wire.tls import Identity
 
 if TYPE_CHECKING:
     from dref.raft.server.services import KeyValueServices
@@ -26,16 +27,23 @@ if TYPE_CHECKING:
 
 def client_sessions(services: KeyValueServices, node: NodeHandle) -> OpenClientSession:
     """What the node's socket calls for each client connection."""
-    return lambda sender: _Session(services, node, sender)
+    return lambda sender, identity: _Session(services, node, sender, identity)
 
 
 class _Session:
     """One client connection: calls started as read, results sent as they complete."""
 
-    def __init__(self, services: KeyValueServices, node: NodeHandle, sender: FrameSender) -> None:
+    def __init__(
+        self,
+        services: KeyValueServices,
+        node: NodeHandle,
+        sender: FrameSender,
+        identity: Identity | None,
+    ) -> None:
         self._s = services
         self._node = node
         self._sender = sender
+        self._identity = identity
         services.count(open=1)  # shown with the gRPC pipelines in `dref status`
 
     def serve(self, payload: bytes) -> None:
@@ -47,7 +55,7 @@ class _Session:
         s.count(frames_in=1, calls_in=len(frame.calls))
         for call in frame.calls:
             try:
-                op, outcome = start_call(s, node, call)
+                op, outcome = start_call(s, node, call, self._identity)
             except Exception as exc:  # noqa: BLE001 - refused: answered as an error
                 self._send(error_result(s, node, call.id, exc))
                 continue
