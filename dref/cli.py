@@ -5,6 +5,7 @@
 * ``dref cluster up --nodes N`` - run N local nodes as child processes until Ctrl-C.
 * ``dref status ADDRESS [--json]`` - one node's role, term, indexes and metrics.
 * ``dref get|set|delete|watch|lock NAME ...`` - values and locks (`dref.data_cli`).
+* ``dref certs init DIR`` / ``dref certs issue ...`` - a cluster CA and certificates for TLS.
 """
 
 from __future__ import annotations
@@ -157,8 +158,46 @@ def build_parser() -> argparse.ArgumentParser:
     members.add_argument("node_address", nargs="?", default="", help="its HOST:PORT (add)")
     members.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
     add_tls_arguments(members)
+    _add_certs_command(commands)
     add_data_commands(commands)
     return parser
+
+
+def _add_certs_command(commands: Any) -> None:
+    """`dref certs init|issue`: the CA and certificates that --tls-cert/--tls-key/--tls-ca read."""
+    certs = commands.add_parser(
+        "certs",
+        help="certificates for mutual TLS: certs init DIR | certs issue ...",
+        description="Make a cluster CA, then one certificate per node or client signed by it"
+        " (needs dref-py[tls]).",
+    )
+    actions = certs.add_subparsers(dest="certs_command", required=True)
+    init = actions.add_parser("init", help="make a cluster CA: DIR/ca.crt and DIR/ca.key")
+    init.add_argument("directory", type=Path, help="where to write ca.crt and ca.key")
+    init.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
+    init.add_argument("--force", action="store_true", help="replace an existing ca.key")
+
+    issue = actions.add_parser(
+        "issue",
+        help="sign a node or client certificate: OUT/NAME.crt, OUT/NAME.key, OUT/ca.crt",
+    )
+    issue.add_argument("--ca", type=Path, required=True, help="the directory of certs init")
+    issue.add_argument(
+        "--name", required=True, help="node id or client name: the CN and a DNS (or IP) SAN"
+    )
+    issue.add_argument("--out", type=Path, required=True, help="where to write the files")
+    issue.add_argument(
+        "--role", help="read, write or admin: recorded as the subject's OU (default: none)"
+    )
+    issue.add_argument("--days", type=int, default=825, help="validity in days (default 825)")
+    issue.add_argument(
+        "--local",
+        action="store_true",
+        help="also valid for localhost and 127.0.0.1 (for dref cluster up)",
+    )
+    issue.add_argument(
+        "--force", action="store_true", help="replace existing NAME.crt, NAME.key and ca.crt"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             return _transfer_leader(args)
         if args.command == "members":
             return _members(args)
+        if args.command == "certs":
+            return _certs(args)
     except DRefError as exc:
         print(f"dref {args.command}: {exc}", file=sys.stderr)
         return 1
@@ -535,6 +576,33 @@ def _members(args: argparse.Namespace) -> int:
     for member in response.members:
         role = "voter" if member.voter else "learner"
         print(f"{member.node_id}\t{role}\t{member.address}")
+    return 0
+
+
+# -- dref certs ------------------------------------------------------------------------
+
+
+def _certs(args: argparse.Namespace) -> int:
+    """Run `dref certs init|issue` and print the files it wrote."""
+    from dref.certs import init_ca, issue_certificate
+
+    if args.certs_command == "init":
+        ca = init_ca(args.directory, days=args.days, force=args.force)
+        print(f"wrote {ca.cert} (CA certificate, valid {args.days} days: give it to every node)")
+        print(f"wrote {ca.key} (CA private key, mode 0600: keep it secret)")
+        return 0
+    files = issue_certificate(
+        args.ca,
+        args.name,
+        args.out,
+        role=args.role,
+        days=args.days,
+        local=args.local,
+        force=args.force,
+    )
+    print(f"wrote {files.cert} (certificate of {args.name}, valid {args.days} days)")
+    print(f"wrote {files.key} (its private key, mode 0600)")
+    print(f"wrote {files.ca} (the CA certificate, for --tls-ca)")
     return 0
 
 
