@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol, TypeVar, cast, overload
 from dref.backend import Backend, ReadPolicyName, read_policy_name
 from dref.changes import ChangeStream, Event, Subscription
 from dref.combiner import UpdateCombiner
-from dref.errors import ContextClosedError, QuorumLostError
+from dref.errors import ContextClosedError, PermissionDeniedError, QuorumLostError
 from dref.lock import DEFAULT_LOCK_TIMEOUT, Lock
 from dref.naming import call_site_name
 from dref.ref import DRef
@@ -146,6 +146,10 @@ class Context:
             except QuorumLostError:
                 if attempt == _CREATE_ATTEMPTS:
                     raise
+            except PermissionDeniedError:  # a read-only identity: enough if it exists
+                if backend.get(name, timeout=timeout) is None:
+                    raise
+                return
 
     def lock(
         self,

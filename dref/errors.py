@@ -68,6 +68,11 @@ class BackendUnavailableError(DRefError, ConnectionError):
     """The backend (Redis server, Raft cluster) cannot be reached within the timeout."""
 
 
+class PermissionDeniedError(DRefError, PermissionError):
+    """The node refused the call: the caller's identity (its TLS certificate) lacks the
+    role the call needs; the message names both."""
+
+
 class ContextClosedError(DRefError):
     """The context was closed; no further calls are possible."""
 

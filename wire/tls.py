@@ -379,7 +379,11 @@ def diagnose_tls(
             return None  # a plaintext node: not a TLS problem
         if exc.reason == "WRONG_VERSION_NUMBER":
             return f"the node at {address} does not use TLS (started without --tls-cert?)"
-        reason = getattr(exc, "verify_message", None) or exc.reason
-        return f"TLS with the node at {address} failed: {reason}"
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return (
+                f"TLS with the node at {address} failed: its certificate does not verify"
+                f" ({exc.verify_message})"
+            )
+        return f"TLS with the node at {address} failed: {exc.reason}"
     except OSError:
         return None

@@ -47,6 +47,7 @@ from dref.errors import (
     NoQuorumError,
     NotFoundError,
     NotLeaderError,
+    PermissionDeniedError,
     QuorumLostError,
     ValueTooLargeError,
 )
@@ -599,6 +600,8 @@ class Client:
                     f" been applied): {details}"
                 ) from None
             return DRefTimeoutError(details), False
+        if code == grpc.StatusCode.PERMISSION_DENIED:
+            raise PermissionDeniedError(f"{node.address}: {details}") from None
         if code == grpc.StatusCode.CANCELLED and self._closed:
             raise ContextClosedError("the Raft client is closed") from None
         if code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("value-too-large"):
