@@ -73,11 +73,13 @@ class Jepsen:
         self.root = root
         self.clusters: list[FaultyCluster] = []
 
-    def cluster(self, size: int = 3, *, seed: int = 0, **timings: int | None) -> FaultyCluster:
-        """A started cluster with an agreed leader (closed at teardown)."""
+    def cluster(
+        self, size: int = 3, *, seed: int = 0, tls: bool = False, **timings: int | None
+    ) -> FaultyCluster:
+        """A started cluster with an agreed leader (closed at teardown); `tls`: mutual TLS."""
         options: dict[str, int | None] = {"heartbeat_ms": 100, "election_ms": 1000, **timings}
         cluster = FaultyCluster(
-            self.root / f"cluster{len(self.clusters)}", size, seed=seed, **options
+            self.root / f"cluster{len(self.clusters)}", size, seed=seed, tls=tls, **options
         )
         self.clusters.append(cluster)
         cluster.start_all()

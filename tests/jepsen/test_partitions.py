@@ -73,3 +73,29 @@ def _leader_or_none(cluster):
         return cluster.leader(timeout=3.0)
     except AssertionError:
         return None
+
+
+def test_random_partitions_with_tls(jepsen):
+    """The random-partition nemesis on a cluster with mutual TLS on every link and client
+    (certificates from `dref certs`): TLS changes no guarantee."""
+    pytest.importorskip("cryptography")
+    cluster = jepsen.cluster(tls=True)
+
+    def nemesis(cluster, run):
+        for _ in range(100):
+            if run.left() < 0.5:
+                return
+            victim = run.rng.choice(cluster.ids)
+            if run.rng.random() < 0.5:
+                run.note(f"isolate {victim}")
+                cluster.isolate(victim)
+            else:
+                run.note(f"kill {victim}")
+                cluster.kill(victim)
+            run.hold(run.rng.uniform(1.0, 2.5))
+            run.note("heal and restart")
+            cluster.heal()
+            cluster.start_all()
+            run.hold(run.rng.uniform(0.5, 1.5))
+
+    jepsen.run("tls-partitions", nemesis, cluster=cluster)

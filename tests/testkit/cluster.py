@@ -25,6 +25,7 @@ from typing import Any
 from dref.errors import BackendUnavailableError, DRefError, NotLeaderError, QuorumLostError
 from dref.raft.client import Client
 from dref.raft.node_process import NodeProcess, free_ports, node_arguments
+from dref.wire.tls import TLS
 from testkit.fault_proxy import FaultProxy
 
 __all__ = ["FaultyCluster"]
@@ -46,7 +47,10 @@ class FaultyCluster:
         election_ms: int = 1000,
         snapshot_every: int | None = None,
         seed: int = 0,
+        tls: bool = False,
     ) -> None:
+        """With `tls`, a CA and certificates made by `dref.certs` under `root`: every node
+        runs mutual TLS, and this harness's clients use an admin certificate."""
         self.root = root
         self.ids = [f"n{i}" for i in range(1, size + 1)]
         ports = free_ports(2 * size)
@@ -72,6 +76,16 @@ class FaultyCluster:
         self.processes: dict[str, NodeProcess] = {}
         self.paused: set[str] = set()
         self._clients: list[Client] = []
+        self.tls: TLS | None = None
+        if tls:
+            from dref.certs import init_ca, issue_certificate
+
+            certs = root / "certs"
+            init_ca(root / "ca")
+            for name in self.ids:
+                issue_certificate(root / "ca", name, certs, local=True)
+            issue_certificate(root / "ca", "harness", certs, role="admin", local=True)
+            self.tls = TLS(certs / "harness.crt", certs / "harness.key", certs / "ca.crt")
 
     # -- addresses ------------------------------------------------------------------------
 
@@ -103,6 +117,7 @@ class FaultyCluster:
             timeout=timeout,
             address_map=self.real_addresses(),
             retry=_retry_only_surely_unapplied_writes if strict_writes else None,
+            tls=self.tls,
         )
         self._clients.append(client)
         return client
@@ -119,6 +134,10 @@ class FaultyCluster:
         for peer in peers:
             host, port = self.socket_proxies[(node_id, peer)].address
             args += ["--peer-socket", f"{peer}={host}:{port}"]
+        if self.tls is not None:
+            certs = self.tls.ca.parent
+            args += ["--tls-cert", str(certs / f"{node_id}.crt")]
+            args += ["--tls-key", str(certs / f"{node_id}.key"), "--tls-ca", str(self.tls.ca)]
         self.processes[node_id] = NodeProcess(args, log=data / "node.log", ready_timeout=60.0)
 
     def start_all(self) -> FaultyCluster:
@@ -227,7 +246,8 @@ class FaultyCluster:
         """`node_id`'s status, or None if it does not answer within `timeout`."""
         if node_id in self.paused or not self.alive(node_id):
             return None
-        with contextlib.closing(Client([self.addresses[node_id]], timeout=timeout)) as client:
+        address = self.addresses[node_id]
+        with contextlib.closing(Client([address], timeout=timeout, tls=self.tls)) as client:
             try:
                 return client.status(self.addresses[node_id], timeout=timeout)
             except DRefError:
