@@ -100,7 +100,10 @@ GRPC_PEER_NAMES = {
 }
 """The dref systems with nodes replicating over gRPC streams instead of the socket
 protocol (`--only raft,raft_grpc` compares the two in one run)."""
-ALL_NAMES = {**API_NAMES, **GRPC_PEER_NAMES}
+TLS_NAMES = {"raft_client_tls": "raft_client() TLS"}
+"""The dref system with mutual TLS on every link and client (`--only raft_client,
+raft_client_tls` shows what TLS costs)."""
+ALL_NAMES = {**API_NAMES, **GRPC_PEER_NAMES, **TLS_NAMES}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -696,7 +699,8 @@ def _app(spec: dict[str, Any]) -> Iterator[tuple[dict[str, Call], Callable[[], i
         own = [_child_node_pid()]
         print("started", flush=True)  # the parent starts the other two members now
     else:
-        ctx = dref.raft_client(spec["addresses"])
+        tls = dref.TLS(*spec["tls"]) if spec.get("tls") else None
+        ctx = dref.raft_client(spec["addresses"], tls=tls)
         own = []
     with ctx:  # closing it stops the embedded member's child process too
         refs = _make_refs(ctx)
@@ -870,8 +874,9 @@ def api_dref(system: str, seconds: float, logs: Path) -> tuple[dict[str, ApiRow]
     grpc_peers = system.endswith("_grpc")
     previous = os.environ.get("DREF_PEER_TRANSPORT")
     os.environ["DREF_PEER_TRANSPORT"] = "grpc" if grpc_peers else "socket"
+    base = system.removesuffix("_grpc").removesuffix("_tls")
     try:
-        return _api_dref(system.removesuffix("_grpc"), ALL_NAMES[system], seconds, logs)
+        return _api_dref(base, ALL_NAMES[system], seconds, logs, tls=system.endswith("_tls"))
     finally:
         if previous is None:
             os.environ.pop("DREF_PEER_TRANSPORT")
@@ -880,13 +885,20 @@ def api_dref(system: str, seconds: float, logs: Path) -> tuple[dict[str, ApiRow]
 
 
 def _api_dref(
-    system: str, name: str, seconds: float, logs: Path
+    system: str, name: str, seconds: float, logs: Path, *, tls: bool = False
 ) -> tuple[dict[str, ApiRow], str]:
     from dref.raft.node_process import NodeProcess, free_ports, node_arguments
 
     directory = logs / f"api-{name.replace(' ', '-')}"
     directory.mkdir(parents=True)
     addresses = {f"n{i + 1}": f"127.0.0.1:{port}" for i, port in enumerate(free_ports(3))}
+    certs = directory / "certs"
+    if tls:
+        from dref.certs import init_ca, issue_certificate
+
+        init_ca(directory / "ca")
+        for holder, role in [*((node_id, None) for node_id in addresses), ("app", "write")]:
+            issue_certificate(directory / "ca", holder, certs, role=role, local=True)
     servers: list[NodeProcess] = []
     app: Child | None = None
     try:
@@ -912,9 +924,14 @@ def _api_dref(
                 directory / node_id,
                 election_ms=3000 if embedded else None,
             )
+            if tls:
+                arguments += ["--tls-cert", str(certs / f"{node_id}.crt"), "--tls-key"]
+                arguments += [str(certs / f"{node_id}.key"), "--tls-ca", str(certs / "ca.crt")]
             servers.append(NodeProcess(arguments, log=directory / f"{node_id}.log"))
         if app is None:
-            spec = {"system": "raft_client", "addresses": list(addresses.values())}
+            spec: dict[str, Any] = {"system": "raft_client", "addresses": list(addresses.values())}
+            if tls:
+                spec["tls"] = [str(certs / f) for f in ("app.crt", "app.key", "ca.crt")]
             app = start_app(spec, directory)
         leader = await_ready(app)["leader"]
         if embedded and leader != "n1":  # a loaded box can starve n1's campaign
@@ -970,6 +987,7 @@ def api_main(systems: list[str], seconds: float) -> None:
         "raft_client": lambda s, logs: api_dref("raft_client", s, logs),
         "raft_grpc": lambda s, logs: api_dref("raft_grpc", s, logs),
         "raft_client_grpc": lambda s, logs: api_dref("raft_client_grpc", s, logs),
+        "raft_client_tls": lambda s, logs: api_dref("raft_client_tls", s, logs),
         "etcd": api_etcd,
         "pysyncobj": api_pysyncobj,
     }
@@ -1122,7 +1140,8 @@ def main() -> None:
     parser.add_argument(
         "--only",
         help="comma-separated systems (API: raft,raft_client,etcd,pysyncobj, and"
-        " raft_grpc,raft_client_grpc for peers on gRPC; --engine: dref,pysyncobj,etcd)",
+        " raft_grpc,raft_client_grpc for peers on gRPC, raft_client_tls for mutual TLS;"
+        " --engine: dref,pysyncobj,etcd)",
     )
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so every `finally` stops the clusters it started.
