@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument("--heartbeat-ms", type=int, help="leader heartbeat interval")
     cluster.add_argument("--election-ms", type=int, help="election timeout")
+    cluster.add_argument(
+        "--tls",
+        action="store_true",
+        help="mutual TLS: make a CA and certificates (dref certs) under the data directory,"
+        " and print the client options",
+    )
 
     status = commands.add_parser("status", help="show one node's status")
     status.add_argument("address", help="HOST:PORT of the node")
@@ -376,12 +382,20 @@ def _cluster_up(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    cluster = _LocalCluster(addresses, root, args)
+    tls_flags = _cluster_certificates(root, list(addresses)) if args.tls else {}
+    cluster = _LocalCluster(addresses, root, args, tls_flags)
     try:
         for node_id in addresses:
             cluster.start(node_id)
         endpoints = ",".join(addresses.values())
         print(f"endpoints {endpoints}  (export DREF_ENDPOINTS={endpoints})", flush=True)
+        if args.tls:
+            admin = root / "certs" / "admin"
+            print(
+                f"TLS: export DREF_TLS_CERT={admin}.crt DREF_TLS_KEY={admin}.key"
+                f" DREF_TLS_CA={root / 'certs' / 'ca.crt'}  (an admin client)",
+                flush=True,
+            )
         print(f"data in {root}", flush=True)
         print("cluster up; press Ctrl-C to stop", flush=True)
         while not stop.wait(0.5) and cluster.watch():
@@ -392,16 +406,41 @@ def _cluster_up(args: argparse.Namespace) -> int:
     return 0 if stop.is_set() and not any(codes) else 1
 
 
+def _cluster_certificates(root: Path, node_ids: list[str]) -> dict[str, list[str]]:
+    """A CA and certificates for `dref cluster up --tls` under `root` (kept, with the data,
+    so a restarted node finds them): each node's `--tls-*` options, and an `admin` client."""
+    from dref.certs import init_ca, issue_certificate
+
+    if not (root / "ca" / "ca.key").exists():
+        init_ca(root / "ca")
+    certs = root / "certs"
+    flags = {}
+    for name in [*node_ids, "admin"]:
+        if not (certs / f"{name}.crt").exists():
+            role = "admin" if name == "admin" else None
+            issue_certificate(root / "ca", name, certs, role=role, local=True)
+        flags[name] = ["--tls-cert", str(certs / f"{name}.crt"), "--tls-key"]
+        flags[name] += [str(certs / f"{name}.key"), "--tls-ca", str(certs / "ca.crt")]
+    return flags
+
+
 class _LocalCluster:
     """The `dref node` children of `dref cluster up`: a node that exits is reported, and
     restarted with `--restart` (at most once every RESTART_PAUSE seconds each)."""
 
     RESTART_PAUSE = 2.0
 
-    def __init__(self, addresses: dict[str, str], root: Path, args: argparse.Namespace) -> None:
+    def __init__(
+        self,
+        addresses: dict[str, str],
+        root: Path,
+        args: argparse.Namespace,
+        tls_flags: dict[str, list[str]],
+    ) -> None:
         self._addresses = addresses
         self._root = root
         self._args = args
+        self._tls_flags = tls_flags
         self._children: dict[str, Any] = {}
         self._started: dict[str, float] = {}
         self._exited: set[str] = set()
@@ -421,6 +460,7 @@ class _LocalCluster:
             heartbeat_ms=self._args.heartbeat_ms,
             election_ms=self._args.election_ms,
         )
+        arguments += self._tls_flags.get(node_id, [])
         child = NodeProcess(arguments, log=data_dir / "node.log")
         self._children[node_id], self._started[node_id] = child, time.monotonic()
         log = data_dir / "node.log"

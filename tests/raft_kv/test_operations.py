@@ -70,6 +70,8 @@ class ClusterUp:
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        """Every line taken so far, matched or skipped."""
         threading.Thread(target=self._read, daemon=True).start()
         self.nodes = [self.expect("n").split() for _ in range(3)]
         self.addresses = [node[1] for node in self.nodes]
@@ -92,6 +94,7 @@ class ClusterUp:
                 line = self.lines.get(timeout=remaining)
             except queue.Empty:
                 break
+            self.seen.append(line)
             if line.startswith(prefix):
                 return line
         raise AssertionError(f"no line starting with {prefix!r} within {timeout} s")
@@ -212,3 +215,24 @@ def test_python_dash_m_dref_is_the_dref_command(tmp_path):
         assert json.loads(status.stdout)["node_id"] == "m"
     finally:
         child.stop()
+
+
+def test_cluster_up_with_tls_prints_its_client_certificate(tmp_path):
+    pytest.importorskip("cryptography")
+    cluster = ClusterUp("--tls", "--data-dir", str(tmp_path))
+    try:
+        (exported,) = [line.split() for line in cluster.seen if line.startswith("TLS: export")]
+        files = dict(item.split("=", 1) for item in exported if "=" in item)
+        tls = dref.TLS(files["DREF_TLS_CERT"], files["DREF_TLS_KEY"], files["DREF_TLS_CA"])
+        with Client(cluster.addresses, timeout=30, tls=tls) as client:
+            client.set("k", b"v")
+            assert client.get("k").value == b"v"
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("DREF_")}
+        plaintext = subprocess.run(
+            [sys.executable, "-m", "dref.cli", "get", "k", "--endpoints", cluster.addresses[0]],
+            capture_output=True, text=True, timeout=60, env=environment,
+        )
+        assert plaintext.returncode != 0
+        assert "requires TLS" in plaintext.stderr
+    finally:
+        assert cluster.close() == 0
