@@ -101,7 +101,7 @@ class RaftLog:
     ) -> None:
         ensure_directory(directory)
         self.directory = directory
-        self._commands = CommandLog(directory, validate_commands=validate_commands)
+        self._commands = CommandLog(directory, validate_commands=validate_commands, checksums=True)
         self._env = lmdb.open(
             str(directory / INDEX_DIR), map_size=map_size, max_dbs=2, sync=True, metasync=True
         )
