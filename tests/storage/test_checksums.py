@@ -1,7 +1,8 @@
 """Native mode's checksums beside upstream's files: a flipped byte anywhere in command-log,
 voter-state or their side files is a StorageError naming the file and an offset, never
 wrong data; a crash at any point still opens; truncation and compaction keep the side file
-right; directories without checksums open and get them."""
+right; directories without checksums open and get them; a damaged or missing LMDB index is
+reported, not a traceback."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from dref.errors import StorageError
 from dref.storage import command_log as command_log_module
 from dref.storage.checksums import LogSumsFile, decode_log_sums, record_sums, sums_path
 from dref.storage.command_log import CommandLog, LogRecord
-from dref.storage.raft_log import RaftLog, RecoveredLog, StoredEntry, StoredKind
+from dref.storage.raft_log import INDEX_DIR, RaftLog, RecoveredLog, StoredEntry, StoredKind
 from dref.storage.voter_state import VoterState, VoterStateFile
 from dref.wire.proto.state_command_pb2 import StateCommand
 
@@ -350,6 +351,33 @@ def test_a_voter_state_deleted_behind_its_checksum_is_reported(tmp_path: Path) -
     (tmp_path / "voter-state").unlink()
     with pytest.raises(StorageError, match="missing"):
         VoterStateFile(tmp_path, checksums=True).load()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "zeros", "cut"])
+def test_a_damaged_index_is_a_storage_error_saying_what_to_do(tmp_path: Path, damage: str) -> None:
+    _three_records(tmp_path).close()
+    index_file = tmp_path / INDEX_DIR / "data.mdb"
+    size = index_file.stat().st_size
+    index_file.write_bytes(
+        {"garbage": bytes(range(256)) * (size // 256), "zeros": bytes(size), "cut": b"x" * 100}[
+            damage
+        ]
+    )
+    with pytest.raises(StorageError, match="damaged .*restore raft-index/ from a backup") as info:
+        _open(tmp_path)
+    assert info.value.path == str(tmp_path / INDEX_DIR)
+
+
+@pytest.mark.parametrize("what", ["directory", "data.mdb"])
+def test_a_missing_index_beside_a_checksummed_log_is_reported(tmp_path: Path, what: str) -> None:
+    _three_records(tmp_path).close()
+    if what == "directory":
+        shutil.rmtree(tmp_path / INDEX_DIR)
+    else:
+        (tmp_path / INDEX_DIR / "data.mdb").unlink()
+    for _ in range(2):  # and it is not silently recreated by the first attempt
+        with pytest.raises(StorageError, match="missing, and the entry terms"):
+            _open(tmp_path)
 
 
 def test_a_new_directory_creates_its_index_and_checksums(tmp_path: Path) -> None:
