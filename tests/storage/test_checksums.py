@@ -384,3 +384,30 @@ def test_a_new_directory_creates_its_index_and_checksums(tmp_path: Path) -> None
     assert _open(tmp_path).entries == []
     _three_records(tmp_path).close()
     assert [e.index for e in _open(tmp_path).entries] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_a_node_refuses_to_start_on_a_flipped_byte_naming_the_file(tmp_path: Path) -> None:
+    """The bug report's case end to end: a key written through a real `dref node`, one byte
+    of its name flipped while the node is down, and the node exits with one clear line."""
+    from dref.raft.node_process import NodeProcess, free_ports
+    from testkit.dref_command import run_dref
+
+    data = tmp_path / "n1"
+    (port,) = free_ports(1)
+    arguments = ["node", "--id", "n1", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data)]
+    node = NodeProcess(arguments, log=tmp_path / "log")
+    try:
+        written = run_dref("set", "shared-count", "1", "--endpoints", node.address)
+        assert written.returncode == 0, written.stderr
+    finally:
+        assert node.stop() == 0
+    log = data / "command-log"
+    image = bytearray(log.read_bytes())
+    image[image.index(b"shared-count") + 11] ^= ord("t") ^ ord("Z")
+    log.write_bytes(bytes(image))
+    result = run_dref(*arguments, timeout=60)
+    assert result.returncode == 1 and result.stdout == "", result.stderr
+    assert result.stderr.startswith(f"dref node: {log}: at offset ")
+    assert "checksum mismatch in record seq=" in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
