@@ -20,20 +20,30 @@ writes command-log; a truncation cuts command-log before it deletes rows; a comp
 moves the snapshot base in LMDB before it cuts command-log. So after a crash every
 command-log entry has its rows, and a row past command-log's end belongs to an entry
 never written: `open()` drops such rows (and reports them), and both stores agree again.
+
+Integrity. command-log is checked against `command-log.sums` (see `command_log`). LMDB keeps
+no checksums of its own, but a damaged index that LMDB notices (a file that is not LMDB, a
+page that is not where it should be) is a StorageError, and so is a missing `raft-index/`
+beside a command-log this code wrote (there is a `command-log.sums`): the terms it held
+are nowhere else, so it cannot be rebuilt. Without `command-log.sums` the directory holds
+upstream's files, and the index is rebuilt from command-log: every record a command in the
+snapshot's term, as upstream keeps no terms.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import lmdb
 
 from dref.errors import StorageError
+from dref.storage.checksums import sums_path
 from dref.storage.command_log import CommandLog, LogRecord, TornTail
 from dref.storage.durable_file import ensure_directory
 
@@ -44,6 +54,19 @@ _SNAPSHOT_INDEX = b"snapshot_index"
 _SNAPSHOT_TERM = b"snapshot_term"
 _SNAPSHOT_CONFIG = b"snapshot_config"
 _STAGED_CONFIG = b"staged_config"  # u64 index, then the configuration of a snapshot to install
+
+_INDEX_FILE = "data.mdb"
+_INDEX_ADVICE = (
+    "restore raft-index/ from a backup, or move the data directory away and start the node"
+    " empty so that it copies the log from the leader"
+)
+_DAMAGE = (
+    lmdb.InvalidError,
+    lmdb.CorruptedError,
+    lmdb.PageNotFoundError,
+    lmdb.VersionMismatchError,
+)
+"""LMDB errors that mean the index's files are damaged."""
 
 logger = logging.getLogger("dref.storage")
 
@@ -101,12 +124,29 @@ class RaftLog:
     ) -> None:
         ensure_directory(directory)
         self.directory = directory
-        self._commands = CommandLog(directory, validate_commands=validate_commands)
-        self._env = lmdb.open(
-            str(directory / INDEX_DIR), map_size=map_size, max_dbs=2, sync=True, metasync=True
-        )
-        self._entries_db = self._env.open_db(b"entries")
-        self._meta_db = self._env.open_db(b"meta")
+        self._index_path = str(directory / INDEX_DIR)
+        self._commands = CommandLog(directory, validate_commands=validate_commands, checksums=True)
+        if not (directory / INDEX_DIR / _INDEX_FILE).exists():
+            if sums_path(self._commands.path).exists():
+                raise StorageError(
+                    self._index_path,
+                    0,
+                    f"missing, and the entry terms it held are nowhere else: {_INDEX_ADVICE}",
+                )
+            if self._commands.path.exists():
+                logger.warning("%s: missing; rebuilding it from command-log", self._index_path)
+        try:
+            self._env = lmdb.open(
+                self._index_path, map_size=map_size, max_dbs=2, sync=True, metasync=True
+            )
+        except lmdb.Error as exc:
+            raise self._damaged(exc) from None
+        try:
+            self._entries_db = self._env.open_db(b"entries")
+            self._meta_db = self._env.open_db(b"meta")
+        except lmdb.Error as exc:
+            self._env.close()
+            raise self._damaged(exc) from None
         self._last_index = 0
         self._snapshot_index = 0
         self._snapshot_term = 0
@@ -120,7 +160,7 @@ class RaftLog:
     def open(self) -> RecoveredLog:
         """Load both stores, reconcile them after a crash, and return the surviving log."""
         loaded = self._commands.open()
-        with self._env.begin() as txn:
+        with self._txn() as txn:
             snapshot_index = self._meta_u64(txn, _SNAPSHOT_INDEX)
             snapshot_term = self._meta_u64(txn, _SNAPSHOT_TERM)
             config = txn.get(_SNAPSHOT_CONFIG, db=self._meta_db)
@@ -134,7 +174,7 @@ class RaftLog:
         stale_rows = [i for i in rows if i > last_good or i <= snapshot_index]
         stale_records = [s for s in loaded.records if s > last_good]
         if stale_rows:
-            with self._env.begin(write=True) as txn:
+            with self._txn(write=True) as txn:
                 for row in stale_rows:
                     txn.delete(_u64(row), db=self._entries_db)
         if stale_records:
@@ -178,7 +218,7 @@ class RaftLog:
             entry = self._entry(index, row, commands[index])
             if entry.term < term:
                 raise StorageError(
-                    str(self.directory / INDEX_DIR),
+                    self._index_path,
                     index,
                     f"term {entry.term} follows term {term}: terms never decrease in a log",
                 )
@@ -220,7 +260,7 @@ class RaftLog:
             elif entry.kind is not StoredKind.COMMAND:
                 rows.append(entry)
         if rows:
-            with self._env.begin(write=True) as txn:
+            with self._txn(write=True) as txn:
                 for entry in rows:
                     payload = b"" if entry.kind is StoredKind.COMMAND else entry.data
                     txn.put(
@@ -241,7 +281,7 @@ class RaftLog:
             return
         self._commands.truncate_from(index)
         first = max(index, self._snapshot_index + 1)
-        with self._env.begin(write=True) as txn:
+        with self._txn(write=True) as txn:
             cursor = txn.cursor(db=self._entries_db)
             if cursor.set_range(_u64(first)):
                 while cursor.delete():
@@ -252,7 +292,7 @@ class RaftLog:
     def stage_snapshot_config(self, index: int, config: bytes) -> None:
         """Durably note the configuration of a snapshot at `index` about to be installed;
         the `compact_through(index, ...)` that follows (or recovery's) records it."""
-        with self._env.begin(write=True) as txn:
+        with self._txn(write=True) as txn:
             txn.put(_STAGED_CONFIG, _u64(index) + config, db=self._meta_db)
 
     def compact_through(self, index: int, term: int) -> None:
@@ -266,7 +306,7 @@ class RaftLog:
         if index <= self._snapshot_index:
             return
         config = self.snapshot_config
-        with self._env.begin(write=True) as txn:
+        with self._txn(write=True) as txn:
             cursor = txn.cursor(db=self._entries_db)
             while cursor.first() and _U64.unpack(cursor.key())[0] <= index:
                 value = cursor.value()
@@ -298,6 +338,19 @@ class RaftLog:
 
     # -- helpers --------------------------------------------------------------------------
 
+    def _damaged(self, exc: lmdb.Error) -> StorageError:
+        """The error that reports the index damaged, and what to do about it."""
+        return StorageError(self._index_path, 0, f"damaged ({exc}): {_INDEX_ADVICE}")
+
+    @contextlib.contextmanager
+    def _txn(self, *, write: bool = False) -> Iterator[lmdb.Transaction]:
+        """An LMDB transaction in which damage LMDB notices becomes a StorageError."""
+        try:
+            with self._env.begin(write=write) as txn:
+                yield txn
+        except _DAMAGE as exc:
+            raise self._damaged(exc) from None
+
     @property
     def _last_term(self) -> int:
         """The term of the last entry (the snapshot's when none follows the base)."""
@@ -309,13 +362,13 @@ class RaftLog:
 
     def _entry(self, index: int, row: bytes, command: bytes) -> StoredEntry:
         if len(row) < _ENTRY.size:
-            raise StorageError(str(self.directory / INDEX_DIR), index, "index row is truncated")
+            raise StorageError(self._index_path, index, "index row is truncated")
         term, kind_value = _ENTRY.unpack_from(row)
         try:
             kind = StoredKind(kind_value)
         except ValueError:
             raise StorageError(
-                str(self.directory / INDEX_DIR), index, f"unknown entry kind {kind_value}"
+                self._index_path, index, f"unknown entry kind {kind_value}"
             ) from None
         data = command if kind is StoredKind.COMMAND else row[_ENTRY.size :]
         return StoredEntry(index=index, term=term, kind=kind, data=data)

@@ -60,7 +60,7 @@ def recover(
 ) -> RecoveredNode:
     """Open and reconcile the stores in `directory` (see the module doc); `voters` and
     their `addresses` are the configured membership, used when none was recorded."""
-    voter_state = VoterStateFile(directory)
+    voter_state = VoterStateFile(directory, checksums=True)
     hard = voter_state.load()
     snapshots = SnapshotFiles(directory, upstream=upstream_files)
     saved = snapshots.load()

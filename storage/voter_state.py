@@ -2,6 +2,13 @@
 
 Layout: magic `DRFT`, version 1, term (u64 BE), voted_for length (i32 BE; negative = no vote),
 voted_for UTF-8. Bytes after voted_for are ignored.
+
+With checksums (native mode) `voter-state.sums` beside it holds the CRC32 of the current
+image and of the one before: a save writes it (tmp, fsync, rename) before it replaces
+`voter-state`, so a crash between the two leaves a checksum for whichever image survived,
+and any flipped byte is a StorageError instead of, say, term 257. A save costs two atomic
+file replacements instead of one. A `voter-state` without a side file (upstream's, or from
+dref-py before checksums) is accepted and gets one on load.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dref.errors import StorageError
+from dref.storage.checksums import StateSumsFile
 from dref.storage.durable_file import (
     check_header,
     ensure_directory,
@@ -64,19 +72,26 @@ def decode_voter_state(data: bytes, path: str) -> VoterState:
 
 
 class VoterStateFile:
-    """The `voter-state` file in a storage directory; missing means term 0 and no vote."""
+    """The `voter-state` file in a storage directory; missing means term 0 and no vote.
+    `checksums=True` (native mode) keeps and checks `voter-state.sums` (see the module doc)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, checksums: bool = False) -> None:
         ensure_directory(directory)
         self.path = directory / FILE_NAME
+        self._sums = StateSumsFile(self.path) if checksums else None
 
     def load(self) -> VoterState:
         """Read the persisted state (term 0, no vote when the file does not exist)."""
         data = read_if_exists(self.path)
+        if self._sums is not None:
+            self._sums.verify(data)
         if data is None:
             return VoterState(0, None)
         return decode_voter_state(data, str(self.path))
 
     def save(self, state: VoterState) -> None:
         """Durably replace the persisted state; returns only after it survives a crash."""
-        write_atomically(self.path, encode_voter_state(state))
+        image = encode_voter_state(state)
+        if self._sums is not None:
+            self._sums.before_replace(image)
+        write_atomically(self.path, image)
