@@ -135,6 +135,14 @@ class MetricsServer:
             if peer != status.node_id:
                 reachable.add_metric([peer], 0.0 if peer in status.unreachable else 1.0)
         yield reachable
+        rtt = gauge(
+            "dref_raft_peer_rtt_seconds",
+            "On the leader: smoothed heartbeat round-trip time to each peer.",
+            labels=["peer"],
+        )
+        for peer, seconds in sorted(status.round_trips.items()):
+            rtt.add_metric([peer], seconds)
+        yield rtt
         served = node.services.pipeline_stats()
         yield gauge(
             "dref_client_connections",

@@ -58,6 +58,7 @@ from dref.actors.transport import (
     PeerSet,
     PeerTransport,
     Reachability,
+    RoundTrips,
     log_reachability,
 )
 from dref.contracts.read_policy import ReadPolicyName
@@ -114,6 +115,8 @@ class Node:
         self._transport_factory = transport or self._peer_links
         self._reachability = Reachability(log_reachability(config.node_id))
         """Both transports report to it (for `status`); it logs each change once."""
+        self._round_trips = RoundTrips()
+        """Heartbeat round trips the peer links time (for `status`)."""
         self._closed = False
         self._actors: list[pykka.ActorRef[Any]] = []
         self._transports: list[PeerTransport] = []
@@ -359,6 +362,7 @@ class Node:
             match_indexes=consensus.match_indexes,
             voters=sorted(self._peer_set.voters),
             unreachable=self._reachability.unreachable,
+            round_trips=self._round_trips.recent(self._config.election_timeout),
             metrics=NodeMetrics(
                 elections_started=consensus.elections_started,
                 leader_changes=consensus.leader_changes,
@@ -504,7 +508,13 @@ class Node:
                 cluster_id=lambda: "",
                 sockets=config.peer_sockets,
             )
-        return PeerLinks(node_id, on_answer, open_link, on_reachability=self._reachability)
+        return PeerLinks(
+            node_id,
+            on_answer,
+            open_link,
+            on_reachability=self._reachability,
+            round_trips=self._round_trips,
+        )
 
     def _answer(self, message: Message) -> None:
         """A peer's answer to one of our requests, on a transport thread."""

@@ -40,3 +40,6 @@ class NodeStatus:
     """The voters of the configuration in force."""
     unreachable: list[str] = field(default_factory=list)
     """Peers this node cannot reach now (its links to them fail)."""
+    round_trips: dict[str, float] = field(default_factory=dict)
+    """Smoothed heartbeat round-trip time in seconds to each peer that answered one
+    within an election timeout (so only on a leader, over the native peer links)."""

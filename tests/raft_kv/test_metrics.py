@@ -77,6 +77,8 @@ def test_a_node_serves_metrics_that_move(tmp_path: Path) -> None:
         for peer in followers:
             assert value(after, "dref_raft_peer_lag_entries", peer=peer) >= 0
             assert value(after, "dref_raft_peer_reachable", peer=peer) == 1.0
+            # seconds, not milliseconds: a heartbeat on 127.0.0.1 is back in far less than 5 s
+            assert 0 < value(after, "dref_raft_peer_rtt_seconds", peer=peer) < 5.0
         assert value(after, "dref_client_calls_total") >= 30
         follower = scrape(metrics[followers[0]])
         assert value(follower, "dref_raft_role", role="follower") == 1.0
