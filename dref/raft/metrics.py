@@ -109,6 +109,7 @@ class MetricsServer:
             ("dref_raft_snapshot_index", status.snapshot_index, "Index of the last snapshot."),
             ("dref_raft_apply_lag", status.metrics.apply_lag, "Committed but not applied."),
             ("dref_raft_voter", int(status.node_id in status.voters), "1 while a voter."),
+            ("dref_raft_snapshot_bytes", status.metrics.snapshot_bytes, "Latest snapshot size."),
         ):
             yield gauge(name, text, value=float(value))
         metrics = status.metrics
@@ -118,8 +119,31 @@ class MetricsServer:
             ("dref_raft_proposals", metrics.proposals, "Commands proposed on this node."),
             ("dref_raft_entries_committed", metrics.entries_committed, "Entries committed."),
             ("dref_raft_group_commits", metrics.group_commits, "Command-log fsyncs."),
+            ("dref_raft_snapshots_taken", metrics.snapshots_taken, "Local snapshots taken."),
+            ("dref_raft_snapshot_installs", metrics.snapshot_installs, "Snapshots installed."),
+            (
+                "dref_raft_snapshot_installed_bytes",
+                metrics.snapshot_bytes_installed,
+                "Bytes of the snapshots installed from a leader.",
+            ),
         ):
             yield counter(name, text, value=float(value))
+        for name, per_peer, text in (
+            (
+                "dref_raft_snapshot_sends",
+                metrics.snapshot_sends,
+                "Snapshot transfers this node started to each peer as leader.",
+            ),
+            (
+                "dref_raft_snapshot_sent_bytes",
+                metrics.snapshot_bytes_sent,
+                "Snapshot bytes sent to each peer, resent chunks included.",
+            ),
+        ):
+            sent = counter(name, text, labels=["peer"])
+            for peer, count in sorted(per_peer.items()):
+                sent.add_metric([peer], float(count))
+            yield sent
         lag = gauge(
             "dref_raft_peer_lag_entries",
             "On the leader: entries each peer is behind the leader's log.",

@@ -372,6 +372,12 @@ class Node:
                 fsync_p50_ms=p50,
                 fsync_p99_ms=p99,
                 group_commits=flushes,
+                snapshot_sends=consensus.snapshot_sends,
+                snapshot_bytes_sent=consensus.snapshot_bytes_sent,
+                snapshot_installs=consensus.snapshot_installs,
+                snapshot_bytes_installed=consensus.snapshot_bytes_installed,
+                snapshots_taken=consensus.snapshots_taken,
+                snapshot_bytes=consensus.snapshot_bytes,
             ),
         )
 

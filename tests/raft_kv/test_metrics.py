@@ -37,18 +37,32 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
 
 
+def addresses_of(ids: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Free 127.0.0.1 addresses for the nodes `ids`: (node addresses, metrics addresses)."""
+    ports = free_ports(2 * len(ids))
+    addresses = {n: f"127.0.0.1:{p}" for n, p in zip(ids, ports[: len(ids)], strict=True)}
+    metrics = {n: f"127.0.0.1:{p}" for n, p in zip(ids, ports[len(ids) :], strict=True)}
+    return addresses, metrics
+
+
+def start_node(
+    tmp_path: Path, node_id: str, addresses: dict[str, str], metrics: str, **options: Any
+) -> NodeProcess:
+    """`dref node` `node_id` of the cluster `addresses`, serving its metrics on `metrics`
+    (`options`: `node_arguments`' timings); restarting it reuses its data directory."""
+    peers = {p: a for p, a in addresses.items() if p != node_id}
+    args = node_arguments(node_id, addresses[node_id], peers, tmp_path / node_id, **options)
+    args += ["--metrics-listen", metrics]
+    return NodeProcess(args, log=tmp_path / f"{node_id}.log")
+
+
 def test_a_node_serves_metrics_that_move(tmp_path: Path) -> None:
     ids = ["n1", "n2", "n3"]
-    ports = free_ports(6)
-    addresses = {n: f"127.0.0.1:{p}" for n, p in zip(ids, ports[:3], strict=True)}
-    metrics = {n: f"127.0.0.1:{p}" for n, p in zip(ids, ports[3:], strict=True)}
+    addresses, metrics = addresses_of(ids)
     nodes: list[NodeProcess] = []
     try:
         for node_id in ids:
-            peers = {p: a for p, a in addresses.items() if p != node_id}
-            args = node_arguments(node_id, addresses[node_id], peers, tmp_path / node_id)
-            args += ["--metrics-listen", metrics[node_id]]
-            nodes.append(NodeProcess(args, log=tmp_path / f"{node_id}.log"))
+            nodes.append(start_node(tmp_path, node_id, addresses, metrics[node_id]))
         with Client(list(addresses.values()), timeout=20) as client:
             client.set("warm", b"up")
             leader_id = client.status()["node_id"]
@@ -85,6 +99,49 @@ def test_a_node_serves_metrics_that_move(tmp_path: Path) -> None:
         assert value(follower, "dref_raft_applied_index") >= 31
     finally:
         for node in nodes:
+            node.stop()
+
+
+def test_snapshot_sends_installs_and_compactions_are_counted(tmp_path: Path) -> None:
+    """A follower that was down while the others compacted their logs catches up from a
+    snapshot: the sender counts the transfer and its bytes, the follower the install."""
+    ids = ["n1", "n2", "n3"]
+    addresses, metrics = addresses_of(ids)
+    timings = {"heartbeat_ms": 50, "election_ms": 1000, "snapshot_every": 20}
+    nodes = {n: start_node(tmp_path, n, addresses, metrics[n], **timings) for n in ids}
+    try:
+        with Client(list(addresses.values()), timeout=30) as client:
+            client.set("warm", b"up")
+            lagging = next(n for n in ids if n != client.status()["node_id"])
+            nodes[lagging].stop()
+            for i in range(100):  # the others snapshot every 20 entries, past the lagging one
+                client.set(f"k{i}", b"v" * 100)
+            nodes[lagging] = start_node(tmp_path, lagging, addresses, metrics[lagging], **timings)
+            wait_for(
+                lambda: value(scrape(metrics[lagging]), "dref_raft_snapshot_installs_total") >= 1,
+                60,
+                "the restarted follower to install a snapshot",
+            )
+            installed = scrape(metrics[lagging])
+            others = {n: scrape(metrics[n]) for n in ids if n != lagging}
+        installed_bytes = value(installed, "dref_raft_snapshot_installed_bytes_total")
+        assert installed_bytes > 0
+        assert value(installed, "dref_raft_snapshot_bytes") > 0
+        # whoever led since (usually one node) sent at least the bytes that were installed
+        to_lagging = (("peer", lagging),)
+        sends = sum(
+            o.get(("dref_raft_snapshot_sends_total", to_lagging), 0) for o in others.values()
+        )
+        sent = sum(
+            o.get(("dref_raft_snapshot_sent_bytes_total", to_lagging), 0) for o in others.values()
+        )
+        assert sends >= 1
+        assert sent >= installed_bytes
+        for samples in others.values():  # both applied 101 entries: at least one compaction
+            assert value(samples, "dref_raft_snapshots_taken_total") >= 1
+            assert value(samples, "dref_raft_snapshot_bytes") > 0
+    finally:
+        for node in nodes.values():
             node.stop()
 
 
