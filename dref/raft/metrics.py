@@ -10,10 +10,11 @@ Needs `prometheus_client` (`pip install 'dref-py[metrics]'`).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from dref.contracts.lock_stats import LockStats
 from dref.errors import ConfigError
 from dref.raft.config import split_address
 
@@ -186,12 +187,15 @@ class MetricsServer:
         self._server.server_close()
 
 
-def client_metrics(client: Client, registry: Any = None) -> Any:
+def client_metrics(
+    client: Client, registry: Any = None, *, locks: Callable[[], LockStats] | None = None
+) -> Any:
     """Export `client`'s calls to Prometheus in `registry` (default: prometheus_client's
     global one, which `start_http_server` serves): `dref_client_call_seconds` (histogram),
     and the counters `dref_client_requests_total`, `dref_client_failures_total`,
-    `dref_client_retries_total` and `dref_client_unknown_outcomes_total`. Returns the
-    registry."""
+    `dref_client_retries_total` and `dref_client_unknown_outcomes_total`. With `locks`
+    (a context's `lock_stats`), also `dref_client_lock_grants_total`, `_timeouts_total`,
+    `_releases_total` and `_losses_total`. Returns the registry."""
     prometheus = _prometheus()
     from prometheus_client.core import CounterMetricFamily
 
@@ -216,6 +220,16 @@ def client_metrics(client: Client, registry: Any = None) -> Any:
                     stats.unknown_outcomes,
                     "Writes that may or may not have been applied.",
                 ),
+            ):
+                yield CounterMetricFamily(name, text, value=float(value))
+            if locks is None:
+                return
+            held = locks()
+            for name, value, text in (
+                ("dref_client_lock_grants", held.grants, "Lock acquisitions granted."),
+                ("dref_client_lock_timeouts", held.timeouts, "Lock acquisitions given up."),
+                ("dref_client_lock_releases", held.releases, "Locks released by their holder."),
+                ("dref_client_lock_losses", held.losses, "Held locks lost (expired, taken)."),
             ):
                 yield CounterMetricFamily(name, text, value=float(value))
 

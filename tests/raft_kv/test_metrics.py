@@ -14,10 +14,12 @@ import pytest
 from polling import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-from dref.errors import ConfigError
+import dref
+from dref.errors import ConfigError, LockStolenError
 from dref.raft.client import Client
 from dref.raft.metrics import MetricsServer, client_metrics
 from dref.raft.node_process import NodeProcess, free_ports, node_arguments
+from dref.raft_backend import RaftBackend
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -31,6 +33,15 @@ def scrape(address: str) -> Samples:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def registry_samples(registry: Any) -> dict[str, float]:
+    """Every sample `registry` exports now, by name (for registries without labels)."""
+    from prometheus_client import generate_latest
+
+    text = generate_latest(registry).decode()
+    families = text_string_to_metric_families(text)
+    return {sample.name: sample.value for family in families for sample in family.samples}
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -173,7 +184,7 @@ def test_without_the_extra_the_error_says_what_to_install(monkeypatch: pytest.Mo
 
 
 def test_client_metrics_count_calls_retries_and_unknown_outcomes(make_kv_cluster) -> None:
-    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client import CollectorRegistry
 
     cluster = make_kv_cluster(3)
     leader = cluster.leader()
@@ -183,13 +194,36 @@ def test_client_metrics_count_calls_retries_and_unknown_outcomes(make_kv_cluster
         client_metrics(client, registry)
         for i in range(5):
             client.set(f"k{i}", b"v")  # the first goes to the follower: not-leader, retried
-        text = generate_latest(registry).decode()
+        samples = registry_samples(registry)
         stats = client.stats()
-    samples = {
-        s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples
-    }
     assert samples["dref_client_requests_total"] == stats.calls == 5
     assert samples["dref_client_retries_total"] == stats.retries >= 1
     assert samples["dref_client_failures_total"] == 0
     assert samples["dref_client_unknown_outcomes_total"] == 0
     assert samples["dref_client_call_seconds_count"] == 5
+
+
+def test_client_metrics_count_lock_grants_timeouts_releases_and_losses(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    addresses, metrics = addresses_of(["n1"])
+    node = start_node(tmp_path, "n1", addresses, metrics["n1"])
+    try:
+        with dref.raft_client(list(addresses.values()), timeout=20) as ctx:
+            backend = ctx.backend
+            assert isinstance(backend, RaftBackend)
+            registry = client_metrics(backend.client, CollectorRegistry(), locks=ctx.lock_stats)
+            assert registry_samples(registry)["dref_client_lock_grants_total"] == 0
+            with ctx.lock("job", ttl=5):
+                assert not ctx.lock("job", ttl=5).acquire(timeout=0.1)
+            held = ctx.lock("job", ttl=5)
+            with pytest.raises(LockStolenError), held:
+                backend.delete("job")  # from under the holder: its listener sees a loss
+                assert held.lost.wait(20)
+            samples = registry_samples(registry)
+    finally:
+        node.stop()
+    assert samples["dref_client_lock_grants_total"] == 2
+    assert samples["dref_client_lock_timeouts_total"] == 1
+    assert samples["dref_client_lock_releases_total"] == 2
+    assert samples["dref_client_lock_losses_total"] == 1
