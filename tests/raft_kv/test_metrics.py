@@ -88,6 +88,19 @@ def test_a_node_serves_metrics_that_move(tmp_path: Path) -> None:
                 15,
                 "the commit index to move",
             )
+            followers = [n for n in ids if n != leader_id]
+
+            def answering() -> bool:
+                """The leader reaches every follower and has timed its heartbeats."""
+                samples = scrape(metrics[leader_id])
+                return all(
+                    samples.get(("dref_raft_peer_reachable", (("peer", peer),))) == 1.0
+                    and ("dref_raft_peer_rtt_seconds", (("peer", peer),)) in samples
+                    for peer in followers
+                )
+
+            # a link dialled before its peer started backs off before it connects
+            wait_for(answering, 30, "heartbeat round trips to every follower")
             after = scrape(metrics[leader_id])
         assert value(after, "dref_raft_role", role="leader") == 1.0
         assert value(after, "dref_raft_role", role="follower") == 0.0
@@ -98,16 +111,19 @@ def test_a_node_serves_metrics_that_move(tmp_path: Path) -> None:
         assert value(after, "dref_raft_proposal_seconds_count") >= 30
         assert value(after, "dref_raft_fsync_seconds_count") >= 1
         assert value(after, "dref_raft_voter") == 1.0
-        followers = [n for n in ids if n != leader_id]
         for peer in followers:
             assert value(after, "dref_raft_peer_lag_entries", peer=peer) >= 0
             assert value(after, "dref_raft_peer_reachable", peer=peer) == 1.0
             # seconds, not milliseconds: a heartbeat on 127.0.0.1 is back in far less than 5 s
             assert 0 < value(after, "dref_raft_peer_rtt_seconds", peer=peer) < 5.0
         assert value(after, "dref_client_calls_total") >= 30
-        follower = scrape(metrics[followers[0]])
-        assert value(follower, "dref_raft_role", role="follower") == 1.0
-        assert value(follower, "dref_raft_applied_index") >= 31
+        follower = metrics[followers[0]]
+        assert value(scrape(follower), "dref_raft_role", role="follower") == 1.0
+        wait_for(
+            lambda: value(scrape(follower), "dref_raft_applied_index") >= 31,
+            30,
+            "a follower to apply the writes",
+        )
     finally:
         for node in nodes:
             node.stop()
