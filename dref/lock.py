@@ -72,18 +72,22 @@ class LockCounters:
             return dataclasses.replace(self._stats)
 
     def granted(self) -> None:
+        """An acquisition succeeded."""
         with self._guard:
             self._stats.grants += 1
 
     def timed_out(self) -> None:
+        """An acquisition gave up (timed out, or a non-blocking try)."""
         with self._guard:
             self._stats.timeouts += 1
 
     def released(self) -> None:
+        """The holder released a lock."""
         with self._guard:
             self._stats.releases += 1
 
     def lost(self) -> None:
+        """A held lock was lost (reported once per grant)."""
         with self._guard:
             self._stats.losses += 1
 
