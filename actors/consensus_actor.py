@@ -45,6 +45,7 @@ from dref.actors.node_messages import (
     PeerReply,
     Proposal,
     ReadRequest,
+    RestoreState,
     ServeRead,
     SnapshotSaved,
     StatusQuery,
@@ -82,6 +83,12 @@ class ConsensusStatus:
     leader_changes: int
     proposals: int
     entries_committed: int
+    snapshot_sends: dict[str, int]
+    snapshot_bytes_sent: dict[str, int]
+    snapshot_installs: int
+    snapshot_bytes_installed: int
+    snapshots_taken: int
+    snapshot_bytes: int
 
 
 class ConsensusActor(SimpleInboxActor):
@@ -118,6 +125,12 @@ class ConsensusActor(SimpleInboxActor):
         self._elections_started = 0
         self._leader_changes = 0
         self._proposal_count = 0
+        self._snapshot_sends: dict[str, int] = {}
+        """Per peer: snapshot transfers started (a restart from offset 0 counts again)."""
+        self._snapshot_bytes_sent: dict[str, int] = {}
+        self._snapshot_installs = 0
+        self._snapshot_bytes_installed = 0
+        self._snapshots_taken = 0
         self._initial_commit = core.state.commit_index
         self._thread_name = f"dref-consensus-{core.node_id}"
 
@@ -187,6 +200,7 @@ class ConsensusActor(SimpleInboxActor):
         elif isinstance(message, Applied):
             self._carry(step.applied(message.index))
         elif isinstance(message, SnapshotSaved):
+            self._snapshots_taken += 1
             self._carry(step.snapshot_taken(message.index, message.term, message.data))
         elif isinstance(message, StatusQuery):
             return self._status()
@@ -221,7 +235,11 @@ class ConsensusActor(SimpleInboxActor):
             self._settle_caller(caller, outcome)
         for peer, messages in ready.messages.items():
             for message in messages:
-                if self._snapshot_sender is not None and isinstance(message, InstallSnapshot):
+                if not isinstance(message, InstallSnapshot):
+                    self._transport.send(peer, message)
+                    continue
+                self._count_chunk(peer, message)
+                if self._snapshot_sender is not None:
                     safe_tell(self._snapshot_sender, SendChunk(peer, message))
                 else:
                     self._transport.send(peer, message)
@@ -230,6 +248,12 @@ class ConsensusActor(SimpleInboxActor):
         if ready.persist:
             batch = StorageBatch(ready.batch, ready.persist, tuple(ready.answers_on_persist))
             safe_tell(self._storage, batch)
+
+    def _count_chunk(self, peer: str, chunk: InstallSnapshot) -> None:
+        """Count a snapshot chunk handed to the transport (for status and metrics)."""
+        if chunk.offset == 0:
+            self._snapshot_sends[peer] = self._snapshot_sends.get(peer, 0) + 1
+        self._snapshot_bytes_sent[peer] = self._snapshot_bytes_sent.get(peer, 0) + len(chunk.data)
 
     def _to_applier(self, ready: Ready[Slot, Caller]) -> None:
         """One message to the applier per turn (one wake-up), its work kept in order."""
@@ -245,6 +269,9 @@ class ConsensusActor(SimpleInboxActor):
                 if not self._answer_applied(read, item.read_index):
                     work.append(ServeRead(item.read_index, read.query, read.outcome))
             else:
+                if isinstance(item, RestoreState):  # a leader's snapshot, installed
+                    self._snapshot_installs += 1
+                    self._snapshot_bytes_installed += len(item.data)
                 work.append(item)
         if len(work) == 1:
             safe_tell(self._applier, work[0])
@@ -297,6 +324,12 @@ class ConsensusActor(SimpleInboxActor):
             leader_changes=self._leader_changes,
             proposals=self._proposal_count,
             entries_committed=state.commit_index - self._initial_commit,
+            snapshot_sends=dict(self._snapshot_sends),
+            snapshot_bytes_sent=dict(self._snapshot_bytes_sent),
+            snapshot_installs=self._snapshot_installs,
+            snapshot_bytes_installed=self._snapshot_bytes_installed,
+            snapshots_taken=self._snapshots_taken,
+            snapshot_bytes=0 if core.snapshot is None else len(core.snapshot.data),
         )
 
 

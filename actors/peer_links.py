@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable, Mapping
 from functools import partial
 
-from dref.actors.consensus.messages import Message
-from dref.actors.transport import OnMessage, OnReachability, log_reachability
+from dref.actors.consensus.messages import Heartbeat, Message
+from dref.actors.transport import OnMessage, OnReachability, RoundTrips, log_reachability
 from dref.wire.consensus_service import PeerClient
 from dref.wire.node_socket import PeerLink, PeerSocketClient, grpc_port_discovery
 from dref.wire.tls import TlsMaterial
@@ -79,11 +79,14 @@ class PeerLinks:
         open_link: OpenLink,
         *,
         on_reachability: OnReachability | None = None,
+        round_trips: RoundTrips | None = None,
     ) -> None:
+        """`round_trips`, if given, times each heartbeat's answer."""
         self._node_id = node_id
         self._on_answer = on_answer
         self._open_link = open_link
         self._on_reachability = on_reachability or log_reachability(node_id)
+        self._round_trips = round_trips
         self._lock = threading.Lock()
         self._links: dict[str, tuple[str, PeerLink]] = {}
         self._closed = False
@@ -93,8 +96,11 @@ class PeerLinks:
         if known is None:
             logger.debug("%s: not sent to %s: not a peer", self._node_id, peer)
             return
+        on_answer = self._on_answer
+        if self._round_trips is not None and isinstance(message, Heartbeat):
+            on_answer = self._round_trips.timed(peer, on_answer)
         try:
-            known[1].send(message, self._on_answer)
+            known[1].send(message, on_answer)
         except ValueError:  # the link closed (peer removed, node closing): dropped
             logger.debug("%s: not sent to %s: its link is closed", self._node_id, peer)
 

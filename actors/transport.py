@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Protocol
@@ -83,6 +84,39 @@ class Reachability:
             else:
                 self._unreachable.add(peer)
         self._report(peer, reachable)
+
+
+class RoundTrips:
+    """Each peer's smoothed heartbeat round-trip time, for `status` and metrics.
+
+    Heartbeats are the probe: their answers do not wait for the follower's disk, so this
+    is the link plus the peer's turn, not replication latency. Each sample moves the
+    estimate 1/8 of the way, as TCP's SRTT. Written on link threads (one peer's answers
+    come on its link's thread), read at status time: single dict stores, no lock.
+    """
+
+    def __init__(self) -> None:
+        self._rtt: dict[str, tuple[float, float]] = {}
+        """Peer -> (smoothed seconds, monotonic time of its last answer)."""
+
+    def timed(self, peer: str, on_answer: OnMessage) -> OnMessage:
+        """`on_answer`, also recording the time from now until it is called."""
+        sent = time.monotonic()
+
+        def answered(message: Message) -> None:
+            now = time.monotonic()
+            sample = now - sent
+            previous = self._rtt.get(peer)
+            smoothed = sample if previous is None else previous[0] + (sample - previous[0]) / 8
+            self._rtt[peer] = (smoothed, now)
+            on_answer(message)
+
+        return answered
+
+    def recent(self, within: float) -> dict[str, float]:
+        """Smoothed RTT in seconds of each peer that answered in the last `within` s."""
+        horizon = time.monotonic() - within
+        return {peer: rtt for peer, (rtt, at) in list(self._rtt.items()) if at >= horizon}
 
 
 class InMemoryNetwork:

@@ -13,6 +13,7 @@ from typing import Any
 from dref.backend import ReadPolicyName
 from dref.changes import Changed, ChangeStream, Deleted, Event, Lagged, Subscription, Undecodable
 from dref.context import Context
+from dref.contracts.lock_stats import LockStats
 from dref.errors import (
     BackendUnavailableError,
     CodecError,
@@ -61,6 +62,7 @@ __all__ = [
     "Lagged",
     "LeaderTransferError",
     "Lock",
+    "LockStats",
     "LockStolenError",
     "LockTimeoutError",
     "MembershipError",

@@ -23,8 +23,9 @@ from typing import Any, Literal, Protocol, TypeVar, cast, overload
 from dref.backend import Backend, ReadPolicyName, read_policy_name
 from dref.changes import ChangeStream, Event, Subscription
 from dref.combiner import UpdateCombiner
+from dref.contracts.lock_stats import LockStats
 from dref.errors import ContextClosedError, PermissionDeniedError, QuorumLostError
-from dref.lock import DEFAULT_LOCK_TIMEOUT, Lock
+from dref.lock import DEFAULT_LOCK_TIMEOUT, Lock, LockCounters
 from dref.naming import call_site_name
 from dref.ref import DRef
 from dref.wire.codec import Codec
@@ -68,6 +69,8 @@ class Context:
             weakref.WeakValueDictionary()
         )
         self._inherited: list[Backend] = []  # a parent's backends, never used or closed
+        self._lock_counters = LockCounters()
+        """What this context's locks did (`lock_stats`); its locks count into it."""
         self._closed_because = "the context is closed"
         _CONTEXTS.add(self)
 
@@ -179,6 +182,12 @@ class Context:
         """
         return LOCK_PREFIX + ref_name
 
+    def lock_stats(self) -> LockStats:
+        """A copy of the lock counters of this context (grants, timeouts, releases, losses),
+        for monitoring; `dref.raft.metrics.client_metrics(..., locks=ctx.lock_stats)`
+        exports them."""
+        return self._lock_counters.snapshot()
+
     def close(self) -> None:
         """Close open streams, stop callbacks, release held locks, close the backend.
 
@@ -222,6 +231,7 @@ class Context:
         backend, and its open change streams and subscriptions listening again."""
         self._guard = threading.Lock()
         self._combiners = weakref.WeakValueDictionary()
+        self._lock_counters = LockCounters()  # a parent thread may have held the old one's lock
         if self._closed:
             return
         inherited = self._backend

@@ -23,6 +23,7 @@ and let it refuse writes carrying an older token.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -32,6 +33,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from dref.backend import Backend, ChangeEvent, ChangeKind, Entry, call_timeout
+from dref.contracts.lock_stats import LockStats
 from dref.errors import (
     ConfigError,
     DRefError,
@@ -44,7 +46,7 @@ from dref.wire.lock_token import encode_lock_token, new_lock_token
 if TYPE_CHECKING:
     from dref.context import Context
 
-__all__ = ["DEFAULT_LOCK_TIMEOUT", "Lock"]
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "Lock", "LockCounters"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -54,6 +56,40 @@ DEFAULT_LOCK_TIMEOUT = 10.0
 
 
 _log = logging.getLogger("dref.lock")
+
+
+class LockCounters:
+    """The `LockStats` of one context's locks, counted as they are granted, given up,
+    released and lost (rare events: a plain lock keeps it thread-safe)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._stats = LockStats()
+
+    def snapshot(self) -> LockStats:
+        """A copy of the counters now."""
+        with self._guard:
+            return dataclasses.replace(self._stats)
+
+    def granted(self) -> None:
+        """An acquisition succeeded."""
+        with self._guard:
+            self._stats.grants += 1
+
+    def timed_out(self) -> None:
+        """An acquisition gave up (timed out, or a non-blocking try)."""
+        with self._guard:
+            self._stats.timeouts += 1
+
+    def released(self) -> None:
+        """The holder released a lock."""
+        with self._guard:
+            self._stats.releases += 1
+
+    def lost(self) -> None:
+        """A held lock was lost (reported once per grant)."""
+        with self._guard:
+            self._stats.losses += 1
 
 
 class Lock:
@@ -145,7 +181,9 @@ class Lock:
             raise
         if revision is None:
             self._give_up(grant)
+            self._context._lock_counters.timed_out()
             return False
+        self._context._lock_counters.granted()
         self._token, self._fencing_token = grant.token, revision
         with self._guard:
             self._grant = grant
@@ -164,6 +202,7 @@ class Lock:
                 raise RuntimeError(f"release of lock {self.name}, which this object does not hold")
             self._busy = False
         self._context._untrack(self)
+        self._context._lock_counters.released()
         grant.finish()
         if self.lost.is_set():
             raise LockStolenError(self.name, grant.token)
@@ -224,6 +263,7 @@ class Lock:
 
     def _lost(self) -> None:
         """Called once per grant when it is lost."""
+        self._context._lock_counters.lost()
         self.lost.set()
         if self._on_lost is not None:
             try:

@@ -10,10 +10,11 @@ Needs `prometheus_client` (`pip install 'dref-py[metrics]'`).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from dref.contracts.lock_stats import LockStats
 from dref.errors import ConfigError
 from dref.raft.config import split_address
 
@@ -109,6 +110,7 @@ class MetricsServer:
             ("dref_raft_snapshot_index", status.snapshot_index, "Index of the last snapshot."),
             ("dref_raft_apply_lag", status.metrics.apply_lag, "Committed but not applied."),
             ("dref_raft_voter", int(status.node_id in status.voters), "1 while a voter."),
+            ("dref_raft_snapshot_bytes", status.metrics.snapshot_bytes, "Latest snapshot size."),
         ):
             yield gauge(name, text, value=float(value))
         metrics = status.metrics
@@ -118,8 +120,31 @@ class MetricsServer:
             ("dref_raft_proposals", metrics.proposals, "Commands proposed on this node."),
             ("dref_raft_entries_committed", metrics.entries_committed, "Entries committed."),
             ("dref_raft_group_commits", metrics.group_commits, "Command-log fsyncs."),
+            ("dref_raft_snapshots_taken", metrics.snapshots_taken, "Local snapshots taken."),
+            ("dref_raft_snapshot_installs", metrics.snapshot_installs, "Snapshots installed."),
+            (
+                "dref_raft_snapshot_installed_bytes",
+                metrics.snapshot_bytes_installed,
+                "Bytes of the snapshots installed from a leader.",
+            ),
         ):
             yield counter(name, text, value=float(value))
+        for name, per_peer, text in (
+            (
+                "dref_raft_snapshot_sends",
+                metrics.snapshot_sends,
+                "Snapshot transfers this node started to each peer as leader.",
+            ),
+            (
+                "dref_raft_snapshot_sent_bytes",
+                metrics.snapshot_bytes_sent,
+                "Snapshot bytes sent to each peer, resent chunks included.",
+            ),
+        ):
+            sent = counter(name, text, labels=["peer"])
+            for peer, count in sorted(per_peer.items()):
+                sent.add_metric([peer], float(count))
+            yield sent
         lag = gauge(
             "dref_raft_peer_lag_entries",
             "On the leader: entries each peer is behind the leader's log.",
@@ -135,6 +160,14 @@ class MetricsServer:
             if peer != status.node_id:
                 reachable.add_metric([peer], 0.0 if peer in status.unreachable else 1.0)
         yield reachable
+        rtt = gauge(
+            "dref_raft_peer_rtt_seconds",
+            "On the leader: smoothed heartbeat round-trip time to each peer.",
+            labels=["peer"],
+        )
+        for peer, seconds in sorted(status.round_trips.items()):
+            rtt.add_metric([peer], seconds)
+        yield rtt
         served = node.services.pipeline_stats()
         yield gauge(
             "dref_client_connections",
@@ -154,12 +187,15 @@ class MetricsServer:
         self._server.server_close()
 
 
-def client_metrics(client: Client, registry: Any = None) -> Any:
+def client_metrics(
+    client: Client, registry: Any = None, *, locks: Callable[[], LockStats] | None = None
+) -> Any:
     """Export `client`'s calls to Prometheus in `registry` (default: prometheus_client's
     global one, which `start_http_server` serves): `dref_client_call_seconds` (histogram),
     and the counters `dref_client_requests_total`, `dref_client_failures_total`,
-    `dref_client_retries_total` and `dref_client_unknown_outcomes_total`. Returns the
-    registry."""
+    `dref_client_retries_total` and `dref_client_unknown_outcomes_total`. With `locks`
+    (a context's `lock_stats`), also `dref_client_lock_grants_total`, `_timeouts_total`,
+    `_releases_total` and `_losses_total`. Returns the registry."""
     prometheus = _prometheus()
     from prometheus_client.core import CounterMetricFamily
 
@@ -184,6 +220,16 @@ def client_metrics(client: Client, registry: Any = None) -> Any:
                     stats.unknown_outcomes,
                     "Writes that may or may not have been applied.",
                 ),
+            ):
+                yield CounterMetricFamily(name, text, value=float(value))
+            if locks is None:
+                return
+            held = locks()
+            for name, value, text in (
+                ("dref_client_lock_grants", held.grants, "Lock acquisitions granted."),
+                ("dref_client_lock_timeouts", held.timeouts, "Lock acquisitions given up."),
+                ("dref_client_lock_releases", held.releases, "Locks released by their holder."),
+                ("dref_client_lock_losses", held.losses, "Held locks lost (expired, taken)."),
             ):
                 yield CounterMetricFamily(name, text, value=float(value))
 

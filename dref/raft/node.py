@@ -58,6 +58,7 @@ from dref.actors.transport import (
     PeerSet,
     PeerTransport,
     Reachability,
+    RoundTrips,
     log_reachability,
 )
 from dref.contracts.read_policy import ReadPolicyName
@@ -117,6 +118,8 @@ class Node:
         self._transport_factory = transport or self._peer_links
         self._reachability = Reachability(log_reachability(config.node_id))
         """Both transports report to it (for `status`); it logs each change once."""
+        self._round_trips = RoundTrips()
+        """Heartbeat round trips the peer links time (for `status`)."""
         self._closed = False
         self._actors: list[pykka.ActorRef[Any]] = []
         self._transports: list[PeerTransport] = []
@@ -380,6 +383,7 @@ class Node:
             match_indexes=consensus.match_indexes,
             voters=sorted(self._peer_set.voters),
             unreachable=self._reachability.unreachable,
+            round_trips=self._round_trips.recent(self._config.election_timeout),
             metrics=NodeMetrics(
                 elections_started=consensus.elections_started,
                 leader_changes=consensus.leader_changes,
@@ -389,6 +393,12 @@ class Node:
                 fsync_p50_ms=p50,
                 fsync_p99_ms=p99,
                 group_commits=flushes,
+                snapshot_sends=consensus.snapshot_sends,
+                snapshot_bytes_sent=consensus.snapshot_bytes_sent,
+                snapshot_installs=consensus.snapshot_installs,
+                snapshot_bytes_installed=consensus.snapshot_bytes_installed,
+                snapshots_taken=consensus.snapshots_taken,
+                snapshot_bytes=consensus.snapshot_bytes,
             ),
         )
 
@@ -529,7 +539,13 @@ class Node:
                 sockets=config.peer_sockets,
                 tls=self.tls,
             )
-        return PeerLinks(node_id, on_answer, open_link, on_reachability=self._reachability)
+        return PeerLinks(
+            node_id,
+            on_answer,
+            open_link,
+            on_reachability=self._reachability,
+            round_trips=self._round_trips,
+        )
 
     def _is_node(self, name: str) -> bool:
         """Whether `name` is this node's id or a member's (for `Access`)."""

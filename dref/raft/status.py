@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class NodeMetrics:
-    """Counters since start, and recent group-commit fsync latency."""
+    """Counters since start, recent group-commit fsync latency, snapshot traffic."""
 
     elections_started: int
     leader_changes: int
@@ -18,6 +18,17 @@ class NodeMetrics:
     fsync_p50_ms: float
     fsync_p99_ms: float
     group_commits: int
+    snapshot_sends: dict[str, int]
+    """Per peer (sent while leading): snapshot transfers started; a restart counts again."""
+    snapshot_bytes_sent: dict[str, int]
+    """Per peer: snapshot chunk bytes handed to the transport, resent chunks included."""
+    snapshot_installs: int
+    """Snapshots received from a leader and installed."""
+    snapshot_bytes_installed: int
+    snapshots_taken: int
+    """Snapshots of the state machine taken here (each compacts the log)."""
+    snapshot_bytes: int
+    """Size of this node's latest snapshot, taken or installed (0: none)."""
 
 
 @dataclass(frozen=True)
@@ -40,3 +51,6 @@ class NodeStatus:
     """The voters of the configuration in force."""
     unreachable: list[str] = field(default_factory=list)
     """Peers this node cannot reach now (its links to them fail)."""
+    round_trips: dict[str, float] = field(default_factory=dict)
+    """Smoothed heartbeat round-trip time in seconds to each peer that answered one
+    within an election timeout (so only on a leader, over the native peer links)."""

@@ -262,3 +262,15 @@ def test_closing_the_context_releases_held_locks(ctx: dref.Context) -> None:
     assert lock.lost.is_set()
     with pytest.raises(LockStolenError):
         lock.release()
+
+
+def test_lock_stats_count_grants_timeouts_releases_and_losses(ctx: dref.Context) -> None:
+    with ctx.lock("counted", ttl=5):
+        assert not ctx.lock("counted", ttl=5).acquire(timeout=0.05)
+    assert ctx.lock_stats() == dref.LockStats(grants=1, timeouts=1, releases=1, losses=0)
+    lock = ctx.lock("counted", ttl=5)
+    with pytest.raises(LockStolenError), lock:
+        ctx.backend.delete("counted")  # from under the holder
+        assert lock.lost.wait(10)
+    # the release that found the loss counts too, and the loss is counted once
+    assert ctx.lock_stats() == dref.LockStats(grants=2, timeouts=1, releases=2, losses=1)
