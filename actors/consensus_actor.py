@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -101,7 +102,7 @@ class ConsensusActor(SimpleInboxActor):
         storage: pykka.ActorRef[Any],
         applier: pykka.ActorRef[Any],
         transport: PeerTransport,
-        addresses: dict[str, str],
+        leader_address: Callable[[str], str | None],
         proposals: BatchInbox[Proposal],
         reads: BatchInbox[ReadRequest],
         local: LocalReads,
@@ -115,7 +116,8 @@ class ConsensusActor(SimpleInboxActor):
         self._storage = storage
         self._applier = applier
         self._transport = transport
-        self._addresses = addresses
+        self._leader_address = leader_address
+        """Where clients reach a node, by its id (for not-leader hints)."""
         self._proposals = proposals
         self._reads = reads
         self.peers = peers
@@ -299,7 +301,8 @@ class ConsensusActor(SimpleInboxActor):
             return
         if isinstance(outcome, NotLeader):
             leader = outcome.leader_id
-            error: Exception = NotLeaderError(leader, self._addresses.get(leader or ""))
+            hint = None if leader is None else self._leader_address(leader)
+            error: Exception = NotLeaderError(leader, hint)
         elif isinstance(outcome, Refused):
             if isinstance(caller, TransferRequest):
                 error = LeaderTransferError(outcome.why)

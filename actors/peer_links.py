@@ -41,10 +41,12 @@ def socket_links(
     cluster_id: Callable[[], str],
     sockets: Mapping[str, str],
     tls: TlsMaterial | None = None,
+    advertise: str = "",
 ) -> OpenLink:
     """Links over the native socket protocol. A peer's socket is where `sockets` says, or
     else at the port its gRPC address answers; a peer without one is reached over gRPC.
-    With `tls`, every link is mutual TLS and the peer's certificate must name its id."""
+    With `tls`, every link is mutual TLS and the peer's certificate must name its id. Each
+    handshake tells the peer `advertise`, where clients reach this node."""
 
     def open_link(peer: str, address: str) -> PeerLink:
         configured = sockets.get(peer)
@@ -64,6 +66,7 @@ def socket_links(
             cluster_id=cluster_id,
             fallback=lambda: PeerClient(peer, address, timeout=timeout, tls=tls),
             tls=tls,
+            advertise=advertise,
         )
 
     return open_link

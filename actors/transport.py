@@ -200,13 +200,24 @@ class InMemoryTransport:
 
 class PeerSet:
     """Keeps `transports` connected to the members of the configuration in force, and
-    `addresses` (shared with the consensus actor) up to date."""
+    `addresses` (shared with the consensus actor) up to date.
+
+    A peer is dialed where this node was configured to reach it (`configured`), whatever
+    the configuration entries or an installed snapshot say: those carry the addresses
+    other nodes use, which behind a NAT, a sidecar or a per-link proxy are wrong here. Only
+    a member this node has no address of its own for is dialed at the entry's address.
+    """
 
     def __init__(
-        self, node_id: str, addresses: dict[str, str], transports: Sequence[PeerTransport]
+        self,
+        node_id: str,
+        addresses: dict[str, str],
+        transports: Sequence[PeerTransport],
+        configured: Mapping[str, str] | None = None,
     ) -> None:
         self._node_id = node_id
         self._addresses = addresses
+        self._configured = dict(configured or {})
         self._transports = transports
         self._membership: Membership | None = None
         self._peers: dict[str, str] = {}
@@ -220,6 +231,7 @@ class PeerSet:
         self._membership = membership
         self.is_member = self._node_id in membership.members
         self._addresses.update(membership.address_map())
+        self._addresses.update(self._configured)  # our own view of a peer wins
         peers: dict[str, str] = {}
         for peer in sorted(membership.members - {self._node_id}):
             address = self._addresses.get(peer)

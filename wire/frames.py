@@ -102,6 +102,9 @@ class Hello:
     protocol: int = PROTOCOL_VERSION
     role: str = "peer"
     """"peer" (another node) or "client"."""
+    address: str = ""
+    """A peer's own "host:port" for clients, as it advertises it: what a node names in a
+    not-leader hint, rather than the address it dials that peer at."""
 
     def encode(self) -> bytes:
         body = {
@@ -110,6 +113,7 @@ class Hello:
             "node_id": self.node_id,
             "expects": self.expects,
             "cluster_id": self.cluster_id,
+            "address": self.address,
         }
         return encode_frame(FrameKind.HELLO, json.dumps(body).encode())
 
@@ -123,10 +127,11 @@ class Hello:
                 cluster_id=body.get("cluster_id", ""),
                 protocol=body["protocol"],
                 role=body.get("role", "peer"),
+                address=body.get("address", ""),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise FrameError(f"malformed handshake: {exc}") from None
-        fields = (hello.node_id, hello.expects, hello.cluster_id, hello.role)
+        fields = (hello.node_id, hello.expects, hello.cluster_id, hello.role, hello.address)
         if not all(isinstance(f, str) for f in fields) or not isinstance(hello.protocol, int):
             raise FrameError("malformed handshake: wrong field types")
         return hello

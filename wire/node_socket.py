@@ -318,6 +318,8 @@ class NodeSocketServer:
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._closed = False
+        self.advertised: dict[str, str] = {}
+        """Each peer's own client address, as its handshake told us."""
 
     def serve_clients(self, open_session: OpenClientSession) -> None:
         """Serve client connections with `open_session` (call before `serve`)."""
@@ -382,6 +384,8 @@ class NodeSocketServer:
             if hello is None:
                 return
             peer = hello.node_id
+            if hello.role == "peer" and hello.address:
+                self.advertised[peer] = hello.address
             conn.settimeout(None)
             sender = FrameSender(
                 conn,
@@ -629,9 +633,11 @@ class PeerSocketClient:
         keepalive: float = 20.0,
         fallback: Callable[[], PeerLink] | None = None,
         tls: TlsMaterial | None = None,
+        advertise: str = "",
     ) -> None:
         self.peer_id = peer_id
         self._tls = tls
+        self._advertise = advertise
         self._node_id = node_id
         self._host = host.strip("[]")
         self._discover = discover
@@ -749,7 +755,8 @@ class PeerSocketClient:
                     raise PeerRefused(
                         f"TLS with node {self.peer_id!r} at {self._host}:{port} failed: {exc}"
                     ) from None
-            channel.sendall(Hello(self._node_id, self.peer_id, self._cluster_id()).encode())
+            hello = Hello(self._node_id, self.peer_id, self._cluster_id(), address=self._advertise)
+            channel.sendall(hello.encode())
             kind, payload = FrameReader(channel).read()
             if kind is FrameKind.REFUSED:
                 reason = payload.decode(errors="replace")

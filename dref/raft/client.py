@@ -182,6 +182,8 @@ class Client:
         self._address_map = dict(address_map or {})
         self._retry = retry
         self._closed = False
+        self._given = {self._address_map.get(a, a) for a in addresses}
+        """The addresses this client was configured with (after `address_map`)."""
         for address in addresses:
             self._node(address)
 
@@ -435,13 +437,18 @@ class Client:
                 self._next += 1
 
     def _follow(self, address: str, error: grpc.RpcError, deadline: float) -> bool:
-        """Learn the leader from a not-leader answer; True if we now know where to go."""
+        """Learn the leader from a not-leader answer; True if we now know where to go.
+
+        A hint naming an address this client was not given is used only when none of the
+        nodes it was given is that leader: the client stays on the addresses configured
+        for it (a node's hint may be where nodes reach each other, not where clients do).
+        """
         hint = _trailing(error, LEADER_ADDRESS_KEY)
-        leader_id = _leader_id(error.details() or "")
-        if hint is None and leader_id:
-            hint = self._aliases.get(leader_id) or self._discover(leader_id, deadline)
         if hint is not None:
             hint = self._address_map.get(hint, hint)
+        leader_id = _leader_id(error.details() or "")
+        if leader_id and (hint is None or hint not in self._given):
+            hint = self._aliases.get(leader_id) or self._discover(leader_id, deadline) or hint
         if hint is None or hint == address:
             self._skip(address)
             return False

@@ -226,7 +226,9 @@ class Node:
         transport = self._transport_factory(node_id, self._answer)
         snapshot_transport = self._transport_factory(node_id, self._answer)
         self._transports = [transport, snapshot_transport]
-        self._peer_set = PeerSet(node_id, self._addresses, self._transports)
+        self._peer_set = PeerSet(
+            node_id, self._addresses, self._transports, configured=dict(self._addresses)
+        )
         core = RaftCore(
             node_id,
             sorted(voters),
@@ -252,7 +254,7 @@ class Node:
             storage=storage,
             applier=applier,
             transport=transport,
-            addresses=self._addresses,
+            leader_address=self._client_address,
             peers=self._peer_set,
             snapshot_sender=snapshot_sender,
             proposals=self._proposals,
@@ -538,6 +540,7 @@ class Node:
                 cluster_id=lambda: "",
                 sockets=config.peer_sockets,
                 tls=self.tls,
+                advertise=self._address,
             )
         return PeerLinks(
             node_id,
@@ -546,6 +549,15 @@ class Node:
             on_reachability=self._reachability,
             round_trips=self._round_trips,
         )
+
+    def _client_address(self, node_id: str) -> str | None:
+        """Where clients reach `node_id`: the address it advertised in its handshake with
+        us, else the one we dial it at (a peer on gRPC, or before its first connection)."""
+        if node_id == self._config.node_id:
+            return self._address
+        server = self._peer_socket
+        advertised = None if server is None else server.advertised.get(node_id)
+        return advertised or self._addresses.get(node_id)
 
     def _is_node(self, name: str) -> bool:
         """Whether `name` is this node's id or a member's (for `Access`)."""

@@ -74,6 +74,8 @@ class FaultyCluster:
                 ("127.0.0.1", self.socket_ports[b]), seed=seed + 1000 + index
             )
         self.processes: dict[str, NodeProcess] = {}
+        self.pids: dict[str, set[int]] = {}
+        """Every pid each node has run as (restarts add one)."""
         self.paused: set[str] = set()
         self._clients: list[Client] = []
         self.tls: TLS | None = None
@@ -139,6 +141,7 @@ class FaultyCluster:
             args += ["--tls-cert", str(certs / f"{node_id}.crt")]
             args += ["--tls-key", str(certs / f"{node_id}.key"), "--tls-ca", str(self.tls.ca)]
         self.processes[node_id] = NodeProcess(args, log=data / "node.log", ready_timeout=60.0)
+        self.pids.setdefault(node_id, set()).add(self.processes[node_id].process.pid)
 
     def start_all(self) -> FaultyCluster:
         """Start every node that is not running."""

@@ -11,6 +11,7 @@ Every thread is named and daemonic, and `close()` stops them all.
 
 from __future__ import annotations
 
+import os
 import random
 import select
 import socket
@@ -43,6 +44,9 @@ class FaultProxy:
         self._connections: set[socket.socket] = set()
         self.forwarded_bytes = 0
         """Bytes passed on so far, both directions: shows which traffic took this link."""
+        self.callers: list[int | None] = []
+        """The pid of the process at the other end of each connection accepted so far
+        (None if it could not be found): shows who dialed this link."""
         self._listener = socket.create_server((listen_host, 0))
         self._listener.settimeout(_POLL)
         self.address: tuple[str, int] = self._listener.getsockname()[:2]
@@ -123,6 +127,10 @@ class FaultProxy:
             ).start()
 
     def _connect(self, client: socket.socket) -> None:
+        try:
+            self.callers.append(socket_owner(client.getpeername()[1], self.port))
+        except OSError:
+            self.callers.append(None)
         if not self._wait_while_blackholed():
             _close_quietly(client)
             return
@@ -192,3 +200,37 @@ def _close_quietly(sock: socket.socket) -> None:
     except OSError:
         pass
     sock.close()
+
+
+def socket_owner(local_port: int, remote_port: int) -> int | None:
+    """The pid of the process holding the loopback TCP socket from `local_port` to
+    `remote_port` (found through /proc; None if it is gone or not visible)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as rows:
+                next(rows)
+                for row in rows:
+                    fields = row.split()
+                    local, remote, inode = fields[1], fields[2], fields[9]
+                    if (
+                        int(local.rsplit(":", 1)[1], 16) == local_port
+                        and int(remote.rsplit(":", 1)[1], 16) == remote_port
+                    ):
+                        inodes.add(f"socket:[{inode}]")
+        except OSError:
+            continue
+    if not inodes:
+        return None
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            descriptors = os.scandir(f"/proc/{entry.name}/fd")
+            with descriptors:
+                for fd in descriptors:
+                    if os.readlink(fd.path) in inodes:
+                        return int(entry.name)
+        except OSError:
+            continue
+    return None
