@@ -6,10 +6,12 @@ file existed is claimed the same way):
 
     {"format": 1, "node_id": "n1", "cluster_id": null}
 
-`cluster_id` is reserved for the id of the cluster the directory belongs to: null (or
-absent) until something records one; it is kept as found. A node started on the directory
-with another node id is refused with NodeIdMismatchError, so a copied or mixed-up directory
-cannot make one node vote with another's term and log. Keys other than these are ignored.
+`cluster_id` is the id of the cluster the directory belongs to: null (or absent) until the
+node first applies the id its cluster's leader created (`record_cluster_id`), then kept for
+good; peers compare it in their handshake, so a directory of another cluster cannot join.
+A node started on the directory with another node id is refused with NodeIdMismatchError,
+so a copied or mixed-up directory cannot make one node vote with another's term and log.
+Keys other than these are ignored.
 """
 
 from __future__ import annotations
@@ -71,3 +73,24 @@ def claim_identity(directory: Path, node_id: str) -> NodeIdentity:
     if identity.node_id != node_id:
         raise NodeIdMismatchError(str(directory), identity.node_id, node_id)
     return identity
+
+
+def record_cluster_id(directory: Path, node_id: str, cluster_id: str) -> NodeIdentity:
+    """Record that `directory` belongs to cluster `cluster_id` (once); StorageError if it
+    is recorded as another cluster's (its log and its identity disagree)."""
+    path = directory / FILE_NAME
+    data = read_if_exists(path)
+    current = NodeIdentity(node_id) if data is None else decode_identity(data, str(path))
+    if current.cluster_id == cluster_id:
+        return current
+    if current.cluster_id is not None:
+        raise StorageError(
+            str(path),
+            0,
+            f"the directory belongs to cluster {current.cluster_id!r}, but its log to"
+            f" cluster {cluster_id!r}",
+        )
+    identity = NodeIdentity(current.node_id, cluster_id)
+    write_atomically(path, encode_identity(identity))
+    return identity
+

@@ -17,3 +17,10 @@ DEFAULT_MAX_VALUE_SIZE = 1024 * 1024
 def now_ms() -> int:
     """This machine's wall clock in Unix epoch milliseconds (upstream's time unit)."""
     return time.time_ns() // 1_000_000
+
+
+RESERVED_PREFIX = "__dref/"
+"""Names the nodes keep for themselves: clients may not read or write them."""
+CLUSTER_ID_NAME = RESERVED_PREFIX + "cluster-id"
+"""Where a cluster's id lives in its key/value state (so every snapshot carries it too)."""
+

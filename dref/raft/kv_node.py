@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from types import TracebackType
 
 from dref.errors import ContextClosedError, DRefError, NotLeaderError
@@ -21,7 +22,7 @@ from dref.raft.server.pipelines import MAX_PIPELINES
 from dref.raft.server.services import MAX_WATCHES, KeyValueServices
 from dref.raft.status import NodeStatus
 from dref.storage.kv_state_machine import KeyValueStateMachine
-from dref.wire.client_protocol import DEFAULT_MAX_VALUE_SIZE, now_ms
+from dref.wire.client_protocol import CLUSTER_ID_NAME, DEFAULT_MAX_VALUE_SIZE, now_ms
 from dref.wire.proto import state_command_pb2 as sc
 from dref.wire.proto.dref_native_pb2 import CommandResult
 
@@ -166,6 +167,7 @@ class TtlReaper(threading.Thread):
     def _round(self) -> float:
         """One look (and maybe one batch); the seconds to sleep afterwards."""
         status = self._node.status()
+        self._keep_cluster_id(status.role == "leader")
         if status.role != "leader":
             return FOLLOWER_POLL
         now = now_ms()
@@ -184,6 +186,23 @@ class TtlReaper(threading.Thread):
         if upcoming is None:
             return LEADER_IDLE
         return min(LEADER_IDLE, max(0.001, (upcoming - now) / 1000))
+
+    def _keep_cluster_id(self, leading: bool) -> None:
+        """Adopt the cluster id the log carries; a leader of a cluster without one (a new
+        cluster, or one from before cluster ids) creates it, once, through the log."""
+        stored = self._sm.entry(CLUSTER_ID_NAME)
+        if stored is None and leading:
+            create = sc.SetElementIfNotExistCommand(
+                name=CLUSTER_ID_NAME, value=uuid.uuid4().hex.encode()
+            )
+            command = sc.StateCommand(set_element_if_not_exist=create)
+            try:
+                self._node.propose(command.SerializeToString(), timeout=self._timeout)
+            except NotLeaderError:
+                return
+            stored = self._sm.entry(CLUSTER_ID_NAME)  # applied here once propose returned
+        if stored is not None:
+            self._node.adopt_cluster_id(stored.value.decode(errors="replace"))
 
     def _sleep(self, seconds: float) -> None:
         if seconds <= 0:

@@ -10,6 +10,7 @@ public call blocks only its caller, is thread-safe and takes a timeout.
 from __future__ import annotations
 
 import errno
+import logging
 import random
 import socket
 import time
@@ -77,11 +78,13 @@ from dref.raft.server.access import Access
 from dref.raft.server.admin import admin_handlers
 from dref.raft.status import NodeMetrics, NodeStatus
 from dref.storage.data_dir_lock import DataDirLock
-from dref.storage.node_identity import claim_identity
+from dref.storage.node_identity import claim_identity, record_cluster_id
 from dref.storage.recovery import recover
 from dref.wire.consensus_service import CHANNEL_OPTIONS, ConsensusServicer
 from dref.wire.node_socket import NodeSocketServer
 from dref.wire.tls import TlsMaterial
+
+logger = logging.getLogger("dref.raft")
 
 __all__ = ["Node"]
 
@@ -146,8 +149,11 @@ class Node:
         # Before anything reads or writes the directory: one node at a time, and its own.
         self._data_lock = DataDirLock(config.data_dir)
         self._peer_socket: NodeSocketServer | None = None
+        self.cluster_id = ""
+        """The id of this node's cluster ("" until its log told it): every peer handshake
+        carries it, and a peer of another cluster is refused."""
         try:
-            claim_identity(config.data_dir, node_id)
+            self.cluster_id = claim_identity(config.data_dir, node_id).cluster_id or ""
             _check_bindable(config.listen)
             try:
                 if self.tls is None:
@@ -523,6 +529,7 @@ class Node:
                 keepalive=config.keepalive_interval,
                 unix_path=config.unix_socket,
                 tls=self.tls,
+                cluster_id=lambda: self.cluster_id,
             )
         except OSError as exc:
             where = listen if exc.filename is None else exc.filename
@@ -537,7 +544,7 @@ class Node:
                 node_id,
                 timeout=config.rpc_timeout,
                 keepalive=config.keepalive_interval,
-                cluster_id=lambda: "",
+                cluster_id=lambda: self.cluster_id,
                 sockets=config.peer_sockets,
                 tls=self.tls,
                 advertise=self._address,
@@ -549,6 +556,15 @@ class Node:
             on_reachability=self._reachability,
             round_trips=self._round_trips,
         )
+
+    def adopt_cluster_id(self, cluster_id: str) -> None:
+        """Record the cluster id this node's log carries, in the data directory (once) and
+        for every later handshake; StorageError if the directory is another cluster's."""
+        if cluster_id == self.cluster_id:
+            return
+        record_cluster_id(self._config.data_dir, self._config.node_id, cluster_id)
+        self.cluster_id = cluster_id
+        logger.info("%s: member of cluster %s", self._config.node_id, cluster_id)
 
     def _client_address(self, node_id: str) -> str | None:
         """Where clients reach `node_id`: the address it advertised in its handshake with

@@ -35,7 +35,7 @@ from dref.raft.server.socket_clients import client_sessions
 from dref.raft.server.watches import HANDOVER_TIMEOUT, WatchSubscription
 from dref.storage.kv_state_machine import KeyValueStateMachine
 from dref.wire.call_refused import CallRefused
-from dref.wire.client_protocol import DEFAULT_MAX_VALUE_SIZE, now_ms
+from dref.wire.client_protocol import DEFAULT_MAX_VALUE_SIZE, RESERVED_PREFIX, now_ms
 from dref.wire.proto import dref_native_pb2 as native
 from dref.wire.proto import dref_native_pb2_grpc as native_grpc
 from dref.wire.proto import dref_pb2 as up
@@ -148,9 +148,15 @@ class KeyValueServices:
         return native.KeyValueQueryResult.FromString(reply)
 
     def check_name(self, name: str) -> None:
-        """CallRefused INVALID_ARGUMENT for an empty name."""
+        """CallRefused INVALID_ARGUMENT for an empty name or one the nodes keep for
+        themselves (`RESERVED_PREFIX`)."""
         if not name:
             raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "name must not be empty")
+        if name.startswith(RESERVED_PREFIX):
+            raise CallRefused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"names starting with {RESERVED_PREFIX!r} are kept for the nodes' own use",
+            )
 
     def check_value(self, name: str, value: bytes) -> None:
         """CallRefused INVALID_ARGUMENT for an empty name or a value over the size limit."""
