@@ -244,3 +244,10 @@ def make_cluster(tmp_path: Path) -> Iterator[Any]:
     yield make
     for cluster in made:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_type() -> type[Cluster]:
+    """The `Cluster` class, for module fixtures that build their own (test modules cannot
+    import this conftest by name: several folders have one)."""
+    return Cluster

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Cluster
 from polling import wait_for
 
 from dref.errors import DRefError
@@ -27,7 +26,7 @@ def recorded_cluster_id(data_dir: Path) -> str | None:
 
 
 def test_every_member_records_the_same_cluster_id(make_cluster):
-    cluster: Cluster = make_cluster(3, heartbeat_ms=50, election_ms=800)
+    cluster = make_cluster(3, heartbeat_ms=50, election_ms=800)
     cluster.leader()
     wait_for(
         lambda: len({recorded_cluster_id(cluster.root / n) for n in cluster.addresses}) == 1
@@ -43,7 +42,7 @@ def test_every_member_records_the_same_cluster_id(make_cluster):
 
 
 def test_a_data_directory_of_another_cluster_is_refused(make_cluster, tmp_path):
-    cluster: Cluster = make_cluster(3, heartbeat_ms=50, election_ms=800)
+    cluster = make_cluster(3, heartbeat_ms=50, election_ms=800)
     cluster.leader()
     with Client(list(cluster.addresses.values()), timeout=10) as client:
         client.set("shared-counter", b"ours")

@@ -11,9 +11,9 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import Cluster
 
 import dref
 from dref.errors import BackendUnavailableError
@@ -56,8 +56,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 @pytest.fixture(scope="module")
-def cluster(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(
+def cluster(
+    pki: Pki, tmp_path_factory: pytest.TempPathFactory, cluster_type: type[Any]
+) -> Iterator[Any]:
+    running = cluster_type(
         tmp_path_factory.mktemp("tls-cluster"),
         3,
         extra_args=lambda node_id: [*pki.flags(node_id), "--role", "writer=write"],
@@ -84,11 +86,11 @@ def dref_cli(*arguments: str, timeout: float = 60) -> subprocess.CompletedProces
     )
 
 
-def endpoints(cluster: Cluster) -> str:
+def endpoints(cluster: Any) -> str:
     return ",".join(cluster.addresses.values())
 
 
-def test_roles_allow_what_they_name(cluster: Cluster, pki: Pki) -> None:
+def test_roles_allow_what_they_name(cluster: Any, pki: Pki) -> None:
     addresses = list(cluster.addresses.values())
     with dref.raft_client(addresses, tls=pki.tls("writer"), timeout=20) as writer:
         flag = writer.ref("tls-flag", "off")
@@ -108,7 +110,7 @@ def test_roles_allow_what_they_name(cluster: Cluster, pki: Pki) -> None:
         assert boss.ref("tls-flag", "?").get() == "on"  # nothing a refusal changed
 
 
-def test_membership_needs_admin(cluster: Cluster, pki: Pki) -> None:
+def test_membership_needs_admin(cluster: Any, pki: Pki) -> None:
     address = cluster.addresses["n1"]
     refused = dref_cli(
         "members", "remove", address, "n3", *pki.flags("writer"), "--timeout", "10"
@@ -125,7 +127,7 @@ def test_membership_needs_admin(cluster: Cluster, pki: Pki) -> None:
 
 
 @pytest.mark.parametrize("command", ["get", "status"])
-def test_a_plaintext_client_is_told_the_node_requires_tls(cluster: Cluster, command: str) -> None:
+def test_a_plaintext_client_is_told_the_node_requires_tls(cluster: Any, command: str) -> None:
     address = cluster.addresses["n1"]
     if command == "get":
         result = dref_cli("get", "x", "--endpoints", address, "--timeout", "3")
@@ -135,7 +137,7 @@ def test_a_plaintext_client_is_told_the_node_requires_tls(cluster: Cluster, comm
     assert f"the node at {address} requires TLS" in result.stderr
 
 
-def test_a_client_of_another_ca_is_refused(cluster: Cluster, pki: Pki) -> None:
+def test_a_client_of_another_ca_is_refused(cluster: Any, pki: Pki) -> None:
     address = cluster.addresses["n1"]
     started = time.monotonic()
     stranger = dref.TLS(
@@ -152,7 +154,7 @@ def test_a_client_of_another_ca_is_refused(cluster: Cluster, pki: Pki) -> None:
 
 
 def test_a_node_of_another_ca_or_claiming_another_id_never_joins(
-    cluster: Cluster, pki: Pki, tmp_path: Path
+    cluster: Any, pki: Pki, tmp_path: Path
 ) -> None:
     """n4 presents the certificate of n2 (another id) and then one of a stranger CA; the
     leader refuses to replicate to it either way and says why in its log, and n4's own
