@@ -45,6 +45,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -54,6 +55,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
+    NoPermissionError,
     NoScriptError,
     RedisError,
     ResponseError,
@@ -80,6 +82,7 @@ from dref.errors import (
     LockStolenError,
     LockTimeoutError,
     NotFoundError,
+    PermissionDeniedError,
 )
 from dref.wire.change_payload import ChangePayload, decode_change_payload, encode_change_payload
 from dref.wire.lock_token import decode_lock_token, encode_lock_token, new_lock_token
@@ -136,7 +139,12 @@ def _ttl_arg(ttl: float | None) -> int:
 
 
 class RedisBackend(Backend):
-    """A `Backend` on one Redis server, byte-compatible with upstream DRef (see module doc)."""
+    """A `Backend` on one Redis server, byte-compatible with upstream DRef (see module doc).
+
+    `ca_file`, `cert_file` and `key_file` are the TLS files of a ``rediss://`` URL: the CA
+    that signed the server's certificate, and this client's certificate and key for a
+    server that requires them (redis-py's ``ssl_*`` URL options work too).
+    """
 
     def __init__(
         self,
@@ -146,6 +154,8 @@ class RedisBackend(Backend):
         timeout: float = 5.0,
         style: Style = "rust",
         ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
         interop_locking: bool = False,
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
         poll_interval: float = 1.0,
@@ -157,6 +167,8 @@ class RedisBackend(Backend):
             "timeout": timeout,
             "style": style,
             "ca_file": ca_file,
+            "cert_file": cert_file,
+            "key_file": key_file,
             "interop_locking": interop_locking,
             "max_value_size": max_value_size,
             "poll_interval": poll_interval,
@@ -175,7 +187,8 @@ class RedisBackend(Backend):
         self.timeout = timeout
         self.style = style
         self.poll_interval = poll_interval
-        self._pool = _make_pool(url, timeout, ca_file, max_connections)
+        tls_files = {"ssl_ca_certs": ca_file, "ssl_certfile": cert_file, "ssl_keyfile": key_file}
+        self._pool = _make_pool(url, timeout, tls_files, max_connections)
         self._client = redis.Redis(connection_pool=self._pool)
         self._registry = ListenerRegistry()
         self._closed = False
@@ -285,7 +298,8 @@ class RedisBackend(Backend):
 
         Waits up to the backend timeout for the pub/sub connection, so that no change made
         after this returns is missed; if Redis is unreachable it returns anyway and the
-        subscription starts (with a resync) once Redis is back.
+        subscription starts (with a resync) once Redis is back. If Redis refused that
+        connection (credentials, ACL) it raises ConfigError or PermissionDeniedError.
         """
         self._key(name)
         with self._state_lock:
@@ -297,7 +311,13 @@ class RedisBackend(Backend):
             watcher = self._watcher
         remove = self._registry.add(name, listener)
         watcher.watch(name)
-        if not watcher.wait_subscribed(self.timeout):
+        try:
+            subscribed = watcher.wait_subscribed(self.timeout)
+        except DRefError:
+            remove()
+            watcher.unwatch(name)
+            raise
+        if not subscribed:
             watcher.mark_stale(name)
         cancelled = threading.Event()
 
@@ -441,24 +461,41 @@ class RedisBackend(Backend):
         limit = max(0.001, self.timeout if timeout is None else timeout)
         try:
             conn = self._pool.get_connection()
-        except (AuthenticationError, AuthorizationError) as exc:
-            raise ConfigError(f"Redis refused the credentials: {exc}") from exc
         except (RedisError, OSError) as exc:
-            raise BackendUnavailableError(f"Redis unreachable: {exc}") from exc
+            raise _refusal(exc) or BackendUnavailableError(
+                f"Redis unreachable: {exc}{self._tls_hint(exc)}"
+            ) from exc
         try:
             conn.send_command(*args)
             return conn.read_response(timeout=limit)
-        except ResponseError as exc:
-            if isinstance(exc, NoScriptError):
-                raise
-            raise DRefError(f"Redis refused {args[0]}: {exc}") from exc
+        except NoScriptError:
+            raise
         except (RedisError, OSError) as exc:
+            refusal = _refusal(exc)
+            if refusal is not None:
+                raise refusal from exc
+            if isinstance(exc, ResponseError):
+                raise DRefError(f"Redis refused {args[0]}: {exc}") from exc
             raise BackendUnavailableError(
                 f"Redis did not answer {args[0]} within {limit:g} s"
-                f" (a write may or may not have happened): {exc}"
+                f" (a write may or may not have happened): {exc}{self._tls_hint(exc)}"
             ) from exc
         finally:
             self._pool.release(conn)
+
+    def _tls_hint(self, exc: BaseException) -> str:
+        """A hint for the TLS mistakes whose errors do not name them: plaintext to a TLS
+        port (the server just drops the connection), no client certificate where needed."""
+        text = str(exc)
+        if "CERTIFICATE_REQUIRED" in text:
+            return " (the server requires a client certificate: pass cert_file and key_file)"
+        if not any(sign in text for sign in ("closed by server", "reset by peer", "EOF occ")):
+            return ""
+        if self._settings["url"].startswith("redis://"):
+            return " (if that port expects TLS, use a rediss:// URL)"
+        if self._pool.connection_kwargs.get("ssl_certfile") is None:
+            return " (if the server requires a client certificate, pass cert_file and key_file)"
+        return ""
 
 
 def _expected_args(expected: Entry | None) -> list[bytes | int | str]:
@@ -467,19 +504,47 @@ def _expected_args(expected: Entry | None) -> list[bytes | int | str]:
     return ["1", expected.value, expected.revision]
 
 
+_SCRIPT_NOPERM = "user executing the script can't run this command"
+
+
+def _refusal(exc: BaseException) -> DRefError | None:
+    """The dref error for Redis refusing our credentials or an ACL permission, else None."""
+    if isinstance(exc, (ConfigError, PermissionDeniedError)):  # already translated
+        return exc
+    # Redis 7.0 reports a script's forbidden command as a plain error, 7.2 as NOPERM.
+    if isinstance(exc, NoPermissionError) or _SCRIPT_NOPERM in str(exc):
+        return PermissionDeniedError(
+            f"the Redis user lacks a permission dref needs: {exc}"
+            " (see the ACL rule in the Redis section of dref's README)"
+        )
+    if isinstance(exc, (AuthenticationError, AuthorizationError)):
+        return ConfigError(
+            f"Redis refused to authenticate: {exc} (check the user and password in the URL)"
+        )
+    return None
+
+
+_TLS_FILE_OPTIONS = {
+    "ssl_ca_certs": "ca_file",
+    "ssl_certfile": "cert_file",
+    "ssl_keyfile": "key_file",
+}
+"""redis-py's TLS file options, which the URL may carry too, and dref's names for them."""
+
+
 def _make_pool(
-    url: str, timeout: float, ca_file: str | None, max_connections: int
+    url: str, timeout: float, tls_files: dict[str, str | None], max_connections: int
 ) -> redis.BlockingConnectionPool:
+    """A connection pool for `url`; URL options are checked here, before any connection."""
     scheme = urlsplit(url).scheme
     if scheme not in ("redis", "rediss"):
         raise ConfigError(f"a Redis URL starts with redis:// or rediss://, not {url!r}")
-    options: dict[str, Any] = {}
-    if ca_file is not None:
-        if scheme != "rediss":
-            raise ConfigError("ca_file needs a rediss:// (TLS) URL")
-        options["ssl_ca_certs"] = ca_file
+    options = {key: path for key, path in tls_files.items() if path is not None}
+    if options and scheme != "rediss":
+        names = ", ".join(_TLS_FILE_OPTIONS[key] for key in options)
+        raise ConfigError(f"{names} needs a rediss:// (TLS) URL")
     try:
-        return redis.BlockingConnectionPool.from_url(
+        pool = redis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
             timeout=timeout,
@@ -488,8 +553,14 @@ def _make_pool(
             retry=Retry(NoBackoff(), 0),
             **options,
         )
-    except ValueError as exc:
+        pool.connection_class(**pool.connection_kwargs)  # unknown URL options fail here
+    except (ValueError, TypeError) as exc:
         raise ConfigError(f"bad Redis URL {url!r}: {exc}") from exc
+    for key in _TLS_FILE_OPTIONS:
+        path = pool.connection_kwargs.get(key)
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"no such file: {path!r} ({_TLS_FILE_OPTIONS[key]}, {key} in a URL)")
+    return pool
 
 
 _OWN_EVENT_WAIT = 1.0
@@ -517,7 +588,9 @@ class _Watcher(threading.Thread):
         self._tentative: set[str] = set()
         self._confirming: dict[bytes, set[str]] = {}
         self._confirm_seq = 0
-        self._delivered = threading.Condition(self._lock)
+        # Notified when a revision is delivered, a name unwatched, or pub/sub goes up or down.
+        self._state_changed = threading.Condition(self._lock)
+        self._refused: DRefError | None = None  # why Redis refused the last session, if it did
         self._delivered_revision: dict[str, int] = {}  # watched name -> highest delivered
 
     def watch(self, name: str) -> None:
@@ -544,7 +617,7 @@ class _Watcher(threading.Thread):
                 self._counts.pop(name, None)
                 self._seen.pop(name, None)
                 self._delivered_revision.pop(name, None)
-                self._delivered.notify_all()
+                self._state_changed.notify_all()
 
     def wait_delivered(self, name: str, revision: int, timeout: float) -> None:
         """If `name` is watched and pub/sub is live, wait until the event of `revision` has
@@ -560,11 +633,21 @@ class _Watcher(threading.Thread):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
-                self._delivered.wait(remaining)
+                self._state_changed.wait(remaining)
 
     def wait_subscribed(self, timeout: float) -> bool:
-        """Wait until the pub/sub connection is subscribed; False on timeout."""
-        return self._subscribed.wait(timeout)
+        """Wait until the pub/sub connection is subscribed; False on timeout. Raises Redis's
+        refusal (credentials, a missing ACL permission) if that came first."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not self._subscribed.is_set():
+                if self._refused is not None:
+                    raise type(self._refused)(str(self._refused))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._state_changed.wait(remaining)
+        return True
 
     def stop(self) -> None:
         """Ask the thread to finish; it does within one slice unless blocked on Redis."""
@@ -573,18 +656,23 @@ class _Watcher(threading.Thread):
     def run(self) -> None:
         backoff = 0.05
         while not self._stop_event.is_set():
+            with self._lock:
+                self._refused = None  # wait_subscribed waits for this attempt's outcome
             pubsub = self._backend._client.pubsub()
             try:
                 self._session(pubsub)
             except (DRefError, RedisError, OSError, ValueError) as exc:
                 if self._subscribed.is_set():
                     backoff = 0.05
-                if not self._stop_event.is_set():
+                refusal = _refusal(exc)
+                if refusal is not None:
+                    self._refuse(refusal)
+                elif not self._stop_event.is_set():
                     _log.warning("Redis pub/sub connection lost (%s); reconnecting", exc)
             finally:
                 self._subscribed.clear()
                 with self._lock:
-                    self._delivered.notify_all()  # writers stop waiting while disconnected
+                    self._state_changed.notify_all()  # writers stop waiting while disconnected
                 self._pending = None
                 self._forget_unconfirmed()
                 try:
@@ -594,6 +682,15 @@ class _Watcher(threading.Thread):
             if self._stop_event.wait(backoff):
                 break
             backoff = min(backoff * 2, self._MAX_BACKOFF)
+
+    def _refuse(self, refusal: DRefError) -> None:
+        """Record why Redis refused the session for `wait_subscribed`; log each new reason."""
+        with self._lock:
+            new = self._refused is None or str(self._refused) != str(refusal)
+            self._refused = refusal
+            self._state_changed.notify_all()
+        if new:
+            _log.error("Redis refused the pub/sub connection; retrying: %s", refusal)
 
     def _forget_unconfirmed(self) -> None:
         """After a disconnection: baselines not known to predate it may have missed changes."""
@@ -618,7 +715,10 @@ class _Watcher(threading.Thread):
                 confirmed += 1
             if self._stop_event.is_set():
                 return
-        self._subscribed.set()
+        with self._lock:
+            self._subscribed.set()
+            self._refused = None
+            self._state_changed.notify_all()
         self._sync(pubsub, vanish_only=False)
         poll = self._backend.poll_interval
         next_poll = time.monotonic() + poll
@@ -667,7 +767,7 @@ class _Watcher(threading.Thread):
             with self._lock:
                 if revision > self._delivered_revision.get(name, 0):
                     self._delivered_revision[name] = revision
-                self._delivered.notify_all()
+                self._state_changed.notify_all()
 
     def _sync(self, pubsub: redis.client.PubSub, *, vanish_only: bool) -> None:
         """Re-read tracked names; report what pub/sub did not (see the module doc)."""

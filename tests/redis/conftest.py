@@ -7,8 +7,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -39,22 +40,52 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server process that tests can kill and start again on the same port."""
+    """One redis-server process that tests can kill and start again on the same port.
 
-    def __init__(self, directory: Path) -> None:
+    `config` adds command-line configuration (``--user ...``, TLS files); `tls` serves
+    TLS only, on the same port. `admin` holds redis-py options (credentials, TLS files)
+    that let `client()` in with every permission.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        config: Sequence[str] = (),
+        tls: bool = False,
+        admin: dict[str, Any] | None = None,
+    ) -> None:
         self.directory = directory
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = f"{'rediss' if tls else 'redis'}://127.0.0.1:{self.port}/0"
+        self.config = list(config)
+        self.tls = tls
+        self.admin = admin or {}
+        self.log = directory / "redis.log"
         self.process: subprocess.Popen[bytes] | None = None
 
+    def client(self) -> redis.Redis:
+        """A redis-py client with the `admin` options (the caller closes it)."""
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            ssl=self.tls,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            **self.admin,
+        )
+
     def start(self) -> None:
-        """Start the server and wait (at most 10 s) until it answers PING."""
+        """Start the server and wait (at most 20 s) until it answers PING; if it exits
+        first, the RuntimeError quotes the end of its log."""
         assert REDIS_SERVER is not None
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
+        ports = ["--port", "0", "--tls-port"] if self.tls else ["--port"]
+        args = [REDIS_SERVER, *ports, str(self.port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        args += ["--logfile", str(self.log), *self.config]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
-        deadline = time.monotonic() + 10
+        client = self.client()
+        deadline = time.monotonic() + 20
         try:
             while True:
                 try:
@@ -62,8 +93,10 @@ class RedisServer:
                     return
                 except redis.ConnectionError:
                     if self.process.poll() is not None or time.monotonic() > deadline:
+                        log = self.log.read_text()[-500:] if self.log.exists() else ""
+                        self.kill()
                         raise RuntimeError(
-                            f"redis-server on port {self.port} did not start"
+                            f"redis-server on port {self.port} did not start: {log}"
                         ) from None
                     time.sleep(0.02)  # readiness poll under a deadline
         finally:
@@ -87,12 +120,28 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[RedisServer]:
+def start_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """`start_server(**RedisServer options)`: a started server of this test's own (each in a
+    directory of its own), killed at the end of the test."""
+    servers: list[RedisServer] = []
+
+    def start(**options: Any) -> RedisServer:
+        directory = tmp_path / f"redis-{len(servers)}"
+        directory.mkdir()
+        server = RedisServer(directory, **options)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()
+
+
+@pytest.fixture
+def own_server(start_server: Callable[..., RedisServer]) -> RedisServer:
     """A server of this test's own, for tests that kill and restart it."""
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.kill()
+    return start_server()
 
 
 @pytest.fixture
