@@ -94,6 +94,9 @@ HANDSHAKE_TIMEOUT = 5.0
 """Seconds a new connection has to complete its HELLO."""
 MAX_CONNECTIONS = 256
 """Open inbound connections a node serves at once; more are refused."""
+MAX_CONNECTIONS_PER_HOST = 64
+"""Open inbound TCP connections from one IP address; more are refused, so one host cannot
+take every slot (Unix socket connections count only against `MAX_CONNECTIONS`)."""
 RECONNECT_BACKOFF = (0.1, 0.5)
 """First and largest pause between connection attempts to an unreachable peer."""
 
@@ -316,7 +319,8 @@ class NodeSocketServer:
                 self._listener.close()
                 raise
         self._lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
+        self._connections: dict[socket.socket, str] = {}  # the remote host ("" over Unix)
+        self._per_host: dict[str, int] = {}
         self._closed = False
         self.advertised: dict[str, str] = {}
         """Each peer's own client address, as its handshake told us."""
@@ -340,7 +344,8 @@ class NodeSocketServer:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            connections, self._connections = self._connections, set()
+            connections, self._connections = list(self._connections), {}
+            self._per_host.clear()
         for listener in self._listeners:
             _shut(listener)
         if self.unix_path is not None:
@@ -352,18 +357,38 @@ class NodeSocketServer:
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
-                conn, _ = listener.accept()
+                conn, address = listener.accept()
             except OSError:
                 return  # closed
+            host = address[0] if conn.family != socket.AF_UNIX else ""
             with self._lock:
-                full = len(self._connections) >= MAX_CONNECTIONS
-                if self._closed or full:
+                if self._closed:
                     conn.close()
                     continue
-                self._connections.add(conn)
+                full = self._full(host)
+                if full is None:
+                    self._connections[conn] = host
+                    if host:
+                        self._per_host[host] = self._per_host.get(host, 0) + 1
+            if full is not None:
+                self._log_refusal(f"refused a connection from {host or 'a Unix socket'}: {full}")
+                _send_quietly(conn, refusal(full))
+                _shut(conn)
+                continue
             threading.Thread(
                 target=self._serve, args=(conn,), name="dref-peer-conn", daemon=True
             ).start()
+
+    def _full(self, host: str) -> str | None:
+        """Why a new connection from `host` is refused (None: it is served); under the lock."""
+        if len(self._connections) >= MAX_CONNECTIONS:
+            return f"node {self._node_id!r} serves {MAX_CONNECTIONS} connections (MAX_CONNECTIONS)"
+        if host and self._per_host.get(host, 0) >= MAX_CONNECTIONS_PER_HOST:
+            return (
+                f"node {self._node_id!r} serves {MAX_CONNECTIONS_PER_HOST} connections from"
+                f" {host} (MAX_CONNECTIONS_PER_HOST)"
+            )
+        return None
 
     def _serve(self, conn: socket.socket) -> None:
         peer = "?"
@@ -416,9 +441,19 @@ class NodeSocketServer:
                 session.close()
             if sender is not None:
                 sender.close()
-            with self._lock:
-                self._connections.discard(conn)
+            self._forget(conn)
             _shut(conn)
+
+    def _forget(self, conn: socket.socket) -> None:
+        """Free the connection's slots."""
+        with self._lock:
+            host = self._connections.pop(conn, "")
+            if host:
+                left = self._per_host.get(host, 1) - 1
+                if left:
+                    self._per_host[host] = left
+                else:
+                    self._per_host.pop(host, None)
 
     def _secure(self, conn: socket.socket) -> TlsSession | None:
         """TLS on a new connection; None after refusing a plaintext caller (told why in a

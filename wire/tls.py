@@ -9,7 +9,9 @@ handshake, and links and clients for every later connection.
 `TlsSession` runs TLS over a raw socket through memory buffers, so the socket keeps its
 non-blocking sends (`FrameSender` writes ciphertext with `MSG_DONTWAIT` as it writes
 plaintext) and one reader thread and one writer can use the session at once: the SSL
-state only changes under the session's lock, and raw socket I/O happens outside it.
+state only changes under the session's lock, and raw socket I/O happens outside it. The
+reader follows the record boundaries of what it receives, so a record once begun must end
+within `FRAME_TIMEOUT` (a trickle of ciphertext is dropped as one of frames is).
 
 Identities: a node's certificate must carry its node id as a name (CN or a DNS/IP
 subject alternative name); a client's name is its certificate's CN, and its role is the
@@ -32,6 +34,7 @@ from typing import Any
 import grpc
 
 from dref.errors import ConfigError
+from dref.wire.frames import FRAME_TIMEOUT, FrameTimeout
 
 logger = logging.getLogger("dref.tls")
 
@@ -43,6 +46,8 @@ TLS_RECORD_HANDSHAKE = 0x16
 TLS client from a plaintext one and refuses the latter by name."""
 
 _RECV_BYTES = 65536
+_RECORD_HEADER = 5
+"""A TLS record's header: content type, version, then the length of what follows (2 bytes)."""
 
 
 @dataclass(frozen=True)
@@ -246,6 +251,9 @@ class TlsSession:
             self._incoming, self._outgoing, server_side=server_side, server_hostname=server_hostname
         )
         self._lock = threading.Lock()
+        self._record_header = b""  # the part of a record header received so far
+        self._record_left = 0  # bytes of the current record still to come
+        self._record_begun: float | None = None  # when the unfinished record began
 
     def handshake(self, timeout: float) -> None:
         """Complete the handshake within `timeout` (ssl.SSLError, OSError or TimeoutError)."""
@@ -269,8 +277,7 @@ class TlsSession:
             data = self.sock.recv(_RECV_BYTES)
             if not data:
                 raise ConnectionResetError("connection closed during the TLS handshake")
-            with self._lock:
-                self._incoming.write(data)
+            self._feed(data)
 
     def peer_identity(self) -> Identity:
         """The verified certificate of the other end."""
@@ -286,24 +293,77 @@ class TlsSession:
         return Identity(common, frozenset({common, *alternatives} - {""}), role)
 
     def recv(self, count: int) -> bytes:
-        """Up to `count` plaintext bytes, waiting as the raw socket's timeout says; b"" at
-        the end of the connection."""
-        while True:
-            with self._lock:
-                try:
-                    return self._ssl.read(count)
-                except ssl.SSLWantReadError:
-                    pass
-                except ssl.SSLZeroReturnError:
+        """Up to `count` plaintext bytes, waiting as the raw socket's timeout says for a
+        record to begin; b"" at the end of the connection. A begun record must end within
+        `FRAME_TIMEOUT`, else FrameTimeout."""
+        idle = self.sock.gettimeout()
+        try:
+            while True:
+                with self._lock:
+                    try:
+                        return self._ssl.read(count)
+                    except ssl.SSLWantReadError:
+                        pass
+                    except ssl.SSLZeroReturnError:
+                        return b""
+                    reply = self._outgoing.read()  # a post-handshake message may need an answer
+                if reply:
+                    self.sock.sendall(reply)
+                data = self._recv_raw(idle)
+                if not data:
                     return b""
-                reply = self._outgoing.read()  # a post-handshake message may need an answer
-            if reply:
-                self.sock.sendall(reply)
-            data = self.sock.recv(_RECV_BYTES)
-            if not data:
-                return b""
-            with self._lock:
-                self._incoming.write(data)
+                self._feed(data)
+        finally:
+            if self.sock.gettimeout() != idle:
+                self.sock.settimeout(idle)
+
+    def _recv_raw(self, idle: float | None) -> bytes:
+        """Raw bytes, waiting at most until the unfinished record's deadline (or `idle`)."""
+        begun = self._record_begun
+        if begun is None:
+            return self.sock.recv(_RECV_BYTES)
+        left = begun + FRAME_TIMEOUT - time.monotonic()
+        too_slow = FrameTimeout(f"a TLS record took over {FRAME_TIMEOUT:g} s to arrive")
+        if left <= 0:
+            raise too_slow
+        record_deadline = idle is None or left <= idle
+        self.sock.settimeout(left if record_deadline else idle)
+        try:
+            return self.sock.recv(_RECV_BYTES)
+        except TimeoutError:
+            if record_deadline:
+                raise too_slow from None
+            raise
+
+    def _feed(self, data: bytes) -> None:
+        """Hand raw bytes to TLS, following the record boundaries in them (so `recv` knows
+        when a record began and has not ended)."""
+        view = memoryview(data)
+        while view:
+            if self._record_left:
+                step = min(self._record_left, len(view))
+                self._record_left -= step
+            else:
+                if not self._record_header:
+                    self._record_begun = time.monotonic()
+                step = min(_RECORD_HEADER - len(self._record_header), len(view))
+                self._record_header += view[:step]
+                if len(self._record_header) == _RECORD_HEADER:
+                    self._record_left = int.from_bytes(self._record_header[3:], "big")
+                    self._record_header = b""
+            view = view[step:]
+        if not (self._record_left or self._record_header):
+            self._record_begun = None
+        with self._lock:
+            self._incoming.write(data)
+
+    def gettimeout(self) -> float | None:
+        """The raw socket's timeout (a `Receiver`'s, for `FrameReader`)."""
+        return self.sock.gettimeout()
+
+    def settimeout(self, value: float | None) -> None:
+        """Set the raw socket's timeout (a `Receiver`'s, for `FrameReader`)."""
+        self.sock.settimeout(value)
 
     def seal(self, plaintext: bytes) -> bytes:
         """Encrypt `plaintext`: the bytes to put on the raw socket, in order (callers that

@@ -137,7 +137,12 @@ class Node:
             max_workers=_GRPC_WORKERS, thread_name_prefix=f"dref-grpc-{node_id}"
         )
         # No SO_REUSEPORT: a second node on a port in use must fail, not share it.
-        server_options = [*CHANNEL_OPTIONS, *_keepalive_options(config), ("grpc.so_reuseport", 0)]
+        server_options = [
+            *CHANNEL_OPTIONS,
+            *_keepalive_options(config),
+            *_connection_limits(config),
+            ("grpc.so_reuseport", 0),
+        ]
         self.tls = None if config.tls is None else TlsMaterial(config.tls)
         """The node's certificates (re-read when their files change), None without TLS."""
         self.access = None if config.tls is None else Access(config.roles, self._is_node)
@@ -647,6 +652,31 @@ def _keepalive_options(config: NodeConfig) -> list[tuple[str, int]]:
         ("grpc.http2.ping_timeout_ms", patience),
         ("grpc.http2.min_time_between_pings_ms", every),
         ("grpc.http2.max_pings_without_data", 0),  # idle streams are pinged too
+    ]
+
+
+MAX_CONCURRENT_STREAMS = 128
+"""Streams (calls) one gRPC connection may have open at once; a client's further calls
+wait on its side. A peer needs one PeerStream plus snapshots, a client a Pipeline, its
+Watches and a few unary calls."""
+MAX_CONNECTION_IDLE = 300.0
+"""Seconds a gRPC connection with no call open is kept; then the node ends it (GOAWAY) and
+the client reconnects on its next call. Keepalive pings only reach connections with
+streams, so this reclaims those of clients that vanished between calls."""
+MAX_PING_STRIKES = 2
+"""Pings a client may send more often than the keepalive interval (with no data) before
+the node ends its connection: HTTP/2 ping floods cost the node, not the client."""
+
+
+def _connection_limits(config: NodeConfig) -> list[tuple[str, int]]:
+    """Server options capping what one gRPC connection may hold or send: open streams, idle
+    time, and pings (no more often than the node's own keepalive, `MAX_PING_STRIKES`
+    forgiven). Connections are not aged out: Watch and PeerStream streams live long."""
+    return [
+        ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
+        ("grpc.max_connection_idle_ms", round(MAX_CONNECTION_IDLE * 1000)),
+        ("grpc.http2.min_ping_interval_without_data_ms", round(config.keepalive_interval * 1000)),
+        ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
     ]
 
 

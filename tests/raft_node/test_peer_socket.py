@@ -156,8 +156,19 @@ def test_a_silent_connection_is_dropped_after_the_handshake_timeout(
 ) -> None:
     monkeypatch.setattr("dref.wire.node_socket.HANDSHAKE_TIMEOUT", 0.3)
     with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as sock:
+        assert sock.recv(100) == b""  # sent nothing: closed by the server
+    _assert_serves(server)
+
+
+def test_a_stalled_handshake_frame_is_dropped_after_the_frame_timeout(
+    server: NodeSocketServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("dref.wire.frames.FRAME_TIMEOUT", 0.3)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as sock:
         sock.sendall(b"\x00\x00")  # two bytes of a header, then nothing
-        assert sock.recv(100) == b""  # closed by the server
+        kind, payload = FrameReader(sock).read()
+        assert kind is FrameKind.REFUSED and "arrived too slowly" in payload.decode()
+        assert sock.recv(100) == b""  # then closed
     _assert_serves(server)
 
 

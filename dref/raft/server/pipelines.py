@@ -29,6 +29,11 @@ MAX_PIPELINES = 16
 """Open Pipeline streams per node. Each holds a gRPC server thread (as a Watch does) plus a
 reader thread; a client process needs one per node however many callers it has."""
 
+MAX_CALLS_IN_FLIGHT = 4096
+"""Calls one Pipeline stream or socket connection may have started and not yet answered;
+more are answered RESOURCE_EXHAUSTED ``too-many-calls`` (a client's calls in flight are
+its waiting threads, far fewer), so one connection cannot queue unbounded work."""
+
 FRAME_BYTES = 4 * 1024 * 1024
 """A Pipeline frame of results stops growing past this size (clients accept 64 MiB)."""
 
@@ -64,7 +69,7 @@ class PipelineStream:
         self._identity = grpc_identity(context)
         self._outbox: queue.SimpleQueue[PipelineOutcome | None] = queue.SimpleQueue()  # None: wake
         self._lock = threading.Lock()
-        self._pending = 0  # calls started and not yet in the outbox
+        self._calls = CallSlots()  # released as each call's outcome reaches the outbox
         self._reading = True  # the client has not half-closed
 
     def wake(self) -> None:
@@ -116,26 +121,23 @@ class PipelineStream:
         if self._s.closed or not self._context.is_active():
             return True
         with self._lock:
-            idle = not self._reading and self._pending == 0
+            idle = not self._reading and self._calls.in_flight == 0
         return idle and self._outbox.empty()
 
     def _start(self, call: native.PipelineCall) -> None:
         """Validate and start one call; its outcome reaches the outbox when it completes."""
         try:
-            op, outcome = start_call(self._s, self._node, call, self._identity)
+            op, outcome = self._calls.start(self._s, self._node, call, self._identity)
         except Exception as exc:
             self._outbox.put(error_result(self._s, self._node, call.id, exc))
             return
-        with self._lock:
-            self._pending += 1
         call_id = call.id
         outcome.add_done_callback(lambda done: self._completed(call_id, op, done))
 
     def _completed(self, call_id: int, op: Operation, outcome: Future[bytes]) -> None:
         # runs on whichever engine thread completed the future: only queue it
         self._outbox.put((call_id, op, outcome))
-        with self._lock:
-            self._pending -= 1
+        self._calls.release()
 
     def _result(self, item: PipelineOutcome) -> native.PipelineResult:
         if isinstance(item, native.PipelineResult):
@@ -157,6 +159,43 @@ def start_call(
         node.access.check(identity, call_role(cast(str, kind)))
     op = build(s, getattr(call, cast(str, kind)))
     return op, op.start(s, node)
+
+
+class CallSlots:
+    """The calls of one Pipeline stream or socket connection started and not yet answered,
+    at most `MAX_CALLS_IN_FLIGHT`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.in_flight = 0
+
+    def start(
+        self,
+        s: KeyValueServices,
+        node: NodeHandle,
+        call: native.PipelineCall,
+        identity: Identity | None,
+    ) -> tuple[Operation, Future[bytes]]:
+        """`start_call` in a free slot (CallRefused RESOURCE_EXHAUSTED when none is);
+        `release` it once the call is answered."""
+        with self._lock:
+            if self.in_flight >= MAX_CALLS_IN_FLIGHT:
+                raise CallRefused(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"too-many-calls: {MAX_CALLS_IN_FLIGHT} calls of this connection are in"
+                    " flight",
+                )
+            self.in_flight += 1
+        try:
+            return start_call(s, node, call, identity)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """One call was answered."""
+        with self._lock:
+            self.in_flight -= 1
 
 
 def call_result(

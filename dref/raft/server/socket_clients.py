@@ -3,7 +3,8 @@
 A client sends the same `PipelineFrame`s of calls as on the gRPC Pipeline stream; each
 call starts as its frame is read, and its result is written back from the thread that
 completes it (no hand-off while the socket has room), joined with whatever else is
-being sent at that moment.
+being sent at that moment. At most `MAX_CALLS_IN_FLIGHT` calls of a connection run at
+once; more are answered RESOURCE_EXHAUSTED and the connection stays open.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 from google.protobuf.message import DecodeError
 
 from dref.raft.server.operations import NodeHandle, Operation
-from dref.raft.server.pipelines import call_result, error_result, start_call
+from dref.raft.server.pipelines import CallSlots, call_result, error_result
 from dref.wire.frames import FrameError, FrameKind, encode_frame
 from dref.wire.node_socket import FrameSender, OpenClientSession
 from dref.wire.proto import dref_native_pb2 as native
@@ -44,6 +45,7 @@ class _Session:
         self._node = node
         self._sender = sender
         self._identity = identity
+        self._calls = CallSlots()
         services.count(open=1)  # shown with the gRPC pipelines in `dref status`
 
     def serve(self, payload: bytes) -> None:
@@ -55,7 +57,7 @@ class _Session:
         s.count(frames_in=1, calls_in=len(frame.calls))
         for call in frame.calls:
             try:
-                op, outcome = start_call(s, node, call, self._identity)
+                op, outcome = self._calls.start(s, node, call, self._identity)
             except Exception as exc:  # noqa: BLE001 - refused: answered as an error
                 self._send(error_result(s, node, call.id, exc))
                 continue
@@ -65,6 +67,7 @@ class _Session:
         self._s.count(open=-1)
 
     def _answered(self, call_id: int, op: Operation, outcome: Future[bytes]) -> None:
+        self._calls.release()
         self._send(call_result(self._s, self._node, call_id, op, outcome))
 
     def _send(self, result: native.PipelineResult) -> None:
