@@ -207,9 +207,10 @@ class LogSumsFile:
 
 
 class StateSumsFile:
-    """The checksums of a file replaced whole (`voter-state`): the CRC32s of its newest image
-    and of the one before, so that a crash between writing them and renaming the file over
-    the old one leaves a checksum for whichever image survived."""
+    """The checksums of a file replaced whole (`voter-state`, `state-snapshot`,
+    `snapshot-term`): the CRC32s of its newest image and of the one before, so that a crash
+    between writing them and renaming the file over the old one leaves a checksum for
+    whichever image survived."""
 
     def __init__(self, path: Path) -> None:
         self.target = path

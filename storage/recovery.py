@@ -62,7 +62,7 @@ def recover(
     their `addresses` are the configured membership, used when none was recorded."""
     voter_state = VoterStateFile(directory, checksums=True)
     hard = voter_state.load()
-    snapshots = SnapshotFiles(directory, upstream=upstream_files)
+    snapshots = SnapshotFiles(directory, upstream=upstream_files, checksums=True)
     saved = snapshots.load()
     log = RaftLog(directory, validate_commands=upstream_files)
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 from google.protobuf.message import DecodeError
 
 from dref.errors import StorageError
+from dref.storage.checksums import StateSumsFile
 from dref.storage.durable_file import read_if_exists, write_atomically
 from dref.storage.state_snapshot import StateSnapshotFile
 from dref.wire.proto.dref_consensus_pb2 import ClusterSnapshot
@@ -37,9 +38,11 @@ class SavedSnapshot:
 class SnapshotFiles:
     """Loads and saves the snapshot in upstream's format or the raw native one."""
 
-    def __init__(self, directory: Path, *, upstream: bool) -> None:
-        self._file = StateSnapshotFile(directory)
+    def __init__(self, directory: Path, *, upstream: bool, checksums: bool = False) -> None:
+        """`checksums` (native mode): both files are checked against side files."""
+        self._file = StateSnapshotFile(directory, checksums=checksums)
         self._term_path = directory / TERM_FILE
+        self._term_sums = StateSumsFile(self._term_path) if checksums else None
         self._upstream = upstream
 
     def load(self) -> SavedSnapshot | None:
@@ -57,6 +60,8 @@ class SnapshotFiles:
             return None
         term = None
         position = read_if_exists(self._term_path)
+        if self._term_sums is not None:
+            self._term_sums.verify(position)
         if position is not None and len(position) == _POSITION.size:
             saved_index, saved_term = _POSITION.unpack(position)
             if saved_index == cluster.last_seq:
@@ -74,5 +79,8 @@ class SnapshotFiles:
         except DecodeError as exc:
             raise StorageError(str(self._file.path), 0, f"not a ClusterSnapshot: {exc}") from None
         cluster.last_seq = index
-        write_atomically(self._term_path, _POSITION.pack(index, term))
+        position = _POSITION.pack(index, term)
+        if self._term_sums is not None:
+            self._term_sums.before_replace(position)
+        write_atomically(self._term_path, position)
         self._file.save(cluster)

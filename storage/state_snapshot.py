@@ -12,6 +12,7 @@ from pathlib import Path
 from google.protobuf.message import DecodeError
 
 from dref.errors import StorageError
+from dref.storage.checksums import StateSumsFile
 from dref.storage.durable_file import (
     check_header,
     ensure_directory,
@@ -64,30 +65,44 @@ def decode_state_snapshot(data: bytes, path: str) -> ClusterSnapshot:
 
 
 class StateSnapshotFile:
-    """The `state-snapshot` file in a storage directory; missing means no snapshot."""
+    """The `state-snapshot` file in a storage directory; missing means no snapshot.
+    `checksums=True` (native mode) keeps and checks `state-snapshot.sums` beside it, as
+    `voter-state` does (`dref.storage.checksums.StateSumsFile`)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, checksums: bool = False) -> None:
         ensure_directory(directory)
         self.path = directory / FILE_NAME
+        self._sums = StateSumsFile(self.path) if checksums else None
 
     def load(self) -> ClusterSnapshot | None:
         """Read the persisted snapshot, or None when the file does not exist."""
-        data = read_if_exists(self.path)
+        data = self._read()
         if data is None:
             return None
         return decode_state_snapshot(data, str(self.path))
 
     def save(self, snapshot: ClusterSnapshot) -> None:
         """Durably replace the persisted snapshot; returns only after it survives a crash."""
-        write_atomically(self.path, encode_state_snapshot(snapshot))
+        self._write(encode_state_snapshot(snapshot))
 
     def load_raw(self) -> bytes | None:
         """The persisted payload without parsing it, or None when the file does not exist."""
-        data = read_if_exists(self.path)
+        data = self._read()
         if data is None:
             return None
         return decode_raw_snapshot(data, str(self.path))
 
     def save_raw(self, payload: bytes) -> None:
         """Durably replace the persisted snapshot with any payload (see encode_raw_snapshot)."""
-        write_atomically(self.path, encode_raw_snapshot(payload))
+        self._write(encode_raw_snapshot(payload))
+
+    def _read(self) -> bytes | None:
+        data = read_if_exists(self.path)
+        if self._sums is not None:
+            self._sums.verify(data)
+        return data
+
+    def _write(self, image: bytes) -> None:
+        if self._sums is not None:
+            self._sums.before_replace(image)
+        write_atomically(self.path, image)

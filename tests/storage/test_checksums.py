@@ -20,12 +20,15 @@ from dref.storage import command_log as command_log_module
 from dref.storage.checksums import LogSumsFile, decode_log_sums, record_sums, sums_path
 from dref.storage.command_log import CommandLog, LogRecord
 from dref.storage.raft_log import INDEX_DIR, RaftLog, RecoveredLog, StoredEntry, StoredKind
+from dref.storage.snapshot_files import SnapshotFiles
 from dref.storage.voter_state import VoterState, VoterStateFile
+from dref.wire.proto.dref_consensus_pb2 import ClusterSnapshot
 from dref.wire.proto.state_command_pb2 import StateCommand
 
 FLIPS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LOG_FILES = ("command-log", "command-log.sums")
 VOTER_FILES = ("voter-state", "voter-state.sums")
+SNAPSHOT_FILES = ("state-snapshot", "state-snapshot.sums", "snapshot-term", "snapshot-term.sums")
 
 
 def _set(name: str, value: bytes = b"\x01") -> bytes:
@@ -144,6 +147,39 @@ def test_every_flipped_byte_of_the_voter_state_or_its_sums_is_reported(
                 _assert_reported(exc, directory, VOTER_FILES)
             else:
                 assert loaded == states[-1], name
+
+
+@FLIPS
+@given(
+    snapshots=st.lists(
+        st.tuples(st.integers(1, 2**40), st.integers(1, 2**20), st.binary(max_size=16)),
+        min_size=1,
+        max_size=2,
+    ),
+    mask=st.integers(min_value=1, max_value=255),
+)
+def test_every_flipped_byte_of_the_snapshot_files_or_their_sums_is_reported(
+    tmp_path_factory: pytest.TempPathFactory,
+    snapshots: list[tuple[int, int, bytes]],
+    mask: int,
+) -> None:
+    source = tmp_path_factory.mktemp("snapshot")
+    for index, term, payload in snapshots:
+        cluster = ClusterSnapshot(last_seq=index)
+        cluster.entries.add(key="k", value=payload)
+        image = cluster.SerializeToString(deterministic=True)
+        SnapshotFiles(source, upstream=True, checksums=True).save(index, term, image)
+    original = SnapshotFiles(source, upstream=True, checksums=True).load()
+    assert original is not None and (original.index, original.term) == snapshots[-1][:2]
+    work = tmp_path_factory.mktemp("work") / "d"
+    for name in SNAPSHOT_FILES:
+        for directory in _flipped_copies(source, work, name, mask):
+            try:
+                loaded = SnapshotFiles(directory, upstream=True, checksums=True).load()
+            except StorageError as exc:
+                _assert_reported(exc, directory, SNAPSHOT_FILES)
+            else:
+                assert loaded == original, name
 
 
 def _three_records(directory: Path) -> RaftLog:
