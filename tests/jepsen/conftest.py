@@ -2,7 +2,8 @@
 then heal, final reads and the linearizability check with zero anomalies allowed.
 
 `DREF_JEPSEN_SECONDS` sets how long each scenario's workload and nemesis run (default 12 s);
-`DREF_JEPSEN_SEED` replays one seed.
+`DREF_JEPSEN_SEED` replays one seed; `DREF_JEPSEN_TLS=1` runs every scenario with mutual
+TLS on every link and client.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from testkit.linearizability import Operation, OpKind
 
 SECONDS = float(os.environ.get("DREF_JEPSEN_SECONDS", "12"))
 """How long each scenario's workload and nemesis run."""
+ALWAYS_TLS = os.environ.get("DREF_JEPSEN_TLS") == "1"
+"""Whether every cluster runs mutual TLS (one scenario always does)."""
 
 WORKER_JOIN_TIMEOUT = 30.0
 CHECK_TIME_LIMIT = 120.0
@@ -79,7 +82,11 @@ class Jepsen:
         """A started cluster with an agreed leader (closed at teardown); `tls`: mutual TLS."""
         options: dict[str, int | None] = {"heartbeat_ms": 100, "election_ms": 1000, **timings}
         cluster = FaultyCluster(
-            self.root / f"cluster{len(self.clusters)}", size, seed=seed, tls=tls, **options
+            self.root / f"cluster{len(self.clusters)}",
+            size,
+            seed=seed,
+            tls=tls or ALWAYS_TLS,
+            **options,
         )
         self.clusters.append(cluster)
         cluster.start_all()
