@@ -23,7 +23,7 @@ def test_nodes_and_clients_dial_only_the_addresses_configured_for_them(
     configured, and discovery still asks the gRPC address."""
     monkeypatch.setenv("DREF_PEER_TRANSPORT", transport)  # inherited by every node
     cluster = jepsen.cluster(snapshot_every=20)
-    client = Client(list(cluster.addresses.values()), timeout=20)  # no address_map
+    client = Client(list(cluster.addresses.values()), timeout=20, tls=cluster.tls)  # no map
     try:
         for round_number in range(3):
             # A follower misses enough writes that the leader compacts past it: on return

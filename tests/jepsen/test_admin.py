@@ -100,7 +100,12 @@ def _readd(cluster, run, node_id: str) -> None:
 def _command(cluster, via: str, *args: str) -> list[str]:
     """`dref transfer-leader ADDRESS ...` or `dref members ACTION ADDRESS ...` aimed at `via`."""
     words = 2 if args[0] == "members" else 1
-    return [sys.executable, "-m", "dref.cli", *args[:words], cluster.addresses[via], *args[words:]]
+    command = [sys.executable, "-m", "dref.cli", *args[:words], cluster.addresses[via]]
+    command += args[words:]
+    tls = cluster.tls
+    if tls is not None:
+        command += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--tls-ca", str(tls.ca)]
+    return command
 
 
 def _dref(cluster, via: str, *args: str) -> str:
