@@ -27,7 +27,7 @@ import ssl
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,6 @@ class _Loaded:
     ca: bytes
     server: ssl.SSLContext
     client: ssl.SSLContext
-    loaded_at: float = field(default_factory=time.monotonic)
 
 
 class TlsMaterial:
@@ -375,18 +374,6 @@ class TlsSession:
     def sendall(self, plaintext: bytes) -> None:
         """Encrypt and send, blocking (handshake answers and refusals only)."""
         self.sock.sendall(self.seal(plaintext))
-
-
-def require_role(identity: Identity | None, roles: dict[str, str], needed: str) -> str | None:
-    """Why `identity` may not make a call that needs role `needed` (None: it may)."""
-    if identity is None:
-        return None  # plaintext: the cluster trusts its network
-    role = roles.get(identity.name, identity.certificate_role)
-    if role is None:
-        return f"identity {identity.name!r} has no role (it needs {needed!r})"
-    if ROLES.index(role) < ROLES.index(needed):
-        return f"identity {identity.name!r} has role {role!r}; this call needs {needed!r}"
-    return None
 
 
 def diagnose_tls(
