@@ -1,5 +1,5 @@
-"""Checksums of upstream's files, kept beside them (native mode): `command-log.sums` and
-`voter-state.sums`.
+"""Checksums of upstream's files, kept beside them (native mode): `command-log.sums`,
+`voter-state.sums` (and the snapshot files' alike), and `raft-index.sums`.
 
 Upstream's files must stay byte-identical, so their CRC32s live in side files of our own
 format, which start with magic `DRSM` and version 1 like upstream's files do.
@@ -14,6 +14,9 @@ skipped; any other entry whose own CRC fails is damage.
 
 `voter-state.sums`: the prefix, the CRC32s of the newest voter-state image and of the one
 before it (u32 BE each; the CRC32 of no file is 0), and a CRC32 of bytes 0..12.
+
+`raft-index.sums`: the generation of the LMDB index and the CRC32 of its file (see
+`GenerationFile`); the index's rows carry their own CRC32s too (see `raft_log`).
 
 `CommandLog` and `VoterStateFile` say when each is written and why a crash at any point
 leaves the pair consistent.
@@ -246,3 +249,60 @@ class StateSumsFile:
         new_crc = crc(new_image)
         write_atomically(self.path, _sealed(_STATE.pack(MAGIC, 1, new_crc, self._current)))
         self._current = new_crc
+
+
+class GenerationFile:
+    """`raft-index.sums`: the newest generation of the LMDB index and the CRC32 of its file,
+    kept outside it.
+
+    LMDB keeps no checksums and trusts its page numbers: a flipped bit can make it open the
+    transaction before the newest (a consistent but older index) or read past the end of
+    its file, which kills the process with SIGBUS. So every write transaction of the index
+    counts a generation inside it and then records here that count and the CRC32 of
+    `data.mdb` as committed; before LMDB maps the file, its CRC32 must be one recorded here
+    (see `raft_log`). Layout: the prefix, then two slots of (generation u64 BE, file CRC32
+    u32 BE, CRC32 of those 12 bytes u32 BE); generation g goes to slot g % 2, so a torn
+    slot leaves the one before it intact.
+    """
+
+    _SLOT = struct.Struct(">QI")
+
+    def __init__(self, index_path: Path) -> None:
+        self.path = sums_path(index_path)
+        self._fd: int | None = None
+
+    def load(self) -> list[tuple[int, int]] | None:
+        """The (generation, file CRC32) pairs recorded, newest first; None when there is no file."""
+        data = read_if_exists(self.path)
+        if data is None:
+            return None
+        slot_size = self._SLOT.size + 4
+        check_header(data, str(self.path), MAGIC, _PREFIX.size + 2 * slot_size)
+        found = []
+        for offset in (_PREFIX.size, _PREFIX.size + slot_size):
+            slot = data[offset : offset + slot_size]
+            if _seal_ok(slot, slot_size):
+                found.append(self._SLOT.unpack_from(slot))
+        if not found:
+            raise StorageError(str(self.path), _PREFIX.size, "both generation slots are damaged")
+        return sorted(found, reverse=True)
+
+    def create(self, generation: int, image_crc: int) -> None:
+        """Durably write a new file recording `generation` and its file's CRC32."""
+        self.close()
+        slots = [_sealed(self._SLOT.pack(generation, image_crc))] * 2
+        write_atomically(self.path, _PREFIX.pack(MAGIC, 1) + b"".join(slots))
+
+    def record(self, generation: int, image_crc: int) -> None:
+        """Durably record `generation` in its slot, leaving the one before it intact."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR)
+        slot = _sealed(self._SLOT.pack(generation, image_crc))
+        os.pwrite(self._fd, slot, _PREFIX.size + (generation % 2) * len(slot))
+        os.fdatasync(self._fd)
+
+    def close(self) -> None:
+        """Release the file handle."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)

@@ -22,12 +22,20 @@ command-log entry has its rows, and a row past command-log's end belongs to an e
 never written: `open()` drops such rows (and reports them), and both stores agree again.
 
 Integrity. command-log is checked against `command-log.sums` (see `command_log`). LMDB keeps
-no checksums of its own, but a damaged index that LMDB notices (a file that is not LMDB, a
-page that is not where it should be) is a StorageError, and so is a missing `raft-index/`
-beside a command-log this code wrote (there is a `command-log.sums`): the terms it held
-are nowhere else, so it cannot be rebuilt. Without `command-log.sums` the directory holds
-upstream's files, and the index is rebuilt from command-log: every record a command in the
-snapshot's term, as upstream keeps no terms.
+no checksums of its own and trusts its page numbers, so it is guarded from outside. Each
+write transaction counts one more generation inside the index (with the number of entry
+rows), then records that count and the CRC32 of `data.mdb` in `raft-index.sums`
+(`checksums.GenerationFile`). Before LMDB maps the file its CRC32 must be a recorded one;
+when it is not (a crash before the record, or damage), a copy is read in a child process
+first (`index_probe`), as a damaged page can kill the reader with SIGBUS. Every value
+stored ends with the CRC32 of its key and itself, checked when the log opens, and the row
+count must match. An index behind its recorded generation (LMDB opened an older
+transaction after a flipped bit in its meta page) is reported, not used; so is damage
+LMDB notices, and a missing `raft-index/` beside a command-log this code wrote (there is a
+`command-log.sums`): the terms it held are nowhere else, so it cannot be rebuilt. An index
+from before these checks gets them when it opens. Without `command-log.sums` the
+directory holds upstream's files, and the index is rebuilt from command-log: every record
+a command in the snapshot's term, as upstream keeps no terms.
 """
 
 from __future__ import annotations
@@ -43,9 +51,10 @@ from pathlib import Path
 import lmdb
 
 from dref.errors import StorageError
-from dref.storage.checksums import sums_path
+from dref.storage.checksums import GenerationFile, crc, sums_path
 from dref.storage.command_log import CommandLog, LogRecord, TornTail
 from dref.storage.durable_file import ensure_directory
+from dref.storage.index_probe import probe_index
 
 INDEX_DIR = "raft-index"
 _ENTRY = struct.Struct(">QB")  # term, kind; then the payload of non-command entries
@@ -54,6 +63,9 @@ _SNAPSHOT_INDEX = b"snapshot_index"
 _SNAPSHOT_TERM = b"snapshot_term"
 _SNAPSHOT_CONFIG = b"snapshot_config"
 _STAGED_CONFIG = b"staged_config"  # u64 index, then the configuration of a snapshot to install
+_GENERATION = b"generation"  # u64 write transactions so far, u64 entry rows
+_GENERATION_VALUE = struct.Struct(">QQ")
+_SEAL = struct.Struct(">I")  # after every stored value: CRC32 of its key and the value
 
 _INDEX_FILE = "data.mdb"
 _INDEX_ADVICE = (
@@ -65,6 +77,9 @@ _DAMAGE = (
     lmdb.CorruptedError,
     lmdb.PageNotFoundError,
     lmdb.VersionMismatchError,
+    lmdb.BadTxnError,  # what a transaction that met a damaged page says next
+    lmdb.BadValsizeError,
+    lmdb.NotFoundError,  # a table name is gone
 )
 """LMDB errors that mean the index's files are damaged."""
 
@@ -112,6 +127,16 @@ def _u64(value: int) -> bytes:
     return _U64.pack(value)
 
 
+def _sealed(key: bytes, body: bytes) -> bytes:
+    """`body` followed by the CRC32 of `key` and `body`, so a flipped bit in either is seen."""
+    return body + _SEAL.pack(crc(key + body))
+
+
+def _meta_u64(meta: dict[bytes, bytes], key: bytes) -> int:
+    raw = meta.get(key)
+    return _U64.unpack(raw)[0] if raw is not None else 0
+
+
 class RaftLog:
     """The durable log, used by the storage writer only (one thread).
 
@@ -126,7 +151,16 @@ class RaftLog:
         self.directory = directory
         self._index_path = str(directory / INDEX_DIR)
         self._commands = CommandLog(directory, validate_commands=validate_commands, checksums=True)
-        if not (directory / INDEX_DIR / _INDEX_FILE).exists():
+        self._generations = GenerationFile(directory / INDEX_DIR)
+        self._recorded = self._generations.load()
+        """(generation, data.mdb CRC32) pairs in `raft-index.sums`, newest first."""
+        self._unrecorded_image = False
+        """data.mdb is not an image recorded in `raft-index.sums` (but reads back whole)."""
+        formed = self._recorded is not None
+        index_file = directory / INDEX_DIR / _INDEX_FILE
+        if self._recorded is not None and index_file.exists():
+            self._check_image(index_file, self._recorded)
+        elif not index_file.exists():
             if sums_path(self._commands.path).exists():
                 raise StorageError(
                     self._index_path,
@@ -141,13 +175,16 @@ class RaftLog:
             )
         except lmdb.Error as exc:
             raise self._damaged(exc) from None
-        try:
-            self._entries_db = self._env.open_db(b"entries")
-            self._meta_db = self._env.open_db(b"meta")
+        try:  # an index with a generation file has both tables: a lost name is damage
+            self._entries_db = self._env.open_db(b"entries", create=not formed)
+            self._meta_db = self._env.open_db(b"meta", create=not formed)
         except lmdb.Error as exc:
             self._env.close()
             raise self._damaged(exc) from None
         self._last_index = 0
+        self._generation = 0
+        self._rows = 0
+        """Entry rows in the index, counted in the `generation` meta value."""
         self._snapshot_index = 0
         self._snapshot_term = 0
         self._runs: list[tuple[int, int]] = []
@@ -160,23 +197,36 @@ class RaftLog:
     def open(self) -> RecoveredLog:
         """Load both stores, reconcile them after a crash, and return the surviving log."""
         loaded = self._commands.open()
+        self._check_generation()
         with self._txn() as txn:
-            snapshot_index = self._meta_u64(txn, _SNAPSHOT_INDEX)
-            snapshot_term = self._meta_u64(txn, _SNAPSHOT_TERM)
-            config = txn.get(_SNAPSHOT_CONFIG, db=self._meta_db)
-            self.snapshot_config = bytes(config) if config is not None else None
-            rows = {
-                _U64.unpack(key)[0]: bytes(value) for key, value in txn.cursor(db=self._entries_db)
+            meta = {
+                bytes(key): self._unseal(key, value, f"meta value {bytes(key)!r}")
+                for key, value in txn.cursor(db=self._meta_db)
             }
+            rows = {
+                self._row_index(key): self._unseal(key, value, f"row {bytes(key).hex()}")
+                for key, value in txn.cursor(db=self._entries_db)
+            }
+        if len(rows) != self._rows:
+            raise StorageError(
+                self._index_path,
+                0,
+                f"holds {len(rows)} entry rows, but its generation counted {self._rows}:"
+                f" {_INDEX_ADVICE}",
+            )
+        snapshot_index = _meta_u64(meta, _SNAPSHOT_INDEX)
+        snapshot_term = _meta_u64(meta, _SNAPSHOT_TERM)
+        self.snapshot_config = meta.get(_SNAPSHOT_CONFIG)
         last_good = snapshot_index
         while last_good + 1 in loaded.records:
             last_good += 1
         stale_rows = [i for i in rows if i > last_good or i <= snapshot_index]
         stale_records = [s for s in loaded.records if s > last_good]
         if stale_rows:
-            with self._txn(write=True) as txn:
+            with self._write() as txn:
                 for row in stale_rows:
                     txn.delete(_u64(row), db=self._entries_db)
+                self._rows -= len(stale_rows)
         if stale_records:
             self._commands.truncate_from(last_good + 1)
         if any(s <= snapshot_index for s in loaded.records):
@@ -260,15 +310,13 @@ class RaftLog:
             elif entry.kind is not StoredKind.COMMAND:
                 rows.append(entry)
         if rows:
-            with self._txn(write=True) as txn:
+            with self._write() as txn:
                 for entry in rows:
                     payload = b"" if entry.kind is StoredKind.COMMAND else entry.data
-                    txn.put(
-                        _u64(entry.index),
-                        _ENTRY.pack(entry.term, entry.kind) + payload,
-                        db=self._entries_db,
-                        append=True,
-                    )
+                    key = _u64(entry.index)
+                    value = _sealed(key, _ENTRY.pack(entry.term, entry.kind) + payload)
+                    txn.put(key, value, db=self._entries_db, append=True)
+                self._rows += len(rows)
         self._commands.append_many(
             [LogRecord(e.index, e.data if e.kind is StoredKind.COMMAND else b"") for e in entries]
         )
@@ -281,19 +329,19 @@ class RaftLog:
             return
         self._commands.truncate_from(index)
         first = max(index, self._snapshot_index + 1)
-        with self._txn(write=True) as txn:
+        with self._write() as txn:
             cursor = txn.cursor(db=self._entries_db)
             if cursor.set_range(_u64(first)):
                 while cursor.delete():
-                    pass
+                    self._rows -= 1
         self._runs = [run for run in self._runs if run[0] < index]
         self._last_index = max(index - 1, self._snapshot_index)
 
     def stage_snapshot_config(self, index: int, config: bytes) -> None:
         """Durably note the configuration of a snapshot at `index` about to be installed;
         the `compact_through(index, ...)` that follows (or recovery's) records it."""
-        with self._txn(write=True) as txn:
-            txn.put(_STAGED_CONFIG, _u64(index) + config, db=self._meta_db)
+        with self._write() as txn:
+            txn.put(_STAGED_CONFIG, _sealed(_STAGED_CONFIG, _u64(index) + config), db=self._meta_db)
 
     def compact_through(self, index: int, term: int) -> None:
         """Drop entries up to `index`, now covered by a durable snapshot taken at (index, term).
@@ -306,20 +354,24 @@ class RaftLog:
         if index <= self._snapshot_index:
             return
         config = self.snapshot_config
-        with self._txn(write=True) as txn:
+        with self._write() as txn:
             cursor = txn.cursor(db=self._entries_db)
             while cursor.first() and _U64.unpack(cursor.key())[0] <= index:
-                value = cursor.value()
+                key = cursor.key()
+                value = self._unseal(key, cursor.value(), f"row {bytes(key).hex()}")
                 if value[_ENTRY.size - 1] == StoredKind.CONFIG:
-                    config = bytes(value[_ENTRY.size :])
+                    config = value[_ENTRY.size :]
                 cursor.delete()
+                self._rows -= 1
             staged = txn.pop(_STAGED_CONFIG, db=self._meta_db)
-            if staged is not None and _U64.unpack_from(staged)[0] == index:
-                config = bytes(staged[_U64.size :])
+            if staged is not None:
+                staged = self._unseal(_STAGED_CONFIG, staged, "meta value b'staged_config'")
+                if _U64.unpack_from(staged)[0] == index:
+                    config = staged[_U64.size :]
             if config is not None:
-                txn.put(_SNAPSHOT_CONFIG, config, db=self._meta_db)
-            txn.put(_SNAPSHOT_INDEX, _u64(index), db=self._meta_db)
-            txn.put(_SNAPSHOT_TERM, _u64(term), db=self._meta_db)
+                txn.put(_SNAPSHOT_CONFIG, _sealed(_SNAPSHOT_CONFIG, config), db=self._meta_db)
+            txn.put(_SNAPSHOT_INDEX, _sealed(_SNAPSHOT_INDEX, _u64(index)), db=self._meta_db)
+            txn.put(_SNAPSHOT_TERM, _sealed(_SNAPSHOT_TERM, _u64(term)), db=self._meta_db)
         self.snapshot_config = config
         self._commands.truncate_through(index)
         self._last_index = max(self._last_index, index)
@@ -334,6 +386,7 @@ class RaftLog:
     def close(self) -> None:
         """Close both stores. Idempotent."""
         self._commands.close()
+        self._generations.close()
         self._env.close()
 
     # -- helpers --------------------------------------------------------------------------
@@ -341,6 +394,103 @@ class RaftLog:
     def _damaged(self, exc: lmdb.Error) -> StorageError:
         """The error that reports the index damaged, and what to do about it."""
         return StorageError(self._index_path, 0, f"damaged ({exc}): {_INDEX_ADVICE}")
+
+    def _check_generation(self) -> None:
+        """Compare the index's generation with `raft-index.sums` (see the module doc); seal the
+        rows of an index from before row checksums."""
+        with self._txn() as txn:
+            raw = txn.get(_GENERATION, db=self._meta_db)
+            held = self._unseal(_GENERATION, raw, "generation") if raw is not None else None
+        recorded = self._recorded[0][0] if self._recorded is not None else None
+        name = self._generations.path.name
+        if held is None:
+            if recorded is not None:
+                raise StorageError(
+                    self._index_path,
+                    0,
+                    f"has no generation, but {name} records {recorded}: the index was replaced"
+                    f" or damaged: {_INDEX_ADVICE}",
+                )
+            self._seal_every_value()
+            self._generations.create(self._generation, self._image_crc())
+            return
+        self._generation, self._rows = _GENERATION_VALUE.unpack(held)
+        if recorded is None:
+            logger.warning("%s: missing; recording generation %d", name, self._generation)
+            self._generations.create(self._generation, self._image_crc())
+        elif self._generation == recorded + 1 or (
+            self._generation == recorded and self._unrecorded_image
+        ):  # a crash between the commit and its record, or damage in unused pages
+            self._generations.record(self._generation, self._image_crc())
+        elif self._generation != recorded:
+            raise StorageError(
+                self._index_path,
+                0,
+                f"holds generation {self._generation}, but {name} records {recorded}: the index"
+                f" was rolled back or replaced: {_INDEX_ADVICE}",
+            )
+
+    def _seal_every_value(self) -> None:
+        """Give every value of an index from before row checksums its CRC32, and count the
+        generation from 1 (one transaction)."""
+        with self._txn(write=True) as txn:
+            for db in (self._entries_db, self._meta_db):
+                values = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=db)]
+                for key, value in values:
+                    txn.put(key, _sealed(key, value), db=db)
+            self._rows = txn.stat(self._entries_db)["entries"]
+            self._generation = 1
+            self._put_generation(txn)
+        if self._rows:
+            logger.info("%s: added checksums to %d rows", self._index_path, self._rows)
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[lmdb.Transaction]:
+        """A write transaction that counts one more generation (with the rows it leaves),
+        recorded in `raft-index.sums` once it has committed."""
+        rows = self._rows
+        with self._txn(write=True) as txn:
+            try:
+                yield txn
+                self._generation += 1
+                self._put_generation(txn)
+            except BaseException:
+                self._rows = rows
+                raise
+        self._generations.record(self._generation, self._image_crc())
+
+    def _image_crc(self) -> int:
+        return crc((Path(self._index_path) / _INDEX_FILE).read_bytes())
+
+    def _check_image(self, index_file: Path, recorded: list[tuple[int, int]]) -> None:
+        """Before LMDB maps `index_file`: it must be an image `raft-index.sums` recorded, or,
+        when not (a crash before the record, or damage), a copy must read back whole in a
+        child process (`index_probe`), as LMDB may crash the process on a damaged page."""
+        if crc(index_file.read_bytes()) in {image_crc for _, image_crc in recorded}:
+            return
+        failure = probe_index(index_file.parent)
+        if failure is not None:
+            raise StorageError(self._index_path, 0, f"damaged ({failure}): {_INDEX_ADVICE}")
+        logger.warning("%s: not the file last recorded, but it reads back whole", index_file)
+        self._unrecorded_image = True
+
+    def _put_generation(self, txn: lmdb.Transaction) -> None:
+        value = _GENERATION_VALUE.pack(self._generation, self._rows)
+        txn.put(_GENERATION, _sealed(_GENERATION, value), db=self._meta_db)
+
+    def _row_index(self, key: bytes | memoryview) -> int:
+        """The log index an entry row's key names; StorageError for a key of another size."""
+        if len(key) != _U64.size:
+            raise StorageError(self._index_path, 0, f"row key {bytes(key).hex()} is not 8 bytes")
+        return int(_U64.unpack(key)[0])
+
+    def _unseal(self, key: bytes | memoryview, value: bytes | memoryview, what: str) -> bytes:
+        """`value` without its CRC32, after checking it; StorageError when they differ."""
+        body = bytes(value[: -_SEAL.size])
+        sealed = len(value) >= _SEAL.size and _SEAL.unpack_from(value, len(body))[0]
+        if sealed is False or sealed != crc(bytes(key) + body):
+            raise StorageError(self._index_path, 0, f"{what}: checksum mismatch: {_INDEX_ADVICE}")
+        return body
 
     @contextlib.contextmanager
     def _txn(self, *, write: bool = False) -> Iterator[lmdb.Transaction]:
@@ -355,10 +505,6 @@ class RaftLog:
     def _last_term(self) -> int:
         """The term of the last entry (the snapshot's when none follows the base)."""
         return self._runs[-1][1] if self._runs else self._snapshot_term
-
-    def _meta_u64(self, txn: lmdb.Transaction, key: bytes) -> int:
-        raw = txn.get(key, db=self._meta_db)
-        return _U64.unpack(raw)[0] if raw is not None else 0
 
     def _entry(self, index: int, row: bytes, command: bytes) -> StoredEntry:
         if len(row) < _ENTRY.size:

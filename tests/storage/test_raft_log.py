@@ -17,7 +17,7 @@ import pytest
 
 from dref.errors import StorageError
 from dref.storage.command_log import CommandLog, LogRecord, decode_command_log
-from dref.storage.raft_log import INDEX_DIR, RaftLog, StoredEntry, StoredKind
+from dref.storage.raft_log import INDEX_DIR, RaftLog, StoredEntry, StoredKind, _sealed
 from dref.wire.proto.state_command_pb2 import StateCommand
 
 SET_A = StateCommand()
@@ -163,17 +163,17 @@ def _index_rows(directory: Path) -> dict[int, int]:
 
 
 def _put_row(directory: Path, index: int, term: int) -> None:
-    env = lmdb.open(str(directory / INDEX_DIR), max_dbs=2)
+    """Commit one command row the way RaftLog does, without its record or any check."""
+    log = RaftLog(directory)
+    log.open()
+    key = index.to_bytes(8, "big")
     try:
-        db = env.open_db(b"entries")
-        with env.begin(write=True) as txn:
-            txn.put(
-                index.to_bytes(8, "big"),
-                term.to_bytes(8, "big") + bytes([StoredKind.COMMAND]),
-                db=db,
-            )
+        with log._write() as txn:
+            row = term.to_bytes(8, "big") + bytes([StoredKind.COMMAND])
+            txn.put(key, _sealed(key, row), db=log._entries_db)
+            log._rows += 1
     finally:
-        env.close()
+        log.close()
 
 
 def test_commands_in_the_term_before_them_need_no_lmdb_row(tmp_path):
