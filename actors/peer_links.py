@@ -28,9 +28,13 @@ OpenLink = Callable[[str, str], PeerLink]
 """Opens a link to (peer id, its "host:port" as membership records it)."""
 
 
-def grpc_links(timeout: float, tls: TlsMaterial | None = None) -> OpenLink:
-    """Links over one gRPC PeerStream each (mutual TLS with `tls`)."""
-    return lambda peer, address: PeerClient(peer, address, timeout=timeout, tls=tls)
+def grpc_links(
+    timeout: float, tls: TlsMaterial | None = None, cluster_id: Callable[[], str] = lambda: ""
+) -> OpenLink:
+    """Links over one gRPC PeerStream each (mutual TLS with `tls`), stating `cluster_id()`."""
+    return lambda peer, address: PeerClient(
+        peer, address, timeout=timeout, tls=tls, cluster_id=cluster_id
+    )
 
 
 def socket_links(
@@ -64,7 +68,9 @@ def socket_links(
             timeout=timeout,
             keepalive=keepalive,
             cluster_id=cluster_id,
-            fallback=lambda: PeerClient(peer, address, timeout=timeout, tls=tls),
+            fallback=lambda: PeerClient(
+                peer, address, timeout=timeout, tls=tls, cluster_id=cluster_id
+            ),
             tls=tls,
             advertise=advertise,
         )

@@ -21,7 +21,7 @@ import grpc
 
 from dref.actors.consensus.messages import Message
 from dref.errors import CodecError
-from dref.wire.call_refused import CallRefused
+from dref.wire.call_refused import CLUSTER_ID_METADATA, CallRefused, RefusalLog, other_cluster
 from dref.wire.consensus_codec import (
     NATIVE_SERVICE,
     Rpc,
@@ -66,11 +66,16 @@ class ConsensusServicer:
         members: frozenset[str] | Callable[[str], bool],
         submit: Submit,
         timeout: float,
+        cluster_id: Callable[[], str] = lambda: "",
     ):
+        """`cluster_id` returns this node's cluster id ("" before it has one): a peer that
+        states another in its call metadata is refused, and logged once."""
         self._node_id = node_id
         self._accepts = members.__contains__ if isinstance(members, frozenset) else members
         self._submit = submit
         self._timeout = timeout
+        self._cluster_id = cluster_id
+        self._log_refusal = RefusalLog(node_id, logger)
 
     def handlers(
         self, *, peer_stream: bool = True, socket_port: int | None = None
@@ -104,13 +109,20 @@ class ConsensusServicer:
             for service, methods in by_service.items()
         ]
 
-    def admit(self, rpc: Rpc, request: bytes, identity: Identity | None = None) -> Message:
-        """Decode a peer's request and check its sender is another member and, with TLS,
-        one the caller's certificate names; raise CallRefused."""
+    def admit(
+        self, rpc: Rpc, request: bytes, identity: Identity | None = None, cluster: str = ""
+    ) -> Message:
+        """Decode a peer's request and check its sender is another member of this cluster
+        (`cluster`: the id the caller stated) and, with TLS, one the caller's certificate
+        names; raise CallRefused."""
         try:
             message = decode_request(rpc, request)
         except CodecError as exc:
             raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        reason = other_cluster(message.sender, cluster, self._cluster_id())
+        if reason is not None:
+            self._log_refusal(f"refused a call from {message.sender!r}: {reason}")
+            raise CallRefused(grpc.StatusCode.FAILED_PRECONDITION, reason)
         if identity is not None and message.sender not in identity.names:
             raise CallRefused(
                 grpc.StatusCode.PERMISSION_DENIED,
@@ -126,13 +138,13 @@ class ConsensusServicer:
     def _peer_stream(
         self, frames: Iterator[bytes], context: grpc.ServicerContext
     ) -> Iterator[bytes]:
-        admit = partial(self.admit, identity=grpc_identity(context))
+        admit = partial(self.admit, identity=grpc_identity(context), cluster=_stated(context))
         return serve_peer_stream(frames, context, admit, self._submit)
 
     def _handler(self, rpc: Rpc) -> Callable[[bytes, grpc.ServicerContext], object]:
         def handle(request: bytes, context: grpc.ServicerContext) -> object:
             try:
-                message = self.admit(rpc, request, grpc_identity(context))
+                message = self.admit(rpc, request, grpc_identity(context), _stated(context))
             except CallRefused as exc:
                 context.abort(exc.code, exc.details)
             remaining = context.time_remaining()
@@ -148,6 +160,14 @@ class ConsensusServicer:
         return handle
 
 
+def _stated(context: grpc.ServicerContext) -> str:
+    """The cluster id a calling peer stated in its metadata ("" if none)."""
+    for key, value in context.invocation_metadata():
+        if key == CLUSTER_ID_METADATA:
+            return value if isinstance(value, str) else value.decode(errors="replace")
+    return ""
+
+
 class PeerClient:
     """One channel to a peer; `send` queues a request without blocking (many in flight).
 
@@ -157,10 +177,18 @@ class PeerClient:
     """
 
     def __init__(
-        self, peer_id: str, address: str, *, timeout: float, tls: TlsMaterial | None = None
+        self,
+        peer_id: str,
+        address: str,
+        *,
+        timeout: float,
+        tls: TlsMaterial | None = None,
+        cluster_id: Callable[[], str] = lambda: "",
     ) -> None:
+        """Every call states `cluster_id()` (when not empty), for the peer to check."""
         self.peer_id = peer_id
         self._timeout = timeout
+        self._cluster_id = cluster_id
         self._channel = open_channel(
             address, tls, [*CHANNEL_OPTIONS, *RECONNECT_OPTIONS], expected_name=peer_id
         )
@@ -224,8 +252,12 @@ class PeerClient:
                 stream.cancel_locked()
                 stale = stream
             if stream is None or stream.dead:
+                metadata = self._metadata()
                 stream = self._stream = PeerStream(
-                    self._open_call, self.peer_id, self._cond, self._fall_back
+                    lambda frames: self._open_call(frames, metadata=metadata),
+                    self.peer_id,
+                    self._cond,
+                    self._fall_back,
                 )
             stream.put_locked(rpc, payload, on_reply, now)
         if stale is not None:
@@ -234,8 +266,12 @@ class PeerClient:
     def _send_unary(self, rpc: Rpc, payload: bytes, on_reply: OnReply) -> None:
         if self._closed:
             raise ValueError("the channel to the peer is closed")
-        call = self._calls[rpc].future(payload, timeout=self._timeout)
+        call = self._calls[rpc].future(payload, timeout=self._timeout, metadata=self._metadata())
         call.add_done_callback(lambda done: self._completed(rpc, done, on_reply))
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        cluster_id = self._cluster_id()
+        return ((CLUSTER_ID_METADATA, cluster_id),) if cluster_id else ()
 
     def _fall_back(self, lost: list[Pending]) -> None:
         """The peer lacks PeerStream: go unary for good, resending what the stream held."""

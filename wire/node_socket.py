@@ -33,7 +33,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from dref.actors.consensus.messages import Message
-from dref.wire.call_refused import CallRefused
+from dref.wire.call_refused import CallRefused, RefusalLog, other_cluster
 from dref.wire.consensus_codec import NATIVE_SERVICE, Rpc, encode_request, encode_response, rpc_of
 from dref.wire.frames import (
     PROTOCOL_VERSION,
@@ -290,7 +290,7 @@ class NodeSocketServer:
     ) -> None:
         self._node_id = node_id
         self._tls = tls
-        self._refusals_logged: set[str] = set()
+        self._log_refusal = RefusalLog(node_id, logger)
         self._admit: AdmitFrom | None = None
         self._submit: Submit | None = None
         self._open_client: OpenClientSession | None = None
@@ -480,12 +480,6 @@ class NodeSocketServer:
             logger.debug("%s: a TLS handshake ended early: %s", self._node_id, exc)
         return None
 
-    def _log_refusal(self, reason: str) -> None:
-        """Log each kind of refused connection once (a refused peer retries forever)."""
-        if reason not in self._refusals_logged and len(self._refusals_logged) < 64:
-            self._refusals_logged.add(reason)
-            logger.warning("%s: %s", self._node_id, reason)
-
     def _read_requests(
         self,
         conn: socket.socket,
@@ -559,12 +553,7 @@ class NodeSocketServer:
                 f"its certificate names {sorted(identity.names)}, not the node id it claims"
                 f" ({hello.node_id!r})"
             )
-        if ours and hello.cluster_id and hello.cluster_id != ours:
-            return (
-                f"node {hello.node_id!r} belongs to cluster {hello.cluster_id!r};"
-                f" this is cluster {ours!r}"
-            )
-        return None
+        return other_cluster(hello.node_id, hello.cluster_id, ours)
 
     def _serve_requests(
         self, payload: bytes, sender: FrameSender, identity: Identity | None
@@ -803,11 +792,9 @@ class PeerSocketClient:
                 raise PeerRefused(
                     f"{self._host}:{port} is node {hello.node_id!r}, not {self.peer_id!r}"
                 )
-            ours = self._cluster_id()
-            if ours and hello.cluster_id and ours != hello.cluster_id:
-                raise PeerRefused(
-                    f"node {self.peer_id!r} belongs to cluster {hello.cluster_id!r}, not {ours!r}"
-                )
+            refused = other_cluster(self.peer_id, hello.cluster_id, self._cluster_id())
+            if refused is not None:
+                raise PeerRefused(refused)
             sock.settimeout(None)
         except BaseException:
             _shut(sock)

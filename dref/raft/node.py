@@ -185,7 +185,11 @@ class Node:
             )
             self._start_actors(recovered, voters, state_machine)
             servicer = ConsensusServicer(
-                node_id, self._peer_set.accepts, self.submit_peer_request, config.rpc_timeout
+                node_id,
+                self._peer_set.accepts,
+                self.submit_peer_request,
+                config.rpc_timeout,
+                cluster_id=lambda: self.cluster_id,
             )
             peer_socket = self._peer_socket
             socket_port = None if peer_socket is None else peer_socket.port
@@ -543,7 +547,7 @@ class Node:
     def _peer_links(self, node_id: str, on_answer: OnMessage) -> PeerTransport:
         config = self._config
         if config.peer_transport == "grpc":
-            open_link = grpc_links(config.rpc_timeout, self.tls)
+            open_link = grpc_links(config.rpc_timeout, self.tls, lambda: self.cluster_id)
         else:
             open_link = socket_links(
                 node_id,

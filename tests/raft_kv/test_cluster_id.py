@@ -41,8 +41,15 @@ def test_every_member_records_the_same_cluster_id(make_cluster):
         client.set("__dref/cluster-id", b"mine")
 
 
-def test_a_data_directory_of_another_cluster_is_refused(make_cluster, tmp_path):
-    cluster = make_cluster(3, heartbeat_ms=50, election_ms=800)
+@pytest.mark.parametrize("transport", ["socket", "grpc"])
+def test_a_data_directory_of_another_cluster_is_refused(make_cluster, tmp_path, transport):
+    """On either peer transport: the socket's handshake, or gRPC call metadata."""
+    cluster = make_cluster(
+        3,
+        heartbeat_ms=50,
+        election_ms=800,
+        extra_args=lambda node_id: ["--peer-transport", transport],
+    )
     cluster.leader()
     with Client(list(cluster.addresses.values()), timeout=10) as client:
         client.set("shared-counter", b"ours")
