@@ -4,7 +4,8 @@
 that every certificate of the cluster is signed by. `TlsMaterial` reads them, builds SSL
 contexts and gRPC credentials, and reads them again when a file changes, so certificates
 rotate without a restart: a node's listeners use the new files for every later
-handshake, and links and clients for every later connection.
+handshake, and links and clients for every later connection (gRPC channels through
+`rotating_channel`).
 
 `TlsSession` runs TLS over a raw socket through memory buffers, so the socket keeps its
 non-blocking sends (`FrameSender` writes ciphertext with `MSG_DONTWAIT` as it writes
@@ -35,6 +36,7 @@ import grpc
 
 from dref.errors import ConfigError
 from dref.wire.frames import FRAME_TIMEOUT, FrameTimeout
+from dref.wire.rotating_channel import RotatingChannel
 
 logger = logging.getLogger("dref.tls")
 
@@ -195,12 +197,9 @@ class TlsMaterial:
     def channel(
         self, address: str, options: Sequence[tuple[str, Any]] = (), expected_name: str = ""
     ) -> grpc.Channel:
-        """A gRPC channel to `address` with our certificate; the node's certificate must
-        carry `expected_name` (default: the host of `address`)."""
-        loaded = self.current()
-        credentials = grpc.ssl_channel_credentials(loaded.ca, loaded.key, loaded.cert)
-        extra = [("grpc.ssl_target_name_override", expected_name)] if expected_name else []
-        return grpc.secure_channel(address, credentials, options=[*options, *extra])
+        """A gRPC channel to `address` with our certificate, following rotation; the node's
+        certificate must carry `expected_name` (default: the host of `address`)."""
+        return RotatingChannel(self, address, options, expected_name)
 
 
 def open_channel(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import wait_for
 
 import dref
 from dref.errors import BackendUnavailableError
@@ -112,9 +113,7 @@ def test_roles_allow_what_they_name(cluster: Any, pki: Pki) -> None:
 
 def test_membership_needs_admin(cluster: Any, pki: Pki) -> None:
     address = cluster.addresses["n1"]
-    refused = dref_cli(
-        "members", "remove", address, "n3", *pki.flags("writer"), "--timeout", "10"
-    )
+    refused = dref_cli("members", "remove", address, "n3", *pki.flags("writer"), "--timeout", "10")
     assert refused.returncode != 0
     assert "identity 'writer' has role 'write'; this call needs 'admin'" in refused.stderr
     listed = dref_cli("members", "list", address, *pki.flags("boss"), "--timeout", "10")
@@ -173,8 +172,14 @@ def test_a_node_of_another_ca_or_claiming_another_id_never_joins(
         node = NodeProcess(arguments, log=log)
         try:
             added = dref_cli(
-                "members", "add-learner", cluster.addresses[leader], "n4", address,
-                *pki.flags("boss"), "--timeout", "10",
+                "members",
+                "add-learner",
+                cluster.addresses[leader],
+                "n4",
+                address,
+                *pki.flags("boss"),
+                "--timeout",
+                "10",
             )
             assert added.returncode == 0, added.stderr
             leader_log = cluster.root / leader / "node.log"
@@ -188,8 +193,13 @@ def test_a_node_of_another_ca_or_claiming_another_id_never_joins(
         finally:
             node.stop()
             removed = dref_cli(
-                "members", "remove", cluster.addresses[leader], "n4", *pki.flags("boss"),
-                "--timeout", "20",
+                "members",
+                "remove",
+                cluster.addresses[leader],
+                "n4",
+                *pki.flags("boss"),
+                "--timeout",
+                "20",
             )
             assert removed.returncode == 0, removed.stderr
 
@@ -214,8 +224,11 @@ def test_certificates_rotate_without_a_restart(pki: Pki, tmp_path: Path) -> None
         issue_certificate(tmp_path / "new-ca", "boss", tmp_path / "new", role="admin", local=True)
         for name in ("n1.key", "n1.crt", "ca.crt"):
             shutil.copyfile(tmp_path / "new" / name, live / name)
-        fresh = dref.TLS(tmp_path / "new" / "boss.crt", tmp_path / "new" / "boss.key",
-                         tmp_path / "new" / "ca.crt")
+        fresh = dref.TLS(
+            tmp_path / "new" / "boss.crt",
+            tmp_path / "new" / "boss.key",
+            tmp_path / "new" / "ca.crt",
+        )
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -233,6 +246,67 @@ def test_certificates_rotate_without_a_restart(pki: Pki, tmp_path: Path) -> None
         assert node.alive
     finally:
         node.stop()
+
+
+def test_grpc_peers_replicate_over_mutual_tls(
+    pki: Pki, tmp_path: Path, cluster_type: type[Any]
+) -> None:
+    """`--peer-transport grpc` with TLS: peers replicate to each other over mutual TLS,
+    each stating the cluster id, and every member serves what was written."""
+    grpc_cluster = cluster_type(
+        tmp_path / "grpc-peers",
+        3,
+        extra_args=lambda node_id: [*pki.flags(node_id), "--peer-transport", "grpc"],
+        tls=pki.tls("boss"),
+        heartbeat_ms=50,
+        election_ms=1000,
+    )
+    try:
+        grpc_cluster.start_all()
+        grpc_cluster.leader()
+        addresses = list(grpc_cluster.addresses.values())
+        with Client(addresses, timeout=20, tls=pki.tls("boss")) as client:
+            client.set("over-grpc", b"yes")
+        for node_id, address in grpc_cluster.addresses.items():
+            with Client([address], timeout=10, tls=pki.tls("boss")) as alone:
+                wait_for(
+                    lambda alone=alone: alone.get("over-grpc", policy="stale") is not None,
+                    20,
+                    f"{node_id} holds what was written",
+                )
+                assert alone.get("over-grpc", policy="stale").value == b"yes"
+    finally:
+        grpc_cluster.stop()
+
+
+def test_a_clients_grpc_calls_follow_rotated_files(cluster: Any, pki: Pki, tmp_path: Path) -> None:
+    """A long-lived client's gRPC channel (watches, status, expire) dials with the files as
+    they are now: its certificate replaced in place, the next calls carry the new identity,
+    without reopening the client."""
+    live = tmp_path / "live"
+    live.mkdir()
+    for source, target in (
+        ("reader.crt", "me.crt"),
+        ("reader.key", "me.key"),
+        ("ca.crt", "ca.crt"),
+    ):
+        shutil.copyfile(pki.root / "certs" / source, live / target)
+    tls = dref.TLS(live / "me.crt", live / "me.key", live / "ca.crt")
+
+    def expires() -> bool:
+        try:
+            client.expire("rotation-probe", 30)
+        except dref.PermissionDeniedError as exc:
+            assert "identity 'reader'" in str(exc), exc
+            return False
+        return True
+
+    with Client(list(cluster.addresses.values()), timeout=10, tls=tls) as client:
+        assert not expires()  # ExpireElement writes: a reader may not
+        for source, target in (("writer.key", "me.key"), ("writer.crt", "me.crt")):
+            shutil.copyfile(pki.root / "certs" / source, live / f"{target}.new")
+            os.replace(live / f"{target}.new", live / target)
+        wait_for(expires, 20, "the client's gRPC calls use the rotated certificate")
 
 
 def test_embedded_raft_with_tls(pki: Pki, tmp_path: Path) -> None:
