@@ -667,16 +667,20 @@ MAX_CONNECTION_IDLE = 300.0
 """Seconds a gRPC connection with no call open is kept; then the node ends it (GOAWAY) and
 the client reconnects on its next call. Keepalive pings only reach connections with
 streams, so this reclaims those of clients that vanished between calls."""
+MAX_INCOMING_CONNECTIONS = 1024
+"""gRPC connections the node holds at once; further ones are closed as they arrive (gRPC
+has no hook to count them per remote host, as the node socket does)."""
 MAX_PING_STRIKES = 2
 """Pings a client may send more often than the keepalive interval (with no data) before
 the node ends its connection: HTTP/2 ping floods cost the node, not the client."""
 
 
 def _connection_limits(config: NodeConfig) -> list[tuple[str, int]]:
-    """Server options capping what one gRPC connection may hold or send: open streams, idle
-    time, and pings (no more often than the node's own keepalive, `MAX_PING_STRIKES`
+    """Server options capping the gRPC connections, and what one may hold or send: open
+    streams, idle time, and pings (no more often than the node's own keepalive, `MAX_PING_STRIKES`
     forgiven). Connections are not aged out: Watch and PeerStream streams live long."""
     return [
+        ("grpc.max_allowed_incoming_connections", MAX_INCOMING_CONNECTIONS),
         ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
         ("grpc.max_connection_idle_ms", round(MAX_CONNECTION_IDLE * 1000)),
         ("grpc.http2.min_ping_interval_without_data_ms", round(config.keepalive_interval * 1000)),

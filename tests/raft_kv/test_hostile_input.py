@@ -313,3 +313,25 @@ def test_calls_beyond_the_in_flight_cap_are_refused_on_an_open_connection(
             assert "too-many-calls" in result.error.details
     monkeypatch.undo()
     served.check()
+
+
+def test_grpc_connections_are_capped(make_kv_cluster: Any, monkeypatch: pytest.MonkeyPatch):
+    """Past MAX_INCOMING_CONNECTIONS the gRPC port closes a new connection at once; when
+    the holders leave, it serves again."""
+    cap = 4
+    monkeypatch.setattr("dref.raft.node.MAX_INCOMING_CONNECTIONS", cap)
+    address = make_kv_cluster(1).leader().address
+    host, _, port = address.rpartition(":")
+    held = [socket.create_connection((host, int(port)), timeout=DEADLINE) for _ in range(cap)]
+    try:
+        with socket.create_connection((host, int(port)), timeout=DEADLINE) as extra:
+            try:
+                extra.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+                assert extra.recv(1024) == b"", "the node answered past its connection cap"
+            except ConnectionResetError:
+                pass  # closed with a reset: refused as well
+    finally:
+        for sock in held:
+            sock.close()
+    with Client([address], timeout=DEADLINE, transport="grpc") as client:
+        wait_for(lambda: client.status(address)["node_id"], DEADLINE, "the node serves gRPC")
