@@ -172,10 +172,14 @@ class Backend(abc.ABC):
                 raise DRefTimeoutError(f"increment of {name} lost every compare-and-set")
 
     @abc.abstractmethod
-    def subscribe(self, name: str, listener: Listener) -> Callable[[], None]:
+    def subscribe(
+        self, name: str, listener: Listener, *, timeout: float | None = None
+    ) -> Callable[[], None]:
         """Deliver every later change of `name` to `listener`, in revision order.
 
-        Returns a function that cancels the subscription.
+        Waits up to `timeout` seconds (None: the backend's timeout) for the subscription to
+        be in place on the server; past that it returns anyway, and changes arrive once the
+        backend is reachable, after a resync. Returns a function that cancels it.
         """
 
     @abc.abstractmethod

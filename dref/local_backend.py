@@ -198,8 +198,11 @@ class LocalBackend(Backend):
 
         return self._run(name, op)
 
-    def subscribe(self, name: str, listener: Listener) -> Callable[[], None]:
-        """Call `listener` for every later change of `name`, in revision order."""
+    def subscribe(
+        self, name: str, listener: Listener, *, timeout: float | None = None
+    ) -> Callable[[], None]:
+        """Call `listener` for every later change of `name`, in revision order (at once:
+        nothing to wait for)."""
         with self._lock:
             self._check_open()
             return self._registry.add(name, listener)

@@ -6,6 +6,10 @@ again; the subscription is made before the first try, so no release is missed. A
 safety-net retry (`retry_interval`) covers backends that can lose events. When a leader
 change leaves the create's outcome unknown, a read tells: our token there means we hold
 the lock (no lease is left behind to expire on its own), anything else means try again.
+A backend that fails or does not answer is tried again until the acquisition's deadline,
+so running out of time is always a timeout; a create still unsettled then, and a release
+whose outcome is unknown, are taken back by a background thread once the backend answers.
+Closing the context fails waiting acquisitions at once (see `_Grant`).
 
 While held, a daemon thread re-arms the lease every 0.8 x TTL with a *conditional*
 expire, and a listener watches the name: a change that is not ours (a delete, an expiry,
@@ -32,14 +36,17 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
-from dref.backend import Backend, ChangeEvent, ChangeKind, Entry, call_timeout
+from dref.backend import MIN_CALL_TIMEOUT, Backend, ChangeEvent, ChangeKind, Entry
 from dref.contracts.lock_stats import LockStats
 from dref.errors import (
+    BackendUnavailableError,
     ConfigError,
+    ContextClosedError,
     DRefError,
+    DRefTimeoutError,
     LockStolenError,
     LockTimeoutError,
-    QuorumLostError,
+    NoQuorumError,
 )
 from dref.wire.lock_token import encode_lock_token, new_lock_token
 
@@ -53,6 +60,13 @@ R = TypeVar("R")
 
 DEFAULT_LOCK_TIMEOUT = 10.0
 """Default acquisition timeout in seconds."""
+
+CLOSE_GRACE = 2.0
+"""Seconds a closing context waits for an acquisition whose write is in flight, so that a
+write which lands is undone before the backend closes (else its lease ends by TTL)."""
+
+_UNANSWERED = (DRefTimeoutError, BackendUnavailableError)
+"""Backend failures after which a write may or may not have been applied."""
 
 
 _log = logging.getLogger("dref.lock")
@@ -174,8 +188,13 @@ class Lock:
         grant: _Grant | None = None
         try:
             self.lost.clear()
-            grant = _Grant(self, self._context._open_backend(), new_lock_token())
-            revision = grant.acquire(limit)
+            deadline = time.monotonic() + limit
+            grant = _Grant(self, self._context._open_backend(), new_lock_token(), deadline)
+            self._context._track(grant)  # while it waits, closing the context fails it
+            revision = grant.acquire()
+            if revision is not None and self._context.closed:  # closed while our write flew
+                grant.withdraw()
+                self._context._open_backend()  # raises ContextClosedError
         except BaseException:
             self._give_up(grant)
             raise
@@ -189,6 +208,8 @@ class Lock:
             self._grant = grant
         grant.start_keep_alive()
         self._context._track(self)
+        self._context._untrack(grant)
+        grant.settled.set()
         return True
 
     def release(self) -> None:
@@ -249,6 +270,8 @@ class Lock:
         """Undo a failed acquisition."""
         if grant is not None:
             grant.cancel_subscription()
+            self._context._untrack(grant)
+            grant.settled.set()
         with self._guard:
             self._busy = False
 
@@ -273,9 +296,12 @@ class Lock:
 
 
 class _Grant:
-    """One acquisition of a lock: its subscription, its token and its keep-alive thread."""
+    """One acquisition of a lock: its subscription, its token and its keep-alive thread.
 
-    def __init__(self, lock: Lock, backend: Backend, token: int) -> None:
+    While it waits, its context tracks it: `close()` fails it at once, after letting a
+    write in flight come back (`settled`) so that it can be undone."""
+
+    def __init__(self, lock: Lock, backend: Backend, token: int, deadline: float) -> None:
         self.lock = lock
         self.backend = backend
         self.token = token
@@ -289,21 +315,32 @@ class _Grant:
         self._finished = False
         self._freed = threading.Event()  # while waiting: the name may be free now
         self._check = threading.Event()  # while held: wake the keep-alive thread
-        self._cancel = backend.subscribe(lock.name, self._on_event)
+        # Subscribed before the first try, so no release is missed; a backend that does
+        # not answer gets a share of the time, and the subscription resyncs when it does.
+        limit = max(deadline - time.monotonic(), 0.0)
+        self._cancel = backend.subscribe(
+            lock.name, self._on_event, timeout=min(limit / 2, MIN_CALL_TIMEOUT)
+        )
+        self._deadline = deadline
         self._keep_alive: threading.Thread | None = None
+        self._acquirer = threading.current_thread()
+        self.settled = threading.Event()
+        """Set once the acquisition returned or failed (`close` waits for it)."""
+        self._maybe_ours = False  # a create whose outcome is unknown may have been applied
+        self._shortest_call = MIN_CALL_TIMEOUT if limit == 0 else 0.05
+        """A try-once acquisition gives its one call the usual minimum; a timed one keeps
+        every call within its time."""
 
-    def acquire(self, limit: float) -> int | None:
-        """Try until granted (returns the revision) or `limit` seconds pass (None)."""
-        deadline = time.monotonic() + limit
+    def acquire(self) -> int | None:
+        """Try until granted (returns the revision) or the deadline passes (None), whatever
+        the backend does meanwhile (refuse, fail, not answer); ContextClosedError at once
+        when the context closes."""
+        deadline = self._deadline
         lock = self.lock
         while True:
+            lock._context._open_backend()  # raises ContextClosedError once it closed
             self._freed.clear()
-            try:
-                revision = self.backend.set_if_absent(
-                    lock.name, self.data, lock.ttl, timeout=call_timeout(deadline)
-                )
-            except QuorumLostError:
-                revision = self._ours_after_unknown_outcome(deadline)
+            revision = self._try_create(deadline)
             if revision is not None:
                 with self._state:
                     self.entry = Entry(self.data, revision)
@@ -313,16 +350,87 @@ class _Grant:
                 return revision
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                if self._maybe_ours:  # it may still land: take it back when it does
+                    self._withdraw_later()
                 return None
             self._freed.wait(min(remaining, lock.retry_interval))
+
+    def _call_timeout(self, deadline: float) -> float:
+        return max(deadline - time.monotonic(), self._shortest_call)
+
+    def _try_create(self, deadline: float) -> int | None:
+        """One create-if-absent: the revision of our write, or None (the name is taken, or
+        the backend failed or did not answer: the caller tries again until its deadline)."""
+        lock = self.lock
+        try:
+            revision = self.backend.set_if_absent(
+                lock.name, self.data, lock.ttl, timeout=self._call_timeout(deadline)
+            )
+        except NoQuorumError as exc:  # no leader applied it
+            _log.debug("lock %s: no quorum, trying again: %s", lock.name, exc)
+            return None
+        except _UNANSWERED as exc:
+            _log.debug("lock %s: create unanswered, checking: %s", lock.name, exc)
+            self._maybe_ours = True
+        else:
+            if revision is not None or not self._maybe_ours:
+                return revision
+        return self._ours_after_unknown_outcome(deadline)
 
     def _ours_after_unknown_outcome(self, deadline: float) -> int | None:
         """After a create whose outcome is unknown (the leader changed under it): the
         revision of our write if the name holds our token, else None. The token is random,
         so a match is our own write; and a linearizable read served in a later term has
         settled every entry of earlier terms, so a miss means the write never happens."""
-        entry = self.backend.get(self.lock.name, timeout=call_timeout(deadline))
-        return entry.revision if entry is not None and entry.value == self.data else None
+        try:
+            entry = self.backend.get(self.lock.name, timeout=self._call_timeout(deadline))
+        except _UNANSWERED as exc:
+            _log.debug("lock %s: could not check our create yet: %s", self.lock.name, exc)
+            return None
+        if entry is not None and entry.value == self.data:
+            return entry.revision
+        self._maybe_ours = False
+        return None
+
+    def close(self) -> None:
+        """The context is closing: fail this acquisition at once, and let a write in flight
+        come back first (up to CLOSE_GRACE seconds) so that it can be undone."""
+        self._freed.set()
+        if threading.current_thread() is not self._acquirer:
+            self.settled.wait(CLOSE_GRACE)
+
+    def withdraw(self) -> None:
+        """Delete our entry now (a grant its context no longer wants); later if that fails."""
+        assert self.entry is not None
+        try:
+            self._delete_if_ours(self.entry)
+        except DRefError:
+            self._withdraw_later()
+
+    def _withdraw_later(self) -> None:
+        """Delete our token from the name once it appears there, trying for one lease: a
+        write or release whose outcome is unknown leaves no lease to linger until its TTL."""
+        threading.Thread(
+            target=self._withdraw, name=f"dref-lock-withdraw:{self.lock.name}", daemon=True
+        ).start()
+
+    def _withdraw(self) -> None:
+        lock = self.lock
+        give_up = time.monotonic() + lock.ttl + MIN_CALL_TIMEOUT
+        pause = threading.Event()
+        while time.monotonic() < give_up:
+            try:
+                entry = self.backend.get(lock.name, timeout=MIN_CALL_TIMEOUT)
+                if entry is None or entry.value != self.data:
+                    return  # never landed, expired, or someone else's now
+                if self.backend.compare_and_delete(lock.name, entry, timeout=MIN_CALL_TIMEOUT):
+                    return
+            except ContextClosedError:
+                return
+            except DRefError as exc:
+                _log.debug("lock %s: withdrawal not done yet: %s", lock.name, exc)
+            pause.wait(min(lock.ttl / 10, 0.5))  # a backoff between tries, not a sync
+        _log.warning("lock %s: could not withdraw our token; its lease ends by TTL", lock.name)
 
     def start_keep_alive(self) -> None:
         self._keep_alive = threading.Thread(
@@ -353,9 +461,12 @@ class _Grant:
         if not self._lost:
             try:
                 deleted = self._delete_if_ours(self.entry)
-            except DRefError as e:
+            except ContextClosedError as e:
                 name = self.lock.name
                 _log.warning("could not release lock %s (its lease ends by TTL): %s", name, e)
+            except DRefError as e:
+                _log.info("release of lock %s unanswered; retrying it: %s", self.lock.name, e)
+                self._withdraw_later()
             else:
                 if not deleted:  # the lease ran out and maybe someone else holds it now
                     self._lost = True
@@ -367,7 +478,7 @@ class _Grant:
         still there is deleted again; anything else means the lease is gone already."""
         try:
             return self.backend.compare_and_delete(self.lock.name, entry)
-        except QuorumLostError:
+        except _UNANSWERED:
             if self.backend.get(self.lock.name) != entry:
                 return True
             return self.backend.compare_and_delete(self.lock.name, entry)

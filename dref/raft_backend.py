@@ -159,9 +159,12 @@ class RaftBackend(Backend):
         self._check(name)
         return self.client.expire_if(name, ttl, expected, timeout=timeout)
 
-    def subscribe(self, name: str, listener: Listener) -> Callable[[], None]:
-        """Deliver later changes of `name`; returns once the node's stream carries it (or,
-        if the cluster is unreachable, at once: the watcher then resyncs on connecting)."""
+    def subscribe(
+        self, name: str, listener: Listener, *, timeout: float | None = None
+    ) -> Callable[[], None]:
+        """Deliver later changes of `name`; returns once the node's stream carries it, or
+        after `timeout` (None: the client's timeout) if the cluster does not answer: the
+        watcher then resyncs on connecting."""
         self._check(name)
         with self._lock:
             if self._closed:
@@ -171,7 +174,7 @@ class RaftBackend(Backend):
             if watcher is None:
                 watcher = self._watcher = _Watcher(self)
                 watcher.start()
-        watcher.wait_started(self.client.timeout)
+        watcher.wait_started(self.client.timeout if timeout is None else timeout)
         watcher.cover(name)
         cancelled = threading.Event()
 

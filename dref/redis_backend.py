@@ -293,13 +293,16 @@ class RedisBackend(Backend):
         keys = [key, revision_key(name)]
         return bool(self._eval(redis_scripts.EXPIRE_IF, keys, [b"", *args], timeout))
 
-    def subscribe(self, name: str, listener: Listener) -> Callable[[], None]:
+    def subscribe(
+        self, name: str, listener: Listener, *, timeout: float | None = None
+    ) -> Callable[[], None]:
         """Deliver later changes of `name` to `listener` from the ``dref-redis-pubsub`` thread.
 
-        Waits up to the backend timeout for the pub/sub connection, so that no change made
-        after this returns is missed; if Redis is unreachable it returns anyway and the
-        subscription starts (with a resync) once Redis is back. If Redis refused that
-        connection (credentials, ACL) it raises ConfigError or PermissionDeniedError.
+        Waits up to `timeout` (None: the backend timeout) for the pub/sub connection, so
+        that no change made after this returns is missed; if Redis is unreachable it
+        returns anyway and the subscription starts (with a resync) once Redis is back. If
+        Redis refused that connection (credentials, ACL) it raises ConfigError or
+        PermissionDeniedError.
         """
         self._key(name)
         with self._state_lock:
@@ -312,7 +315,7 @@ class RedisBackend(Backend):
         remove = self._registry.add(name, listener)
         watcher.watch(name)
         try:
-            subscribed = watcher.wait_subscribed(self.timeout)
+            subscribed = watcher.wait_subscribed(self.timeout if timeout is None else timeout)
         except DRefError:
             remove()
             watcher.unwatch(name)

@@ -103,11 +103,13 @@ class Prefixed(Backend):
     ) -> bool:
         return self.inner.expire(self.prefix + name, ttl, expected=expected, timeout=timeout)
 
-    def subscribe(self, name: str, listener: Listener) -> Callable[[], None]:
+    def subscribe(
+        self, name: str, listener: Listener, *, timeout: float | None = None
+    ) -> Callable[[], None]:
         def unprefixed(event: ChangeEvent) -> None:
             listener(ChangeEvent(name, event.kind, event.value, event.revision))
 
-        return self.inner.subscribe(self.prefix + name, unprefixed)
+        return self.inner.subscribe(self.prefix + name, unprefixed, timeout=timeout)
 
     def close(self) -> None:
         self.inner.close()

@@ -10,7 +10,13 @@ import pytest
 
 import dref
 from dref.backend import Backend, ChangeEvent, Entry
-from dref.errors import LockStolenError, LockTimeoutError
+from dref.errors import (
+    BackendUnavailableError,
+    ContextClosedError,
+    DRefTimeoutError,
+    LockStolenError,
+    LockTimeoutError,
+)
 from dref.wire.lock_token import decode_lock_token, encode_lock_token
 
 
@@ -47,8 +53,10 @@ class SpyBackend(Backend):
     def expire(self, name, ttl, *, expected=None, timeout=None):
         return self.inner.expire(name, ttl, expected=expected, timeout=timeout)
 
-    def subscribe(self, name: str, listener: Callable[[ChangeEvent], None]) -> Callable[[], None]:
-        return self.inner.subscribe(name, listener)
+    def subscribe(
+        self, name: str, listener: Callable[[ChangeEvent], None], *, timeout=None
+    ) -> Callable[[], None]:
+        return self.inner.subscribe(name, listener, timeout=timeout)
 
     def close(self) -> None:
         self.inner.close()
@@ -262,6 +270,186 @@ def test_closing_the_context_releases_held_locks(ctx: dref.Context) -> None:
     assert lock.lost.is_set()
     with pytest.raises(LockStolenError):
         lock.release()
+
+
+class ClosesAlone(SpyBackend):
+    """A context's own view of a shared backend: `close()` ends the view only (calls after
+    it fail as on a closed backend), so the test can look at the store afterwards. With
+    `hold_creates`, each create-if-absent waits until `context` is closing."""
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self.closed = False
+        self.context: dref.Context | None = None
+        self.hold_creates = False
+        self.entered = threading.Event()
+
+    def _check(self) -> None:
+        if self.closed:
+            raise ContextClosedError("this view of the backend is closed")
+
+    def set_if_absent(self, name, value, ttl=None, *, timeout=None):
+        self._check()
+        if self.hold_creates:
+            self.entered.set()
+            deadline = time.monotonic() + 10
+            while self.context is not None and not self.context.closed:
+                assert time.monotonic() < deadline, "the context was not closed"
+                time.sleep(0.001)  # a poll under a deadline
+        return super().set_if_absent(name, value, ttl, timeout=timeout)
+
+    def get(self, name: str, *, timeout=None) -> Entry | None:
+        self._check()
+        return super().get(name, timeout=timeout)
+
+    def compare_and_delete(self, name: str, expected: Entry, *, timeout=None) -> bool:
+        self._check()
+        return super().compare_and_delete(name, expected, timeout=timeout)
+
+    def expire(self, name, ttl, *, expected=None, timeout=None):
+        self._check()
+        return super().expire(name, ttl, expected=expected, timeout=timeout)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _waiting(view: dref.Context, name: str, outcome: list[object]) -> threading.Thread:
+    def wait() -> None:
+        try:
+            outcome.append(view.lock(name, ttl=8).acquire(timeout=20))
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    return thread
+
+
+def test_closing_the_context_fails_its_waiters_at_once(ctx: dref.Context) -> None:
+    holder = ctx.lock("close-wait", ttl=8)
+    holder.acquire()
+    spy = ClosesAlone(ctx.backend)
+    view = dref.Context(spy)
+    outcome: list[object] = []
+    waiter = _waiting(view, "close-wait", outcome)
+    deadline = time.monotonic() + 10
+    while not spy.refused.is_set():  # the waiter tried once and now waits for a release
+        assert time.monotonic() < deadline, "the waiter never tried"
+        time.sleep(0.001)  # a poll under a deadline
+    began = time.monotonic()
+    view.close()
+    waiter.join(5)
+    assert isinstance(outcome[0], ContextClosedError), outcome
+    assert time.monotonic() - began < 1.0, "the waiter was not failed at once"
+    holder.release()
+
+
+def test_a_grant_that_lands_while_the_context_closes_is_taken_back(ctx: dref.Context) -> None:
+    """The waiter's create is in flight when its context closes (the holder has just
+    released): it fails with ContextClosedError, and the lock is free at once, not held
+    by a closed context until its TTL."""
+    holder = ctx.lock("close-race", ttl=8)
+    holder.acquire()
+    spy = ClosesAlone(ctx.backend)
+    view = dref.Context(spy)
+    spy.context, spy.hold_creates = view, True
+    outcome: list[object] = []
+    waiter = _waiting(view, "close-race", outcome)
+    assert spy.entered.wait(10)
+    holder.release()
+    view.close()  # the create goes on as soon as this begins, and succeeds
+    waiter.join(5)
+    assert isinstance(outcome[0], ContextClosedError), outcome
+    assert ctx.backend.get("close-race") is None, "a closed context still holds the lock"
+    with ctx.lock("close-race", ttl=8, timeout=1):
+        pass
+
+
+class LosesAnswers(SpyBackend):
+    """A real backend whose answers can go missing, as when a leader is killed mid-call:
+    "applied" forwards the call and then raises DRefTimeoutError, "refused" raises
+    BackendUnavailableError without forwarding it."""
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self.creates: str | None = None
+        self.reads: str | None = None
+        self.deletes: str | None = None
+
+    @staticmethod
+    def _fail(mode: str | None, call: Callable[[], object]) -> object:
+        if mode == "refused":
+            raise BackendUnavailableError("the backend did not answer (injected)")
+        result = call()
+        if mode == "applied":
+            raise DRefTimeoutError("the answer was lost (injected)")
+        return result
+
+    def set_if_absent(self, name, value, ttl=None, *, timeout=None):
+        return self._fail(
+            self.creates, lambda: super(LosesAnswers, self).set_if_absent(name, value, ttl)
+        )
+
+    def get(self, name: str, *, timeout=None) -> Entry | None:
+        return self._fail(self.reads, lambda: self.inner.get(name))  # type: ignore[return-value]
+
+    def compare_and_delete(self, name: str, expected: Entry, *, timeout=None) -> bool:
+        return self._fail(  # type: ignore[return-value]
+            self.deletes, lambda: self.inner.compare_and_delete(name, expected)
+        )
+
+
+def _poll(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)  # a poll under a deadline
+
+
+def test_a_grant_whose_answer_was_lost_is_recognised_as_ours(ctx: dref.Context) -> None:
+    faulty = LosesAnswers(ctx.backend)
+    faulty.creates = "applied"
+    with dref.Context(faulty) as view, view.lock("lost-answer", ttl=8, timeout=5) as lock:
+        held = ctx.backend.get("lost-answer")
+        assert held is not None and decode_lock_token(held.value) == lock.token
+        assert lock.fencing_token == held.revision
+
+
+def test_an_unanswering_backend_is_a_lock_timeout_within_the_timeout(ctx: dref.Context) -> None:
+    faulty = LosesAnswers(ctx.backend)
+    faulty.creates = faulty.reads = "refused"
+    began = time.monotonic()
+    with (
+        dref.Context(faulty) as view,
+        pytest.raises(LockTimeoutError),
+        view.lock("no-answer", ttl=8, timeout=0.5),
+    ):
+        pass
+    assert time.monotonic() - began < 1.5
+
+
+def test_a_create_that_landed_after_the_timeout_leaves_no_lease(ctx: dref.Context) -> None:
+    """The create was applied but neither its answer nor a read came back before the
+    timeout: the acquisition fails, and its token is taken back, not left for the TTL."""
+    faulty = LosesAnswers(ctx.backend)
+    faulty.creates, faulty.reads = "applied", "refused"
+    with dref.Context(faulty) as view:
+        assert not view.lock("late-create", ttl=30).acquire(timeout=0.3)
+        assert ctx.backend.get("late-create") is not None  # it did land
+        faulty.creates = faulty.reads = None  # the backend answers again
+        _poll(lambda: ctx.backend.get("late-create") is None, 10, "the lease lingers")
+
+
+def test_a_release_whose_answer_was_lost_still_frees_the_lock(ctx: dref.Context) -> None:
+    faulty = LosesAnswers(ctx.backend)
+    with dref.Context(faulty) as view:
+        lock = view.lock("lost-release", ttl=30)
+        lock.acquire()
+        faulty.deletes = faulty.reads = "refused"
+        lock.release()  # returns at once; the release is retried in the background
+        faulty.deletes = faulty.reads = None
+        _poll(lambda: ctx.backend.get("lost-release") is None, 10, "the lease lingers")
 
 
 def test_lock_stats_count_grants_timeouts_releases_and_losses(ctx: dref.Context) -> None:

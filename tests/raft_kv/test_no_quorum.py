@@ -9,7 +9,8 @@ import time
 import pytest
 from polling import wait_for
 
-from dref.errors import NoQuorumError, QuorumLostError
+import dref
+from dref.errors import LockTimeoutError, NoQuorumError, QuorumLostError
 from dref.raft.client import EXPLAIN_BUDGET, Client
 
 TIMEOUT = 2.0
@@ -47,3 +48,19 @@ def test_two_of_three_down_is_reported_as_lost_quorum_on_every_call(make_cluster
                 )
                 assert info.value.reachable == ["n1"]
                 assert isinstance(info.value, QuorumLostError)
+
+
+def test_a_lock_without_quorum_is_a_lock_timeout_within_its_timeout(make_cluster):
+    """The bug report: `lock(timeout=3)` with the quorum gone raised after 13 s, and under
+    faults sometimes `DRefTimeoutError` instead of `LockTimeoutError`."""
+    cluster = make_cluster(3, heartbeat_ms=50, election_ms=500)
+    cluster.leader()
+    everyone = list(cluster.addresses.values())
+    for node_id in ("n2", "n3"):
+        cluster.processes[node_id].stop()
+    with dref.raft_client(everyone, timeout=10) as ctx:
+        for _ in range(2):
+            started = time.monotonic()
+            with pytest.raises(LockTimeoutError), ctx.lock("no-quorum-lock", timeout=3):
+                pass
+            assert time.monotonic() - started < 3 + 1.0
