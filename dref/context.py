@@ -25,6 +25,7 @@ from dref.changes import ChangeStream, Event, Subscription
 from dref.combiner import UpdateCombiner
 from dref.contracts.lock_stats import LockStats
 from dref.errors import ContextClosedError, PermissionDeniedError, QuorumLostError
+from dref.lease_keeper import LeaseKeeper
 from dref.lock import DEFAULT_LOCK_TIMEOUT, Lock, LockCounters
 from dref.naming import call_site_name
 from dref.ref import DRef
@@ -71,6 +72,8 @@ class Context:
         self._inherited: list[Backend] = []  # a parent's backends, never used or closed
         self._lock_counters = LockCounters()
         """What this context's locks did (`lock_stats`); its locks count into it."""
+        self._lease_keeper = LeaseKeeper()
+        """Keeps the leases of the locks this context holds alive (one thread for all)."""
         self._closed_because = "the context is closed"
         _CONTEXTS.add(self)
 
@@ -203,6 +206,7 @@ class Context:
                 item._abandon()
             else:
                 cast(_Closeable, item).close()
+        self._lease_keeper.close()
         self._backend.close()
 
     def __enter__(self) -> Context:
@@ -232,6 +236,7 @@ class Context:
         self._guard = threading.Lock()
         self._combiners = weakref.WeakValueDictionary()
         self._lock_counters = LockCounters()  # a parent thread may have held the old one's lock
+        self._lease_keeper = LeaseKeeper()  # its thread stayed in the parent, with its locks
         if self._closed:
             return
         inherited = self._backend

@@ -11,14 +11,15 @@ so running out of time is always a timeout; a create still unsettled then, and a
 whose outcome is unknown, are taken back by a background thread once the backend answers.
 Closing the context fails waiting acquisitions at once (see `_Grant`).
 
-While held, a daemon thread re-arms the lease every 0.8 x TTL with a *conditional*
-expire, and a listener watches the name: a change that is not ours (a delete, an expiry,
-another holder's write) or a failed keep-alive means the lock is lost. Then `lock.lost` is
-set, `on_lost()` is called once (on the keep-alive thread, or in `release()` when the loss
-is only found there), and leaving the `with` block raises `LockStolenError`, even when the
-body succeeded. The body itself is not interrupted (synchronous Python cannot do that
-safely): long bodies should check `lock.lost` between steps. Release is a compare-and-delete, so it
-never removes a lock someone else now holds (upstream deletes unconditionally, 7.23).
+While held, the context's one `LeaseKeeper` thread re-arms the lease every 0.8 x TTL with
+a *conditional* expire, and a listener watches the name: a change that is not ours (a
+delete, an expiry, another holder's write) or a failed keep-alive means the lock is lost.
+Then `lock.lost` is set, `on_lost()` is called once (on a thread of its own, or in
+`release()` when the loss is only found there), and leaving the `with` block raises
+`LockStolenError`, even when the body succeeded. The body itself is not interrupted
+(synchronous Python cannot do that safely): long bodies should check `lock.lost` between
+steps. Release is a compare-and-delete, so it never removes a lock someone else now holds
+(upstream deletes unconditionally, 7.23).
 
 `lock.fencing_token` is the revision of the acquiring write. Revisions only grow, so
 tokens strictly increase across grants of one lock: hand it to the storage you protect
@@ -314,7 +315,9 @@ class _Grant:
         self._lost_reported = False
         self._finished = False
         self._freed = threading.Event()  # while waiting: the name may be free now
-        self._check = threading.Event()  # while held: wake the keep-alive thread
+        self._keeper = lock._context._lease_keeper
+        self._last_renewed = 0.0  # monotonic time of the last re-arm that succeeded
+        self._renew_at = 0.0  # monotonic time the next re-arm is due
         # Subscribed before the first try, so no release is missed; a backend that does
         # not answer gets a share of the time, and the subscription resyncs when it does.
         limit = max(deadline - time.monotonic(), 0.0)
@@ -322,7 +325,6 @@ class _Grant:
             lock.name, self._on_event, timeout=min(limit / 2, MIN_CALL_TIMEOUT)
         )
         self._deadline = deadline
-        self._keep_alive: threading.Thread | None = None
         self._acquirer = threading.current_thread()
         self.settled = threading.Event()
         """Set once the acquisition returned or failed (`close` waits for it)."""
@@ -433,10 +435,10 @@ class _Grant:
         _log.warning("lock %s: could not withdraw our token; its lease ends by TTL", lock.name)
 
     def start_keep_alive(self) -> None:
-        self._keep_alive = threading.Thread(
-            target=self._keep_alive_loop, name=f"dref-lock-keepalive:{self.lock.name}", daemon=True
-        )
-        self._keep_alive.start()
+        """Hand the lease to the context's keeper: re-armed every 0.8 x ttl from now."""
+        self._last_renewed = time.monotonic()
+        self._renew_at = self._last_renewed + 0.8 * self.lock.ttl
+        self._keeper.keep(self, self._renew_at)
 
     def cancel_subscription(self) -> None:
         self._cancel()
@@ -445,17 +447,16 @@ class _Grant:
         with self._state:
             self._lost = True
         self.lock.lost.set()
-        self._check.set()
 
     def finish(self) -> None:
-        """Stop the keep-alive and the listener; delete the lock if it is still ours."""
+        """Stop the keep-alive and the listener; delete the lock if it is still ours. A
+        re-arm still running then finds the lease gone and, the grant finished, says
+        nothing."""
         with self._state:
             if self._finished:
                 return
             self._finished = True
-        self._check.set()
-        if self._keep_alive is not None and threading.current_thread() is not self._keep_alive:
-            self._keep_alive.join(self.lock.ttl)  # bounded even if on_lost() hangs
+        self._keeper.wake(self)  # so it drops the lease now, not at its next re-arm
         self._cancel()
         assert self.entry is not None
         if not self._lost:
@@ -501,32 +502,35 @@ class _Grant:
                 self.lock.lost.set()
             else:
                 return  # our own write, or older than it
-        self._check.set()
+        self._keeper.wake(self)
 
-    def _keep_alive_loop(self) -> None:
-        """Re-arm the lease every 0.8 x ttl; verify suspicious events; report loss."""
+    def tick(self, now: float) -> float | None:
+        """One look from the context's `LeaseKeeper`: re-arm the lease when due, or check
+        it after a suspicious event; notice and report a loss. Returns when to look next,
+        None once the grant is lost or finished."""
         lock = self.lock
-        period = 0.8 * lock.ttl
-        last_ok = time.monotonic()
-        due = last_ok + period
-        while True:
-            with self._state:
-                if self._lost or self._finished:
-                    break
-                suspect, self._suspect = self._suspect, False
-            now = time.monotonic()
-            if suspect or now >= due:
-                renewed = self._renew()
-                if renewed is False or (renewed is None and now - last_ok >= lock.ttl):
-                    self.mark_lost()
-                    break
-                if renewed:
-                    last_ok, due = now, now + period
-                else:
-                    due = now + min(period, lock.ttl / 10)  # backend trouble: retry sooner
-            self._check.wait(max(0.0, due - time.monotonic()))
-            self._check.clear()
-        self.report_lost()
+        with self._state:
+            ended = self._lost or self._finished
+            suspect, self._suspect = self._suspect, False
+        if not ended and (suspect or now >= self._renew_at):
+            renewed = self._renew()
+            if renewed is False or (renewed is None and now - self._last_renewed >= lock.ttl):
+                with self._state:  # a release that finished meanwhile is not a loss
+                    if not self._finished:
+                        self._lost = True
+                        lock.lost.set()
+                ended = True
+            elif renewed:
+                self._last_renewed, self._renew_at = now, now + 0.8 * lock.ttl
+            else:  # backend trouble: try again sooner
+                self._renew_at = now + min(0.8 * lock.ttl, lock.ttl / 10)
+        if not ended:
+            return self._renew_at
+        if self._lost and not self._lost_reported:  # on_lost() is the user's code: its own thread
+            threading.Thread(
+                target=self.report_lost, name=f"dref-lock-lost:{lock.name}", daemon=True
+            ).start()
+        return None
 
     def _renew(self) -> bool | None:
         """True if re-armed, False if the lock is no longer ours, None if the call failed."""

@@ -142,6 +142,27 @@ def test_waiter_is_woken_by_the_release_event_not_by_polling(ctx: dref.Context) 
     spied.close()
 
 
+def test_one_keep_alive_thread_keeps_every_lease_of_a_context(ctx: dref.Context) -> None:
+    """Sixteen locks held at once past their TTL by one keep-alive thread of the context."""
+    locks = [ctx.lock(f"many-{i}", ttl=1.0) for i in range(16)]
+    for lock in locks:
+        lock.acquire()
+    try:
+        keepers = [t for t in threading.enumerate() if t.name == "dref-lock-keepalive"]
+        assert len(keepers) >= 1
+        assert not any(t.name.startswith("dref-lock-keepalive:") for t in threading.enumerate())
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            assert not any(lock.lost.wait(0.05) for lock in locks[:1])
+        for i, lock in enumerate(locks):
+            assert not lock.lost.is_set(), i
+            held = ctx.backend.get(f"many-{i}")
+            assert held is not None and held.revision == lock.fencing_token
+    finally:
+        for lock in locks:
+            lock.release()
+
+
 def test_abandoned_lock_expires_and_lets_a_waiter_in(ctx: dref.Context) -> None:
     dead_holder = ctx.backend.set_if_absent("abandoned", encode_lock_token(7), 0.3)
     assert dead_holder is not None
