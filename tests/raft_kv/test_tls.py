@@ -56,17 +56,24 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(tmp_path_factory.mktemp("pki"))
 
 
+def _tls_cluster(cluster_type: type[Any], pki: Pki, root: Path, extra: list[str]) -> Any:
+    """Three nodes with certificates of the cluster CA (the test client is `boss`)."""
+    return cluster_type(
+        root,
+        3,
+        extra_args=lambda node_id: [*pki.flags(node_id), *extra],
+        tls=pki.tls("boss"),
+        heartbeat_ms=50,
+        election_ms=1000,
+    )
+
+
 @pytest.fixture(scope="module")
 def cluster(
     pki: Pki, tmp_path_factory: pytest.TempPathFactory, cluster_type: type[Any]
 ) -> Iterator[Any]:
-    running = cluster_type(
-        tmp_path_factory.mktemp("tls-cluster"),
-        3,
-        extra_args=lambda node_id: [*pki.flags(node_id), "--role", "writer=write"],
-        tls=pki.tls("boss"),
-        heartbeat_ms=50,
-        election_ms=1000,
+    running = _tls_cluster(
+        cluster_type, pki, tmp_path_factory.mktemp("tls-cluster"), ["--role", "writer=write"]
     )
     try:
         running.start_all()
@@ -253,13 +260,8 @@ def test_grpc_peers_replicate_over_mutual_tls(
 ) -> None:
     """`--peer-transport grpc` with TLS: peers replicate to each other over mutual TLS,
     each stating the cluster id, and every member serves what was written."""
-    grpc_cluster = cluster_type(
-        tmp_path / "grpc-peers",
-        3,
-        extra_args=lambda node_id: [*pki.flags(node_id), "--peer-transport", "grpc"],
-        tls=pki.tls("boss"),
-        heartbeat_ms=50,
-        election_ms=1000,
+    grpc_cluster = _tls_cluster(
+        cluster_type, pki, tmp_path / "grpc-peers", ["--peer-transport", "grpc"]
     )
     try:
         grpc_cluster.start_all()

@@ -87,6 +87,24 @@ entries_strategy = st.lists(
 )
 
 
+def _written(
+    directory: Path, batches: list[list[tuple[StoredKind, int, str]]]
+) -> tuple[RaftLog, int]:
+    """An open log holding `batches` (kind, term increment, name) appended one batch at a
+    time, and its last index."""
+    log = RaftLog(directory)
+    log.open()
+    index, term = 0, 1
+    for batch in batches:
+        entries = []
+        for kind, step, name in batch:
+            index, term = index + 1, term + step
+            data = _set(name) if kind is StoredKind.COMMAND else name.encode()
+            entries.append(StoredEntry(index, term, kind, b"" if kind is StoredKind.NOOP else data))
+        log.append(entries)
+    return log, index
+
+
 @FLIPS
 @given(
     batches=st.lists(entries_strategy, min_size=1, max_size=3),
@@ -100,16 +118,7 @@ def test_every_flipped_byte_of_the_log_or_its_sums_is_reported(
     commit: int,
 ) -> None:
     source = tmp_path_factory.mktemp("log")
-    log = RaftLog(source)
-    log.open()
-    index, term = 0, 1
-    for batch in batches:
-        entries = []
-        for kind, step, name in batch:
-            index, term = index + 1, term + step
-            data = _set(name) if kind is StoredKind.COMMAND else name.encode()
-            entries.append(StoredEntry(index, term, kind, b"" if kind is StoredKind.NOOP else data))
-        log.append(entries)
+    log, index = _written(source, batches)
     log.set_commit_index(min(commit, index))
     log.close()
     original = _seen(_open(source))
@@ -486,18 +495,7 @@ def test_every_flipped_byte_of_the_index_or_its_generation_is_reported(
     lost configuration or a crashed process. Every byte of raft-index.sums is flipped; of
     data.mdb's 50 KiB, 40 of the bytes LMDB reads (a damaged one costs a child process)."""
     source = tmp_path_factory.mktemp("index")
-    log = RaftLog(source)
-    log.open()
-    index, term = 0, 1
-    for batch in batches:
-        entries = []
-        for kind, step, name in batch:
-            index, term = index + 1, term + step
-            payload = _set(name) if kind is StoredKind.COMMAND else name.encode()
-            entries.append(
-                StoredEntry(index, term, kind, b"" if kind is StoredKind.NOOP else payload)
-            )
-        log.append(entries)
+    log, _ = _written(source, batches)
     log.stage_snapshot_config(1, b"staged")
     log.compact_through(1, 1 + batches[0][0][1])
     log.close()
