@@ -173,13 +173,21 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def subscribe(
-        self, name: str, listener: Listener, *, timeout: float | None = None
+        self,
+        name: str,
+        listener: Listener,
+        *,
+        timeout: float | None = None,
+        sees_own_writes: bool = True,
     ) -> Callable[[], None]:
         """Deliver every later change of `name` to `listener`, in revision order.
 
         Waits up to `timeout` seconds (None: the backend's timeout) for the subscription to
         be in place on the server; past that it returns anyway, and changes arrive once the
-        backend is reachable, after a resync. Returns a function that cancels it.
+        backend is reachable, after a resync. With `sees_own_writes` (the default) a write
+        made through this backend returns only once its event reached `listener`, where
+        the backend must wait for that; False spares the wait (a lock's own listener needs
+        no such guarantee). Returns a function that cancels the subscription.
         """
 
     @abc.abstractmethod

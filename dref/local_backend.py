@@ -199,7 +199,12 @@ class LocalBackend(Backend):
         return self._run(name, op)
 
     def subscribe(
-        self, name: str, listener: Listener, *, timeout: float | None = None
+        self,
+        name: str,
+        listener: Listener,
+        *,
+        timeout: float | None = None,
+        sees_own_writes: bool = True,
     ) -> Callable[[], None]:
         """Call `listener` for every later change of `name`, in revision order (at once:
         nothing to wait for)."""

@@ -322,7 +322,10 @@ class _Grant:
         # not answer gets a share of the time, and the subscription resyncs when it does.
         limit = max(deadline - time.monotonic(), 0.0)
         self._cancel = backend.subscribe(
-            lock.name, self._on_event, timeout=min(limit / 2, MIN_CALL_TIMEOUT)
+            lock.name,
+            self._on_event,
+            timeout=min(limit / 2, MIN_CALL_TIMEOUT),
+            sees_own_writes=False,  # our own grant needs no event before we hold it
         )
         self._deadline = deadline
         self._acquirer = threading.current_thread()

@@ -160,11 +160,17 @@ class RaftBackend(Backend):
         return self.client.expire_if(name, ttl, expected, timeout=timeout)
 
     def subscribe(
-        self, name: str, listener: Listener, *, timeout: float | None = None
+        self,
+        name: str,
+        listener: Listener,
+        *,
+        timeout: float | None = None,
+        sees_own_writes: bool = True,
     ) -> Callable[[], None]:
         """Deliver later changes of `name`; returns once the node's stream carries it, or
         after `timeout` (None: the client's timeout) if the cluster does not answer: the
-        watcher then resyncs on connecting."""
+        watcher then resyncs on connecting. Writes wait for their events whatever
+        `sees_own_writes` says."""
         self._check(name)
         with self._lock:
             if self._closed:

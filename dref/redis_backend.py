@@ -294,7 +294,12 @@ class RedisBackend(Backend):
         return bool(self._eval(redis_scripts.EXPIRE_IF, keys, [b"", *args], timeout))
 
     def subscribe(
-        self, name: str, listener: Listener, *, timeout: float | None = None
+        self,
+        name: str,
+        listener: Listener,
+        *,
+        timeout: float | None = None,
+        sees_own_writes: bool = True,
     ) -> Callable[[], None]:
         """Deliver later changes of `name` to `listener` from the ``dref-redis-pubsub`` thread.
 
@@ -313,12 +318,12 @@ class RedisBackend(Backend):
                 self._watcher.start()
             watcher = self._watcher
         remove = self._registry.add(name, listener)
-        watcher.watch(name)
+        watcher.watch(name, sees_own_writes)
         try:
             subscribed = watcher.wait_subscribed(self.timeout if timeout is None else timeout)
         except DRefError:
             remove()
-            watcher.unwatch(name)
+            watcher.unwatch(name, sees_own_writes)
             raise
         if not subscribed:
             watcher.mark_stale(name)
@@ -328,7 +333,7 @@ class RedisBackend(Backend):
             if not cancelled.is_set():
                 cancelled.set()
                 remove()
-                watcher.unwatch(name)
+                watcher.unwatch(name, sees_own_writes)
 
         return cancel
 
@@ -583,6 +588,8 @@ class _Watcher(threading.Thread):
         self._subscribed = threading.Event()
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
+        self._synced: dict[str, int] = {}
+        """Per name, the subscriptions that want writes to wait for their event."""
         self._seen: dict[str, object] = {}  # name -> last value seen (None = absent)
         self._needs_baseline = False
         self._pending: tuple[bytes, int] | None = None
@@ -596,10 +603,13 @@ class _Watcher(threading.Thread):
         self._refused: DRefError | None = None  # why Redis refused the last session, if it did
         self._delivered_revision: dict[str, int] = {}  # watched name -> highest delivered
 
-    def watch(self, name: str) -> None:
-        """Track `name`; its baseline is read soon if it is new."""
+    def watch(self, name: str, synced: bool) -> None:
+        """Track `name`; its baseline is read soon if it is new. `synced`: writes to it wait
+        for their event to reach this subscription (see `wait_delivered`)."""
         with self._lock:
             self._counts[name] = self._counts.get(name, 0) + 1
+            if synced:
+                self._synced[name] = self._synced.get(name, 0) + 1
             if name not in self._seen:
                 self._seen[name] = _UNKNOWN
                 self._needs_baseline = True
@@ -610,9 +620,15 @@ class _Watcher(threading.Thread):
             if self._seen.get(name) is _UNKNOWN:
                 self._seen[name] = _STALE
 
-    def unwatch(self, name: str) -> None:
+    def unwatch(self, name: str, synced: bool) -> None:
         """Stop tracking `name` once its last subscription is cancelled."""
         with self._lock:
+            if synced:
+                still = self._synced.get(name, 0) - 1
+                if still > 0:
+                    self._synced[name] = still
+                else:
+                    self._synced.pop(name, None)
             left = self._counts.get(name, 0) - 1
             if left > 0:
                 self._counts[name] = left
@@ -623,13 +639,13 @@ class _Watcher(threading.Thread):
                 self._state_changed.notify_all()
 
     def wait_delivered(self, name: str, revision: int, timeout: float) -> None:
-        """If `name` is watched and pub/sub is live, wait until the event of `revision` has
-        reached the listeners, so a writer's own subscribers see its write on return, as on
-        the local backend. Bounded by `timeout`; skipped while disconnected."""
+        """If `name` has a synced subscription and pub/sub is live, wait until the event of
+        `revision` has reached the listeners, so a writer's own subscribers see its write on
+        return, as on the local backend. Bounded by `timeout`; skipped while disconnected."""
         deadline = time.monotonic() + timeout
         with self._lock:
             while (
-                name in self._seen
+                name in self._synced
                 and self._subscribed.is_set()
                 and self._delivered_revision.get(name, 0) < revision
             ):

@@ -104,12 +104,19 @@ class Prefixed(Backend):
         return self.inner.expire(self.prefix + name, ttl, expected=expected, timeout=timeout)
 
     def subscribe(
-        self, name: str, listener: Listener, *, timeout: float | None = None
+        self,
+        name: str,
+        listener: Listener,
+        *,
+        timeout: float | None = None,
+        sees_own_writes: bool = True,
     ) -> Callable[[], None]:
         def unprefixed(event: ChangeEvent) -> None:
             listener(ChangeEvent(name, event.kind, event.value, event.revision))
 
-        return self.inner.subscribe(self.prefix + name, unprefixed, timeout=timeout)
+        return self.inner.subscribe(
+            self.prefix + name, unprefixed, timeout=timeout, sees_own_writes=sees_own_writes
+        )
 
     def close(self) -> None:
         self.inner.close()

@@ -54,9 +54,16 @@ class SpyBackend(Backend):
         return self.inner.expire(name, ttl, expected=expected, timeout=timeout)
 
     def subscribe(
-        self, name: str, listener: Callable[[ChangeEvent], None], *, timeout=None
+        self,
+        name: str,
+        listener: Callable[[ChangeEvent], None],
+        *,
+        timeout=None,
+        sees_own_writes=True,
     ) -> Callable[[], None]:
-        return self.inner.subscribe(name, listener, timeout=timeout)
+        return self.inner.subscribe(
+            name, listener, timeout=timeout, sees_own_writes=sees_own_writes
+        )
 
     def close(self) -> None:
         self.inner.close()

@@ -35,7 +35,13 @@ def run_and_kill(options: dict[str, object], writers: int, acks_before_kill: int
                 if len(acked) >= acks_before_kill:
                     process.send_signal(signal.SIGKILL)
                     break
-        acked.extend(line.split()[1].encode() for line in process.stdout if line.startswith("ack "))
+        # What the process printed before the kill landed; a last line the kill cut short
+        # (no newline, maybe "ack " alone) names no complete command, so it is left out.
+        acked.extend(
+            line.split()[1].encode()
+            for line in process.stdout
+            if line.startswith("ack ") and line.endswith("\n") and len(line.split()) == 2
+        )
     finally:
         process.kill()
         process.wait(timeout=30)
