@@ -17,6 +17,7 @@ from dref.contracts.lock_stats import LockStats
 from dref.errors import (
     BackendUnavailableError,
     CodecError,
+    CompactedError,
     ConfigError,
     ContextClosedError,
     DataDirInUseError,
@@ -49,6 +50,7 @@ __all__ = [
     "Changed",
     "Codec",
     "CodecError",
+    "CompactedError",
     "ConfigError",
     "Context",
     "ContextClosedError",

@@ -14,7 +14,14 @@ import logging
 import time
 from collections.abc import Callable
 
-from dref.contracts.changes import ChangeEvent, ChangeKind, Entry, Listener, ListenerRegistry
+from dref.contracts.changes import (
+    HISTORY_PAGE,
+    ChangeEvent,
+    ChangeKind,
+    Entry,
+    Listener,
+    ListenerRegistry,
+)
 from dref.contracts.read_policy import ReadPolicyName, read_policy_name
 from dref.errors import ConfigError, DRefTimeoutError, NotFoundError, ValueTooLargeError
 from dref.wire.encoded_int import add_to_encoded
@@ -189,6 +196,14 @@ class Backend(abc.ABC):
         the backend must wait for that; False spares the wait (a lock's own listener needs
         no such guarantee). Returns a function that cancels the subscription.
         """
+
+    @abc.abstractmethod
+    def history(
+        self, name: str, after: int, *, limit: int = HISTORY_PAGE, timeout: float | None = None
+    ) -> list[ChangeEvent]:
+        """The kept changes of `name` with a revision above `after`, oldest first, at most
+        `limit` of them (ask again after the last one for more; an empty list means none
+        yet). Raises CompactedError when changes after `after` are no longer all kept."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -1,10 +1,18 @@
 """Change streams: every change of one name, decoded, in revision order, to every subscriber.
 
-A `ChangeStream` subscribes a bounded buffer to the backend when it is created (no replay:
-only changes after that moment arrive). The backend's listener only appends raw events to
-the buffer, so a slow reader never blocks a writer: when the buffer is full the oldest
-pending events are dropped and the reader next receives one `Lagged(missed=n)`, after
-which it can resynchronise with `DRef.get()`. Values are decoded on the reader's thread.
+A `ChangeStream` subscribes a bounded buffer to the backend when it is created. The
+backend's listener only appends raw events to the buffer, so a slow reader never blocks a
+writer. Values are decoded on the reader's thread.
+
+Without `after`, a stream starts at "now": when the buffer is full the oldest pending
+events are dropped and the reader next receives one `Lagged(missed, resume_after)`.
+
+With `after=REVISION` it is resumable: it first replays the backend's kept history of
+changes after that revision, then live ones, each revision exactly once. Whenever it may
+have missed something (its buffer overflowed, or the backend reconnected or its server
+installed a snapshot, which the backend marks with a `resync` event) it reads the history
+again from the last revision it delivered and drops live events it already delivered. If
+the history no longer reaches back that far, the reader gets `CompactedError`.
 
 A value the codec cannot decode does not end the stream: it arrives as `Undecodable`,
 carrying the `CodecError` and the raw bytes, so one bad write (say, by a node with another
@@ -24,8 +32,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, TypeVar
 
-from dref.backend import Backend, ChangeEvent, ChangeKind
-from dref.errors import CodecError, ContextClosedError, DRefTimeoutError
+from dref.backend import Backend, ChangeEvent, ChangeKind, call_timeout
+from dref.errors import CodecError, CompactedError, ContextClosedError, DRefError, DRefTimeoutError
 
 __all__ = [
     "DEFAULT_BUFFER",
@@ -63,9 +71,12 @@ class Deleted:
 
 @dataclass(frozen=True)
 class Lagged:
-    """The reader fell behind and `missed` older events were dropped; re-read with `get()`."""
+    """The reader fell behind and `missed` events were dropped; re-read with `get()`, or
+    open `changes(after=resume_after)` to receive them (None: the drop carried no
+    revision, as changes written by upstream nodes do not)."""
 
     missed: int
+    resume_after: int | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +97,9 @@ class ChangeStream(Generic[T]):
 
     Iteration waits at most `timeout` seconds (given at creation) for each event and ends
     when none arrives in time, or when the stream is closed; with `timeout=None` it waits
-    until the next event or until `close()` is called (from any thread).
+    until the next event or until `close()` is called (from any thread). With `after`, the
+    stream is resumable (see the module doc); creating it raises `CompactedError` when the
+    backend no longer keeps every change after that revision.
     """
 
     def __init__(
@@ -97,48 +110,79 @@ class ChangeStream(Generic[T]):
         *,
         timeout: float | None = None,
         buffer: int = DEFAULT_BUFFER,
+        after: int | None = None,
         on_close: Callable[[ChangeStream[T]], None] | None = None,
     ) -> None:
         if buffer < 1:
             raise ValueError("buffer must be at least 1")
+        if after is not None:
+            if isinstance(after, bool) or not isinstance(after, int):
+                raise TypeError(f"after takes a revision (an int), not {type(after).__name__}")
+            if after < 0:
+                raise ValueError(f"after must be a revision >= 0, not {after}")
         self.name = name
         self.timeout = timeout
+        self._backend = backend
         self._decode = decode
         self._capacity = buffer
         self._pending: collections.deque[ChangeEvent] = collections.deque()
         self._missed = 0
         self._closed = False
         self._ready = threading.Condition(threading.Lock())
+        self._reading = threading.Lock()  # one reader at a time: replay state is the reader's
         self._on_close = on_close
+        self._resumable = after is not None
+        self._last = after
+        """The revision of the last event delivered (or skipped past): replays start here."""
+        self._replay: collections.deque[ChangeEvent] = collections.deque()
+        self._needs_history = self._resumable
         self._cancel = backend.subscribe(name, self._push)
+        if self._resumable:
+            start = time.monotonic()
+            try:
+                self._read_history(None if timeout is None else start + timeout, retry=False)
+            except BaseException:
+                self.close()
+                raise
 
     @property
     def closed(self) -> bool:
         """True once `close()` was called."""
         return self._closed
 
+    @property
+    def last_revision(self) -> int | None:
+        """The revision of the last event delivered (for a resumable stream: where it
+        would resume), or None before the first one."""
+        return self._last
+
     def get(self, timeout: float | None = None) -> Event[T]:
         """The next event; waits at most `timeout` s (None: the stream's own timeout; if
         that is None too, until an event arrives or `close()` is called).
 
-        Raises `DRefTimeoutError` when the time is up and `ContextClosedError` once closed.
+        Raises `DRefTimeoutError` when the time is up and `ContextClosedError` once closed;
+        a resumable stream raises `CompactedError` when history it needs is gone (it then
+        goes on from the oldest change still kept).
         """
         if timeout is None:
             timeout = self.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._ready:
-            while not (self._pending or self._missed or self._closed):
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise DRefTimeoutError(f"no change of {self.name} within {timeout:g} s")
-                self._ready.wait(remaining)
-            if self._closed:
-                raise ContextClosedError(f"the change stream of {self.name} is closed")
-            if self._missed:
-                missed, self._missed = self._missed, 0
-                return Lagged(missed)
-            raw = self._pending.popleft()
-        return self._to_event(raw)
+        if not self._reading.acquire(timeout=-1 if deadline is None else max(timeout or 0, 0)):
+            raise DRefTimeoutError(f"no change of {self.name} within {timeout:g} s")
+        try:
+            while True:
+                if self._needs_history and not self._replay and not self._closed:
+                    self._read_history(deadline, retry=True)
+                raw = self._next_raw(deadline, timeout)
+                if raw is None:
+                    continue
+                if isinstance(raw, Lagged):
+                    return raw
+                if raw.revision:
+                    self._last = raw.revision
+                return self._to_event(raw)
+        finally:
+            self._reading.release()
 
     def next(self, timeout: float | None = None) -> Event[T]:
         """Same as `get`: the next event within `timeout` seconds."""
@@ -160,6 +204,7 @@ class ChangeStream(Generic[T]):
                 return
             self._closed = True
             self._pending.clear()
+            self._replay.clear()
             self._ready.notify_all()
         self._cancel()
         if self._on_close is not None:
@@ -180,8 +225,11 @@ class ChangeStream(Generic[T]):
         """In a child forked while this stream was open: listen on the child's backend.
         Runs while the child has no other thread (the parent's listener is not ours)."""
         self._ready = threading.Condition(threading.Lock())
+        self._reading = threading.Lock()
+        self._backend = backend
         if not self._closed:
             self._cancel = backend.subscribe(self.name, self._push)
+            self._needs_history = self._resumable
 
     def _push(self, event: ChangeEvent) -> None:
         """The backend listener: buffer the raw event, dropping the oldest when full."""
@@ -189,10 +237,82 @@ class ChangeStream(Generic[T]):
             if self._closed:
                 return
             if len(self._pending) >= self._capacity:
-                self._pending.popleft()
+                dropped = self._pending.popleft()
+                if self._last is None and dropped.revision and not self._missed:
+                    self._last = dropped.revision - 1  # nothing delivered yet: resume here
                 self._missed += 1
             self._pending.append(event)
             self._ready.notify()
+
+    def _next_raw(
+        self, deadline: float | None, timeout: float | None
+    ) -> ChangeEvent | Lagged | None:
+        """The next replayed or live event to deliver, a `Lagged`, or None when the
+        history must be read again first. Waits for a live event until `deadline`."""
+        with self._ready:
+            while True:
+                if self._closed:
+                    raise ContextClosedError(f"the change stream of {self.name} is closed")
+                if self._replay:
+                    return self._replay.popleft()
+                if self._missed:
+                    missed, self._missed = self._missed, 0
+                    if self._resumable:
+                        self._needs_history = True
+                        return None
+                    return Lagged(missed, self._last)
+                if self._needs_history:
+                    return None
+                while self._pending:
+                    raw = self._pending.popleft()
+                    if not self._resumable:
+                        return raw
+                    if raw.resync:
+                        self._needs_history = True
+                        return None
+                    if raw.revision == 0 or self._last is None or raw.revision > self._last:
+                        return raw
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise DRefTimeoutError(f"no change of {self.name} within {timeout:g} s")
+                self._ready.wait(remaining)
+
+    def _read_history(self, deadline: float | None, *, retry: bool) -> None:
+        """Queue the next page of kept changes after the last delivered revision; clears
+        `_needs_history` once a page comes back empty. With `retry`, failures are retried
+        until `deadline` (None: until the stream closes)."""
+        assert self._last is not None
+        pause = 0.05
+        while True:
+            try:
+                page = self._backend.history(
+                    self.name,
+                    self._last,
+                    timeout=None if deadline is None else call_timeout(deadline),
+                )
+            except CompactedError as exc:
+                self._last = exc.oldest_available - 1  # go on from what is kept
+                raise
+            except DRefError as exc:
+                if not retry:
+                    raise
+                if self._closed:
+                    return
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    raise DRefTimeoutError(
+                        f"the change history of {self.name} could not be read: {exc}"
+                    ) from exc
+                _log.debug("reading the change history of %s failed: %s", self.name, exc)
+                with self._ready:
+                    self._ready.wait(pause)  # close() wakes it
+                pause = min(pause * 2, 1.0)
+                continue
+            with self._ready:
+                if page:
+                    self._replay.extend(page)
+                else:
+                    self._needs_history = False
+            return
 
     def _to_event(self, raw: ChangeEvent) -> Event[T]:
         if raw.kind is ChangeKind.DELETE or raw.value is None:
@@ -264,7 +384,14 @@ class Subscription(Generic[T]):
             self._thread.start()
 
     def _run(self) -> None:
-        for event in self._stream:
+        while True:
+            try:
+                event = self._stream.get()
+            except CompactedError as exc:  # the stream goes on from the oldest kept change
+                _log.warning("on_change of %s missed changes: %s", self._stream.name, exc)
+                continue
+            except (DRefTimeoutError, ContextClosedError):
+                return
             try:
                 self._callback(event)
             except Exception:  # a failing callback must not end the subscription

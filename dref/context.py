@@ -272,7 +272,12 @@ class Context:
             self._open.discard(item)
 
     def _open_stream(
-        self, name: str, decode: Callable[[bytes], T], timeout: float | None, buffer: int
+        self,
+        name: str,
+        decode: Callable[[bytes], T],
+        timeout: float | None,
+        buffer: int,
+        after: int | None,
     ) -> ChangeStream[T]:
         stream = ChangeStream(
             self._open_backend(),
@@ -280,6 +285,7 @@ class Context:
             decode,
             timeout=timeout,
             buffer=buffer,
+            after=after,
             on_close=self._untrack,
         )
         self._track(stream)
@@ -291,8 +297,9 @@ class Context:
         decode: Callable[[bytes], T],
         callback: Callable[[Event[T]], object],
         buffer: int,
+        after: int | None,
     ) -> Subscription[T]:
-        stream = ChangeStream(self._open_backend(), name, decode, buffer=buffer)
+        stream = ChangeStream(self._open_backend(), name, decode, buffer=buffer, after=after)
         subscription = Subscription(stream, callback, on_cancel=self._untrack)
         self._track(subscription)
         return subscription

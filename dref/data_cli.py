@@ -140,6 +140,13 @@ def add_data_commands(commands: Any) -> None:
         metavar="S",
         help="stop (exit 0) after S seconds without a change (default: never)",
     )
+    watch.add_argument(
+        "--after",
+        type=int,
+        metavar="REV",
+        help="first print every kept change after revision REV (say, the last one a"
+        " previous watch printed), then live ones",
+    )
 
     lock = commands.add_parser(
         "lock",
@@ -366,7 +373,9 @@ def _delete(args: argparse.Namespace) -> int:
 def _watch(args: argparse.Namespace) -> int:
     codec = _codec(args.codec)
     with _stop_on_signals(), _context(args, DEFAULT_TIMEOUT) as ctx:
-        stream: dref.ChangeStream[Any] = dref.DRef(ctx, args.name, codec).changes(args.timeout)
+        stream: dref.ChangeStream[Any] = dref.DRef(ctx, args.name, codec).changes(
+            args.timeout, after=args.after
+        )
         # read after subscribing: fails now if the backend is unreachable, and gives the
         # state that events without a revision (a backend's resync) may merely repeat
         entry = ctx.backend.get(args.name, timeout=DEFAULT_TIMEOUT)
@@ -413,8 +422,10 @@ def _event_line(args: argparse.Namespace, event: Event[Any]) -> str:
         return f"deleted {name} revision {event.revision}"
     if isinstance(event, Lagged):
         if args.json:
-            return _json_line({"event": "lagged", "name": name, "missed": event.missed})
-        return f"lagged {name}: missed {event.missed} changes"
+            document = {"event": "lagged", "name": name, "missed": event.missed}
+            return _json_line({**document, "resume_after": event.resume_after})
+        resume = "" if event.resume_after is None else f" (--after {event.resume_after})"
+        return f"lagged {name}: missed {event.missed} changes{resume}"
     assert isinstance(event, Undecodable)
     if args.json:
         document = {"event": "undecodable", "name": name, "revision": event.revision}

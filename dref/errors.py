@@ -64,6 +64,22 @@ class StorageError(DRefError):
         self.reason = reason
 
 
+class CompactedError(DRefError, LookupError):
+    """The change history no longer reaches back to `after`: changes of `name` with a
+    revision >= `oldest_available` are kept, older ones were dropped (retention, or a
+    node that restarted from a snapshot). Resume with `after=oldest_available - 1` and
+    re-read with `get()`, or start a stream from now."""
+
+    def __init__(self, name: str, after: int, oldest_available: int) -> None:
+        super().__init__(
+            f"the change history of {name} starts at revision {oldest_available};"
+            f" changes after {after} are no longer all kept"
+        )
+        self.name = name
+        self.after = after
+        self.oldest_available = oldest_available
+
+
 class BackendUnavailableError(DRefError, ConnectionError):
     """The backend (Redis server, Raft cluster) cannot be reached within the timeout."""
 

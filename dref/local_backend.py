@@ -5,7 +5,8 @@ Unlike upstream's local context (spec 1.6, 7.27), an expired value is invisible 
 reported as a DELETE event: a value found expired by an operation is removed there, and
 one daemon thread, ``dref-local-expiry``, sleeps until the earliest deadline and removes
 values nobody touched. Every change, expiry included, takes the next value of one global
-revision counter, so revisions only grow.
+revision counter, so revisions only grow. The last `history_revisions` changes stay in
+memory for resumable change streams (`history`).
 
 Listeners are called synchronously by the writing thread, in revision order: a writer
 hands over from the store lock to a publish lock before it lets the next writer in, so
@@ -31,6 +32,7 @@ from dref.backend import (
     ListenerRegistry,
     ReadPolicyName,
 )
+from dref.contracts.changes import DEFAULT_HISTORY_REVISIONS, HISTORY_PAGE, ChangeHistory
 from dref.errors import ConfigError, ContextClosedError, NotFoundError
 from dref.wire.encoded_int import add_to_encoded
 
@@ -55,7 +57,11 @@ class LocalBackend(Backend):
     """A `Backend` held in this process's memory; see the module docstring."""
 
     def __init__(
-        self, *, default_ttl: float = 5.0, max_value_size: int = DEFAULT_MAX_VALUE_SIZE
+        self,
+        *,
+        default_ttl: float = 5.0,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        history_revisions: int = DEFAULT_HISTORY_REVISIONS,
     ) -> None:
         if default_ttl <= 0:
             raise ConfigError("default_ttl must be positive")
@@ -70,6 +76,7 @@ class LocalBackend(Backend):
         self._publish_lock = threading.Lock()
         self._deadlines: list[tuple[float, int, str]] = []  # heap of (deadline, revision, name)
         self._registry = ListenerRegistry()
+        self._history = ChangeHistory(history_revisions)
         self._closed = False
         self._expiry = threading.Thread(
             target=self._expire_loop, name=EXPIRY_THREAD_NAME, daemon=True
@@ -81,9 +88,14 @@ class LocalBackend(Backend):
     def reopen_after_fork(self) -> LocalBackend:
         """The child's own copy of the values (one process's memory, as after any fork),
         with fresh locks and expiry thread. Runs while the child has no other thread."""
-        copy = LocalBackend(default_ttl=self.default_ttl, max_value_size=self.max_value_size)
+        copy = LocalBackend(
+            default_ttl=self.default_ttl,
+            max_value_size=self.max_value_size,
+            history_revisions=self._history.retention,
+        )
         copy._items = dict(self._items)
         copy._revision = self._revision
+        copy._history = self._history.copy()
         copy._deadlines = list(self._deadlines)
         return copy
 
@@ -212,6 +224,14 @@ class LocalBackend(Backend):
             self._check_open()
             return self._registry.add(name, listener)
 
+    def history(
+        self, name: str, after: int, *, limit: int = HISTORY_PAGE, timeout: float | None = None
+    ) -> list[ChangeEvent]:
+        """The kept changes of `name` after revision `after` (see `Backend.history`)."""
+        with self._lock:
+            self._check_open()
+            return self._history.since(name, after, limit)
+
     def close(self) -> None:
         """Stop the expiry thread and refuse further calls. Idempotent."""
         with self._lock:
@@ -273,14 +293,19 @@ class LocalBackend(Backend):
         self._items[name] = _Item(value, revision, deadline)
         if deadline is not None:
             self._schedule(deadline, revision, name)
-        events.append(ChangeEvent(name, ChangeKind.SET, value, revision))
+        self._note(events, ChangeEvent(name, ChangeKind.SET, value, revision))
         return revision
 
     def _remove(self, name: str, events: list[ChangeEvent]) -> int:
         self._items.pop(name, None)
         revision = self._next_revision()
-        events.append(ChangeEvent(name, ChangeKind.DELETE, None, revision))
+        self._note(events, ChangeEvent(name, ChangeKind.DELETE, None, revision))
         return revision
+
+    def _note(self, events: list[ChangeEvent], event: ChangeEvent) -> None:
+        """Keep `event` in the history and queue it for the listeners."""
+        self._history.record(event)
+        events.append(event)
 
     def _schedule(self, deadline: float, revision: int, name: str) -> None:
         heapq.heappush(self._deadlines, (deadline, revision, name))

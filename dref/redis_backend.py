@@ -18,19 +18,31 @@ What we add, invisible to upstream:
   lock's acquiring write is its fencing token. The counter is never deleted. A value with
   no counter (written by an upstream node) has revision 0. Conditional writes compare the
   value bytes *and* the counter, so a foreign write of another value makes them fail.
-  Names starting with ``dref:rev:`` are reserved and refused.
+  Names starting with ``dref:rev:`` or ``dref:history:`` are reserved and refused.
 * **Revisions in events.** Before the upstream payload, a script publishes
   ``<revision>:<name>`` on channel ``dref:change-rev``; the subscriber pairs it with the
   ``dref-change`` message that follows it. Events of upstream writers carry revision 0.
+* **History.** The same script appends each write to a Redis Stream capped near
+  `history_revisions` entries, ``dref:history:{<name>}``, with ID ``<revision>-0``, for
+  resumable change streams (`history`). Writes by upstream nodes take no revision and are
+  not in it. Best effort: a missing permission or a broken stream never fails a write, and
+  readers see a gap as `CompactedError`, never a wrong page (see ``redis_scripts``).
+* **Expiries with revisions.** A TTL expiry runs no script; the first of our scripts to find
+  the value gone while the history ends with a set (a write, a history read, the poll
+  below) records it: a revision, a delete in the history, and ``x<revision>:<name>`` on
+  ``dref:change-rev`` alone, which subscribers turn into a DELETE with that revision.
 
 Events: one pub/sub connection per backend, read by the daemon thread
 ``dref-redis-pubsub``, which fans events out through a ``ListenerRegistry`` in the order
 Redis published them. That thread also polls the subscribed names every ``poll_interval``
 seconds: Redis emits nothing on natural expiry (keyspace notifications are not used), so a
-name found absent that was last seen present yields a synthetic DELETE (how lock waiters
-and stolen-lock detection notice an expired lock, also one written by an upstream node).
-After the pub/sub connection reconnects, every subscribed name is re-read and a synthetic
-event is delivered where the value differs from the last one seen (the current value when
+name found absent that was last seen present is reported (how lock waiters and stolen-lock
+detection notice an expired lock, also one written by an upstream node): the poll records
+the expiry as above and the ``x`` message delivers its DELETE, once; where the history
+cannot tell (an upstream value, no history) a synthetic DELETE with revision 0 is
+delivered instead. After the pub/sub connection reconnects, every subscribed name is
+re-read and a synthetic event marked `resync` is delivered where the value differs from
+the last one seen or its counter moved past the last revision seen (the current value when
 none was seen: a baseline is read shortly after each new subscription). A name found
 absent by that baseline read also gets a DELETE, so a lock waiter whose holder expired
 right after the waiter subscribed still wakes up. Synthetic events carry revision 0 and
@@ -73,9 +85,11 @@ from dref.backend import (
     ReadPolicyName,
     call_timeout,
 )
+from dref.contracts.changes import DEFAULT_HISTORY_REVISIONS, HISTORY_PAGE, HISTORY_PAGE_BYTES
 from dref.errors import (
     BackendUnavailableError,
     CodecError,
+    CompactedError,
     ConfigError,
     ContextClosedError,
     DRefError,
@@ -93,9 +107,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHANGE_CHANNEL",
+    "HISTORY_KEY_PREFIX",
     "REVISION_CHANNEL",
     "REVISION_KEY_PREFIX",
     "RedisBackend",
+    "history_key",
     "redis_context",
     "revision_key",
     "ttl_seconds",
@@ -105,10 +121,14 @@ CHANGE_CHANNEL = b"dref-change"
 """Upstream's change channel: MsgPack ``ChangePayload`` messages."""
 
 REVISION_CHANNEL = b"dref:change-rev"
-"""Our channel: ``<revision>:<name>``, published right before each of our payloads."""
+"""Our channel: ``<revision>:<name>``, published right before each of our payloads, and
+``x<revision>:<name>`` for a recorded expiry (no payload follows)."""
 
 REVISION_KEY_PREFIX = "dref:rev:"
 """Revision counters live at ``dref:rev:{<name>}``; names with this prefix are refused."""
+
+HISTORY_KEY_PREFIX = "dref:history:"
+"""History streams live at ``dref:history:{<name>}``; names with this prefix are refused."""
 
 MAX_VALUE_SIZE_LIMIT = 256 * 1024 * 1024
 """Largest allowed ``max_value_size``: the change payload may be twice the value, and
@@ -121,12 +141,18 @@ output-buffer hard limit, which would otherwise disconnect every subscriber."""
 _log = logging.getLogger("dref.redis")
 _UNKNOWN = object()  # last seen of a name not read yet, nothing missed so far
 _STALE = object()  # last seen of a name not read yet that may have missed changes
+_VANISHING = object()  # last seen of a name found absent whose DELETE event is on its way
 _MGET_CHUNK = 256
 
 
 def revision_key(name: str) -> bytes:
     """The key of `name`'s revision counter."""
     return b"dref:rev:{" + name.encode() + b"}"
+
+
+def history_key(name: str) -> bytes:
+    """The key of `name`'s history stream (the same Redis Cluster hash tag as its counter)."""
+    return b"dref:history:{" + name.encode() + b"}"
 
 
 def ttl_seconds(ttl: float) -> int:
@@ -144,6 +170,8 @@ class RedisBackend(Backend):
     `ca_file`, `cert_file` and `key_file` are the TLS files of a ``rediss://`` URL: the CA
     that signed the server's certificate, and this client's certificate and key for a
     server that requires them (redis-py's ``ssl_*`` URL options work too).
+    `history_revisions` is how many changes of each name its history stream keeps at least
+    (``XADD MAXLEN ~``, so a few more); 0 records none.
     """
 
     def __init__(
@@ -160,6 +188,7 @@ class RedisBackend(Backend):
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
         poll_interval: float = 1.0,
         max_connections: int = 64,
+        history_revisions: int = DEFAULT_HISTORY_REVISIONS,
     ) -> None:
         self._settings: dict[str, Any] = {
             "url": url,
@@ -173,6 +202,7 @@ class RedisBackend(Backend):
             "max_value_size": max_value_size,
             "poll_interval": poll_interval,
             "max_connections": max_connections,
+            "history_revisions": history_revisions,
         }
         if style not in ("rust", "scala"):
             raise ConfigError(f"style must be 'rust' or 'scala', not {style!r}")
@@ -180,6 +210,13 @@ class RedisBackend(Backend):
             raise ConfigError("timeout, default_ttl and poll_interval must be positive")
         if not 0 < max_value_size <= MAX_VALUE_SIZE_LIMIT:
             raise ConfigError(f"max_value_size must be in 1..{MAX_VALUE_SIZE_LIMIT}")
+        if (
+            isinstance(history_revisions, bool)
+            or not isinstance(history_revisions, int)
+            or history_revisions < 0
+        ):
+            raise ConfigError(f"history_revisions must be an int >= 0, not {history_revisions!r}")
+        self.history_revisions = history_revisions
         self.default_ttl = default_ttl
         self.max_value_size = max_value_size
         self.interop_locking = interop_locking
@@ -255,10 +292,7 @@ class RedisBackend(Backend):
             raise CodecError(f"cannot increment {name} by {delta}: Redis adds exactly to 2**53")
         head, tail = _payload_around_value(name, self.style)
         scala = "1" if self.style == "scala" else "0"
-        keys = [self._key(name), revision_key(name)]
-        reply = self._eval(
-            redis_scripts.INCREMENT, keys, [head, delta, fmt, scala, tail], timeout
-        )
+        reply = self._eval(redis_scripts.INCREMENT, name, [head, delta, fmt, scala, tail], timeout)
         if reply is None:
             raise NotFoundError(name)
         revision, number = int(reply[0]), reply[1]
@@ -289,9 +323,8 @@ class RedisBackend(Backend):
         key = self._key(name)
         if expected is None:
             return bool(self._command(("EXPIRE", key, ttl_seconds(ttl)), timeout))
-        args = [*_expected_args(expected)[1:], ttl_seconds(ttl)]
-        keys = [key, revision_key(name)]
-        return bool(self._eval(redis_scripts.EXPIRE_IF, keys, [b"", *args], timeout))
+        args = [b"", *_expected_args(expected)[1:], ttl_seconds(ttl)]
+        return bool(self._eval(redis_scripts.EXPIRE_IF, name, args, timeout))
 
     def subscribe(
         self,
@@ -336,6 +369,35 @@ class RedisBackend(Backend):
                 watcher.unwatch(name, sees_own_writes)
 
         return cancel
+
+    def history(
+        self, name: str, after: int, *, limit: int = HISTORY_PAGE, timeout: float | None = None
+    ) -> list[ChangeEvent]:
+        """The kept changes of `name` after revision `after` (see `Backend.history`), read
+        from its stream together with its counter by one script, which first records a
+        pending expiry. The page stops early at a gap in the stream (a revision whose entry
+        could not be written); a gap or trimmed entries right after `after` raise
+        CompactedError with the oldest revision from which the stream is complete."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, not {limit}")
+        args: list[bytes | int | str] = [b"", after, limit, HISTORY_PAGE_BYTES]  # no payload
+        counter, rows = self._eval(redis_scripts.HISTORY, name, args, timeout)
+        if counter <= after:
+            return []
+        page: list[ChangeEvent] = []
+        for entry_id, fields in rows:
+            revision = int(entry_id.partition(b"-")[0])
+            if revision != after + 1 + len(page) or revision > counter:
+                break
+            entry = dict(zip(fields[::2], fields[1::2], strict=False))
+            if entry.get(b"kind") == b"s":
+                page.append(ChangeEvent(name, ChangeKind.SET, entry.get(b"value", b""), revision))
+            else:
+                page.append(ChangeEvent(name, ChangeKind.DELETE, None, revision))
+        if page:
+            return page
+        first = int(rows[0][0].partition(b"-")[0]) if rows else counter + 1
+        raise CompactedError(name, after, min(first, counter + 1))
 
     def close(self) -> None:
         """Stop the pub/sub thread and drop every connection. Idempotent."""
@@ -391,10 +453,10 @@ class RedisBackend(Backend):
             current = self.get(name, timeout=call_timeout(deadline))
             value = fn(None if current is None else current.value)
             self.check_value_size(name, value)
-            keys = [self._key(name), revision_key(name), self._key(lock_name)]
             payload = self._payload(name, value, False)
-            args = [payload, value, token]
-            rev = self._eval(redis_scripts.SET_IF_LOCKED, keys, args, call_timeout(deadline))
+            script = redis_scripts.SET_IF_LOCKED
+            lock = [self._key(lock_name)]
+            rev = self._eval(script, name, [payload, value, token], call_timeout(deadline), lock)
             if rev is None:
                 raise LockStolenError(lock_name, decode_lock_token(token))
             return int(rev)
@@ -407,8 +469,9 @@ class RedisBackend(Backend):
     # -- internals ----------------------------------------------------------------------
 
     def _key(self, name: str) -> bytes:
-        if name.startswith(REVISION_KEY_PREFIX):
-            raise ConfigError(f"names starting with {REVISION_KEY_PREFIX!r} are reserved")
+        for prefix in (REVISION_KEY_PREFIX, HISTORY_KEY_PREFIX):
+            if name.startswith(prefix):
+                raise ConfigError(f"names starting with {prefix!r} are reserved")
         return name.encode()
 
     def _payload(self, name: str, value: bytes, delete: bool) -> bytes:
@@ -424,9 +487,8 @@ class RedisBackend(Backend):
         args: Sequence[bytes | int | str],
         timeout: float | None,
     ) -> int | None:
-        keys = [self._key(name), revision_key(name)]
         payload = self._payload(name, value, delete)
-        rev = self._eval(script, keys, [payload, *args], timeout)
+        rev = self._eval(script, name, [payload, *args], timeout)
         if rev is None:
             return None
         watcher = self._watcher
@@ -437,16 +499,29 @@ class RedisBackend(Backend):
     def _eval(
         self,
         script: redis_scripts.Script,
-        keys: Sequence[bytes],
+        name: str,
         args: Sequence[bytes | int | str],
         timeout: float | None,
+        extra_keys: Sequence[bytes] = (),
     ) -> Any:
-        """Run `script` with the channel arguments prepended (ARGV[1], ARGV[2])."""
-        tail = (len(keys), *keys, CHANGE_CHANNEL, REVISION_CHANNEL, *args)
+        """Run `script` on `name` with the layout of ``redis_scripts``: the value and revision
+        keys, then `extra_keys`; the channels and the history retention, then `args`."""
+        keys = (self._key(name), revision_key(name), *extra_keys)
+        retention = self.history_revisions
+        tail = (len(keys), *keys, CHANGE_CHANNEL, REVISION_CHANNEL, retention, *args)
         try:
             return self._command(("EVALSHA", script.sha, *tail), timeout)
         except NoScriptError:  # a restarted or flushed server: nothing ran, send the source
             return self._command(("EVAL", script.source, *tail), timeout)
+
+    def _note_expiry(self, name: str) -> int:
+        """Record a pending expiry of `name` (``NOTE_EXPIRY``); returns the revision of the
+        delete ending its history, or 0 when the history cannot tell (no history, an
+        upstream value, the user may not run the script)."""
+        try:
+            return int(self._eval(redis_scripts.NOTE_EXPIRY, name, [b""], None))
+        except PermissionDeniedError:
+            return 0
 
     def _read_many(
         self, names: Sequence[str], timeout: float | None
@@ -602,6 +677,9 @@ class _Watcher(threading.Thread):
         self._state_changed = threading.Condition(self._lock)
         self._refused: DRefError | None = None  # why Redis refused the last session, if it did
         self._delivered_revision: dict[str, int] = {}  # watched name -> highest delivered
+        # Watched name -> the highest revision its last seen state reflects (from events and
+        # the reads that set a baseline): a newer delete in its history is still on its way.
+        self._known_revision: dict[str, int] = {}
 
     def watch(self, name: str, synced: bool) -> None:
         """Track `name`; its baseline is read soon if it is new. `synced`: writes to it wait
@@ -636,6 +714,7 @@ class _Watcher(threading.Thread):
                 self._counts.pop(name, None)
                 self._seen.pop(name, None)
                 self._delivered_revision.pop(name, None)
+                self._known_revision.pop(name, None)
                 self._state_changed.notify_all()
 
     def wait_delivered(self, name: str, revision: int, timeout: float) -> None:
@@ -718,7 +797,7 @@ class _Watcher(threading.Thread):
             self._tentative.clear()
             self._confirming.clear()
             for name, seen in self._seen.items():
-                if seen is _UNKNOWN or name in doubtful:
+                if seen is _UNKNOWN or seen is _VANISHING or name in doubtful:
                     self._seen[name] = _STALE
 
     def _session(self, pubsub: redis.client.PubSub) -> None:
@@ -765,6 +844,8 @@ class _Watcher(threading.Thread):
         if channel == REVISION_CHANNEL:
             rev, _, written_name = data.partition(b":")
             self._pending = (written_name, int(rev)) if rev.isdigit() else None
+            if rev[:1] == b"x" and rev[1:].isdigit():
+                self._on_expiry(written_name.decode(errors="replace"), int(rev[1:]))
             return
         pending, self._pending = self._pending, None
         if pending is not None and pending[0].decode(errors="replace") not in self._seen:
@@ -783,10 +864,30 @@ class _Watcher(threading.Thread):
             self._seen[name] = value
         self._emit(name, value, revision)
         if revision:
-            with self._lock:
-                if revision > self._delivered_revision.get(name, 0):
-                    self._delivered_revision[name] = revision
-                self._state_changed.notify_all()
+            self._delivered(name, revision)
+
+    def _on_expiry(self, name: str, revision: int) -> None:
+        """A script recorded an expiry of `name` at `revision`: deliver its DELETE, unless a
+        DELETE already reported the value gone (an upstream delete's, a resync's)."""
+        with self._lock:
+            if name not in self._seen:
+                return
+            reported = self._seen[name] is None
+            self._seen[name] = None
+        if not reported:
+            self._emit(name, None, revision)
+        self._delivered(name, revision)
+
+    def _delivered(self, name: str, revision: int) -> None:
+        """`revision` of `name` reached the listeners: wake writers waiting for it."""
+        with self._lock:
+            if name not in self._seen:
+                return
+            if revision > self._delivered_revision.get(name, 0):
+                self._delivered_revision[name] = revision
+            if revision > self._known_revision.get(name, 0):
+                self._known_revision[name] = revision
+            self._state_changed.notify_all()
 
     def _sync(self, pubsub: redis.client.PubSub, *, vanish_only: bool) -> None:
         """Re-read tracked names; report what pub/sub did not (see the module doc)."""
@@ -798,8 +899,10 @@ class _Watcher(threading.Thread):
                 names = list(self._seen)
         for start in range(0, len(names), _MGET_CHUNK):
             chunk = names[start : start + _MGET_CHUNK]
-            for name, (value, _) in zip(chunk, self._backend._read_many(chunk, None), strict=True):
-                self._reconcile(name, value, vanish_only)
+            for name, (value, revision) in zip(
+                chunk, self._backend._read_many(chunk, None), strict=True
+            ):
+                self._reconcile(name, value, revision, vanish_only)
         with self._lock:
             if not self._tentative:
                 return
@@ -808,24 +911,48 @@ class _Watcher(threading.Thread):
             self._confirming[tag.encode()], self._tentative = self._tentative, set()
         pubsub.ping(tag)
 
-    def _reconcile(self, name: str, value: bytes | None, vanish_only: bool) -> None:
+    def _reconcile(self, name: str, value: bytes | None, revision: int, vanish_only: bool) -> None:
+        """Compare `name`'s value and counter, as just read, with what was last seen."""
         with self._lock:
             if name not in self._seen:
                 return
             seen = self._seen[name]
-            if seen is _UNKNOWN:
+            known = self._known_revision.get(name, 0)
+            if seen is _UNKNOWN:  # the baseline read of a new subscription
+                self._known_revision[name] = max(known, revision)
                 self._seen[name] = value
                 if value is not None:
                     self._tentative.add(name)
                     return
-            if seen is not _STALE and (seen == value or (vanish_only and value is not None)):
+        if seen is _UNKNOWN:  # absent: wake a waiter whose holder just expired, at once
+            self._emit(name, None, 0)
+            return
+        with self._lock:
+            if seen is _STALE or (
+                not vanish_only and (seen != value or revision > known)
+            ):  # changes may have been missed (a reconnect)
+                resync = True
+                self._known_revision[name] = max(known, revision)
+            elif seen is None or value is not None:
                 return
+            else:  # the poll: a value seen present is gone
+                resync = False
+        if value is None:
+            deleted = self._backend._note_expiry(name)  # first records a pending expiry
+            if not resync and deleted > known:  # its DELETE event is on its way
+                with self._lock:
+                    if self._seen.get(name) is seen:
+                        self._seen[name] = _VANISHING
+                return
+        with self._lock:
+            if self._seen.get(name) is not seen:
+                return  # changed meanwhile (an event, unwatch, mark_stale): that reports it
             self._seen[name] = value
-        self._emit(name, value, 0)
+        self._emit(name, value, 0, resync=resync)
 
-    def _emit(self, name: str, value: bytes | None, revision: int) -> None:
+    def _emit(self, name: str, value: bytes | None, revision: int, *, resync: bool = False) -> None:
         kind = ChangeKind.DELETE if value is None else ChangeKind.SET
-        self._backend._registry.publish(ChangeEvent(name, kind, value, revision))
+        self._backend._registry.publish(ChangeEvent(name, kind, value, revision, resync))
 
 
 def redis_context(

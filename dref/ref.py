@@ -182,18 +182,31 @@ class DRef(Generic[T]):
     # -- changes -------------------------------------------------------------------------
 
     def changes(
-        self, timeout: float | None = None, buffer: int = DEFAULT_BUFFER
+        self,
+        timeout: float | None = None,
+        buffer: int = DEFAULT_BUFFER,
+        *,
+        after: int | None = None,
     ) -> ChangeStream[T]:
         """A stream of every later change (see `ChangeStream`); iteration ends after
-        `timeout` seconds without an event. Close it (or use `with`) when done."""
-        return self._context._open_stream(self.name, self.codec.decode, timeout, buffer)
+        `timeout` seconds without an event. With `after=REVISION`, first every change after
+        that revision, then live ones, each exactly once (`CompactedError` if the backend no
+        longer keeps them). Close it (or use `with`) when done."""
+        return self._context._open_stream(self.name, self.codec.decode, timeout, buffer, after)
 
     def on_change(
-        self, callback: Callable[[Event[T]], object], buffer: int = DEFAULT_BUFFER
+        self,
+        callback: Callable[[Event[T]], object],
+        buffer: int = DEFAULT_BUFFER,
+        *,
+        after: int | None = None,
     ) -> Subscription[T]:
-        """Call `callback(event)` for every later change, on a thread of its own, until the
-        returned subscription is cancelled (or the context closes)."""
-        return self._context._open_subscription(self.name, self.codec.decode, callback, buffer)
+        """Call `callback(event)` for every later change (with `after`: every change after
+        that revision first), on a thread of its own, until the returned subscription is
+        cancelled (or the context closes)."""
+        return self._context._open_subscription(
+            self.name, self.codec.decode, callback, buffer, after
+        )
 
 
 def _counter_format(codec: Codec[Any]) -> str | None:

@@ -3,11 +3,14 @@ machine emits (shared by the public API, the Raft server and storage)."""
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from dref.errors import CompactedError, ConfigError
 
 _log = logging.getLogger("dref")
 
@@ -25,12 +28,16 @@ class ChangeEvent:
 
     `value` is None for deletes. `revision` is the revision of the write that caused the
     change, or 0 when the backend cannot know it (a change written by an upstream node).
+    `resync` marks an event a backend made up after it may have missed changes (it
+    reconnected, or its server installed a snapshot): the state it reports is current,
+    but changes before it may be missing, so a resumable stream re-reads the history.
     """
 
     name: str
     kind: ChangeKind
     value: bytes | None
     revision: int
+    resync: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +46,85 @@ class Entry:
 
     value: bytes
     revision: int
+
+
+DEFAULT_HISTORY_REVISIONS = 10_000
+"""Changes (of all names together) a backend keeps for resumable change streams."""
+
+HISTORY_PAGE = 256
+"""Most changes one `Backend.history` call returns; a reader asks again for the rest."""
+
+HISTORY_PAGE_BYTES = 1 << 20
+"""Most value bytes one history page carries (beyond its first change), so a page of
+large values stays one modest message."""
+
+
+class ChangeHistory:
+    """The last `retention` changes of all names, found per name, for resumable streams.
+
+    Revisions recorded must grow. Everything at or below `floor` may be missing: the
+    revisions dropped for retention, and those before a restored snapshot (`reset`).
+    Not thread-safe: its owner records and reads under its own lock.
+    """
+
+    def __init__(self, retention: int = DEFAULT_HISTORY_REVISIONS, floor: int = 0) -> None:
+        if isinstance(retention, bool) or not isinstance(retention, int) or retention < 0:
+            raise ConfigError(f"history_revisions must be an int >= 0, not {retention!r}")
+        self.retention = retention
+        self.floor = floor
+        self._order: collections.deque[str] = collections.deque()
+        self._by_name: dict[str, collections.deque[ChangeEvent]] = {}
+
+    def record(self, event: ChangeEvent) -> None:
+        """Keep `event`, dropping the oldest change when more than `retention` are kept."""
+        self._by_name.setdefault(event.name, collections.deque()).append(event)
+        self._order.append(event.name)
+        while len(self._order) > self.retention:
+            name = self._order.popleft()
+            kept = self._by_name[name]
+            self.floor = max(self.floor, kept.popleft().revision)
+            if not kept:
+                del self._by_name[name]
+
+    def copy(self) -> ChangeHistory:
+        """An independent copy (for a forked child's own backend)."""
+        twin = ChangeHistory(self.retention, self.floor)
+        twin._order = collections.deque(self._order)
+        twin._by_name = {name: collections.deque(kept) for name, kept in self._by_name.items()}
+        return twin
+
+    def reset(self, floor: int) -> None:
+        """Forget everything: the state jumped to revision `floor` (a snapshot)."""
+        self._order.clear()
+        self._by_name.clear()
+        self.floor = floor
+
+    def since(
+        self,
+        name: str,
+        after: int,
+        limit: int = HISTORY_PAGE,
+        max_bytes: int = HISTORY_PAGE_BYTES,
+    ) -> list[ChangeEvent]:
+        """The first kept changes of `name` with a revision above `after`, oldest first:
+        at most `limit`, and no more once their values exceed `max_bytes`. Raises
+        CompactedError when changes after `after` may have been dropped."""
+        if after < self.floor:
+            raise CompactedError(name, after, self.floor + 1)
+        newer: list[ChangeEvent] = []
+        for event in reversed(self._by_name.get(name, ())):
+            if event.revision <= after:
+                break
+            newer.append(event)
+        newer.reverse()
+        page: list[ChangeEvent] = []
+        size = 0
+        for event in newer[:limit]:
+            if page and size + len(event.value or b"") > max_bytes:
+                break
+            size += len(event.value or b"")
+            page.append(event)
+        return page
 
 
 Listener = Callable[[ChangeEvent], None]

@@ -9,6 +9,7 @@ prefix, since the cluster keeps every earlier test's data).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import itertools
 import shutil
@@ -22,6 +23,7 @@ import pytest
 
 import dref
 from dref.backend import Backend, ChangeEvent, Entry, Listener, ReadPolicyName
+from dref.contracts.changes import HISTORY_PAGE
 
 _TESTS = Path(__file__).resolve().parent.parent
 
@@ -112,11 +114,17 @@ class Prefixed(Backend):
         sees_own_writes: bool = True,
     ) -> Callable[[], None]:
         def unprefixed(event: ChangeEvent) -> None:
-            listener(ChangeEvent(name, event.kind, event.value, event.revision))
+            listener(dataclasses.replace(event, name=name))
 
         return self.inner.subscribe(
             self.prefix + name, unprefixed, timeout=timeout, sees_own_writes=sees_own_writes
         )
+
+    def history(
+        self, name: str, after: int, *, limit: int = HISTORY_PAGE, timeout: float | None = None
+    ) -> list[ChangeEvent]:
+        page = self.inner.history(self.prefix + name, after, limit=limit, timeout=timeout)
+        return [dataclasses.replace(event, name=name) for event in page]
 
     def close(self) -> None:
         self.inner.close()

@@ -65,6 +65,9 @@ class SpyBackend(Backend):
             name, listener, timeout=timeout, sees_own_writes=sees_own_writes
         )
 
+    def history(self, name, after, *, limit=256, timeout=None):
+        return self.inner.history(name, after, limit=limit, timeout=timeout)
+
     def close(self) -> None:
         self.inner.close()
 

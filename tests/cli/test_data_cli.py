@@ -262,6 +262,20 @@ def test_watch_with_a_timeout_stops_after_that_long_without_changes(
     assert (result.returncode, result.stdout) == (0, "")
 
 
+@pytest.mark.slow
+def test_watch_after_a_revision_prints_the_changes_it_missed_first(
+    backend: list[str], name: str
+) -> None:
+    first = revision_of(run_dref("set", name, "1", *backend))
+    second = revision_of(run_dref("set", name, "2", *backend))
+    gone = revision_of(run_dref("delete", name, *backend))
+    result = run_dref("watch", name, "--after", str(first), "--timeout", "0.5", *backend)
+    assert ok(result).splitlines() == [
+        f"changed {name} revision {second}: 2",
+        f"deleted {name} revision {gone}",
+    ]
+
+
 # -- lock ---------------------------------------------------------------------------------
 
 
