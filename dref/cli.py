@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     node.add_argument("--max-value-size", type=int, help="largest value in bytes")
     node.add_argument(
+        "--history-revisions",
+        type=int,
+        help="changes kept in memory for resumable change streams, ref.changes(after=...)"
+        " (default 10000; 0 keeps none)",
+    )
+    node.add_argument(
         "--peer-transport",
         choices=["socket", "grpc"],
         help="how to reach peers: the native socket protocol (default; gRPC for a peer"
@@ -334,7 +340,11 @@ def _run_node(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    options = {} if args.max_value_size is None else {"max_value_size": args.max_value_size}
+    options: dict[str, Any] = {}
+    if args.max_value_size is not None:
+        options["max_value_size"] = args.max_value_size
+    if args.history_revisions is not None:
+        options["history_revisions"] = args.history_revisions
     node = KeyValueNode(config, **options)
     log_filter.node = node
     log = logging.getLogger("dref.node")

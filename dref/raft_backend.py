@@ -12,10 +12,15 @@ the changes it applies (spec 1.5). Subscribing a name the stream lacks opens a n
 with the current names that replaces the old one on the node without losing or repeating
 a change (events at or below the last revision delivered for a name are dropped, in case).
 When the stream breaks or says RESYNC (the node installed a snapshot or the reader lagged),
-or a replacement lands on another node, the thread reconnects, re-reads every name and
-delivers a synthetic event (revision of the stored entry; DELETE with revision 0 when
-absent) where it differs from the last one delivered, so listeners never stay behind
+or a replacement lands on another node, the thread reconnects and, for every name, delivers
+the changes the leader's history keeps after the last revision delivered, so listeners miss
+nothing. Where the history does not reach back that far, it re-reads the name and delivers
+a synthetic event (revision of the stored entry; DELETE with revision 0 when absent; marked
+`resync`) where it differs from the last one delivered, so listeners never stay behind
 silently.
+
+History (`history`) is read from the leader, linearizably: the changes its state machine
+keeps (see `KeyValueStateMachine`).
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from dref.backend import (
     ListenerRegistry,
     ReadPolicyName,
 )
-from dref.errors import ConfigError, ContextClosedError, DRefError
+from dref.contracts.changes import HISTORY_PAGE
+from dref.errors import CompactedError, ConfigError, ContextClosedError, DRefError
 from dref.raft.client import Client, Resync, Watch
 from dref.wire.client_protocol import DEFAULT_MAX_VALUE_SIZE
 
@@ -158,6 +164,13 @@ class RaftBackend(Backend):
         """Re-arm the expiry of the live entry (with `expected`: only if it is that one)."""
         self._check(name)
         return self.client.expire_if(name, ttl, expected, timeout=timeout)
+
+    def history(
+        self, name: str, after: int, *, limit: int = HISTORY_PAGE, timeout: float | None = None
+    ) -> list[ChangeEvent]:
+        """The leader's kept changes of `name` after revision `after` (see `Backend.history`)."""
+        self._check(name)
+        return self.client.history(name, after, limit=limit, timeout=timeout)
 
     def subscribe(
         self,
@@ -393,12 +406,18 @@ class _Watcher(threading.Thread):
                 self._last[name] = state
 
     def _resync(self, names: frozenset[str], deadline: float | None = None) -> None:
-        """Re-read `names` (until `deadline`); deliver a synthetic event where one differs
-        from the last delivered (a name read for the first time only sets the baseline)."""
+        """Bring `names` up to date (until `deadline`): deliver the changes the leader's
+        history keeps after the last revision delivered; where it does not reach back,
+        re-read and deliver a `resync` event if the state differs from the last delivered
+        (a name read for the first time only sets the baseline)."""
         for name in names:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return
+            with self._state_lock:
+                last = self._last.get(name)
+            if last is not None and last[2] > 0 and self._replay(name, last[2], deadline):
+                continue
             current = self._read(name, remaining)
             with self._state_lock:
                 last = self._last.get(name)
@@ -407,7 +426,23 @@ class _Watcher(threading.Thread):
                     continue
             if current == last or current[0] is last[0] is ChangeKind.DELETE:
                 continue
-            self._deliver(ChangeEvent(name, current[0], current[1], current[2]), dedupe=False)
+            resynced = ChangeEvent(name, current[0], current[1], current[2], resync=True)
+            self._deliver(resynced, dedupe=False)
+
+    def _replay(self, name: str, after: int, deadline: float | None) -> bool:
+        """Deliver the kept changes of `name` after revision `after`; False when the
+        history no longer reaches back that far."""
+        while True:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            try:
+                page = self._backend.client.history(name, after, timeout=remaining)
+            except CompactedError:
+                return False
+            if not page:
+                return True
+            for event in page:
+                self._deliver(event, dedupe=True)
+            after = page[-1].revision
 
     def _deliver(self, event: ChangeEvent, *, dedupe: bool) -> None:
         with self._state_lock:

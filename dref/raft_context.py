@@ -16,6 +16,7 @@ from typing import Any
 
 from dref.backend import ReadPolicyName
 from dref.context import Context
+from dref.contracts.changes import DEFAULT_HISTORY_REVISIONS
 from dref.errors import ConfigError
 from dref.raft.client import Client
 from dref.raft_backend import DEFAULT_TTL, RaftBackend
@@ -43,6 +44,7 @@ def raft_context(
     metrics_listen: str | None = None,
     tls: TLS | None = None,
     roles: Mapping[str, str] | None = None,
+    history_revisions: int = DEFAULT_HISTORY_REVISIONS,
 ) -> Context:
     """A context on a key/value node embedded here (`peers`: the OTHER voters' id -> address).
 
@@ -51,6 +53,7 @@ def raft_context(
     `metrics_listen` ("host:port") serves the node's Prometheus metrics there. `tls`
     (`dref.TLS(cert, key, ca)`, a certificate naming `node_id`) turns on mutual TLS for the
     node and for this context's calls; `roles` maps client certificate names to roles.
+    `history_revisions` changes stay in the node's memory for `ref.changes(after=...)`.
     """
     from dref.raft.config import NodeConfig
 
@@ -85,6 +88,7 @@ def raft_context(
             snapshot_every=snapshot_every,
         )
         arguments += ["--max-value-size", str(max_value_size)]
+        arguments += ["--history-revisions", str(history_revisions)]
         if metrics_listen is not None:
             arguments += ["--metrics-listen", metrics_listen]
         if config.tls is not None:
@@ -102,7 +106,9 @@ def raft_context(
     else:
         from dref.raft.kv_node import KeyValueNode
 
-        node = KeyValueNode(config, max_value_size=max_value_size)
+        node = KeyValueNode(
+            config, max_value_size=max_value_size, history_revisions=history_revisions
+        )
         address, stop = node.address, node.close
     try:
         client = Client(

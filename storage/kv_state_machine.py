@@ -23,6 +23,14 @@ delete (always) / deleting delete-if-expired / applied compare-and-delete -> DEL
 expiry re-arming -> nothing. `restore` emits no events (like upstream, spec 1.5) but calls
 every resync listener, telling subscribers that changes may have been missed and they
 should re-read.
+
+Client sessions (`ClientSessions`): a command carrying a session is applied once; a resent
+one is answered from the kept answer, with no event.
+
+History: the last `history_revisions` change events are kept in memory (not in snapshots,
+whose bytes upstream reads) and answered by the `history` query, for resumable change
+streams. After `restore` it starts empty at the snapshot's revision, so a node reaches
+back only to its last snapshot or restart: older requests are told the oldest it keeps.
 """
 
 from __future__ import annotations
@@ -34,12 +42,26 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from dref.contracts.changes import ChangeEvent, ChangeKind, ListenerRegistry
-from dref.errors import CodecError
+from dref.contracts.changes import (
+    DEFAULT_HISTORY_REVISIONS,
+    HISTORY_PAGE,
+    ChangeEvent,
+    ChangeHistory,
+    ChangeKind,
+    ListenerRegistry,
+)
+from dref.errors import CodecError, CompactedError
+from dref.storage.client_sessions import ClientSessions
 from dref.storage.expiry_index import ExpiryIndex
 from dref.wire.encoded_int import add_to_encoded
 from dref.wire.proto import state_command_pb2 as sc
-from dref.wire.proto.dref_native_pb2 import CommandResult, KeyValueQuery, KeyValueQueryResult
+from dref.wire.proto.dref_native_pb2 import (
+    CommandResult,
+    HistoryQuery,
+    KeyValueQuery,
+    KeyValueQueryResult,
+    WatchEvent,
+)
 from dref.wire.proto.raft_pb2 import KeyValueSnapshot, KVEntry
 
 __all__ = ["KeyValueStateMachine", "StoredValue"]
@@ -91,11 +113,13 @@ class _Callbacks:
 class KeyValueStateMachine:
     """The replicated key/value store (implements `dref.raft.StateMachine`); thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, history_revisions: int = DEFAULT_HISTORY_REVISIONS) -> None:
         self._lock = threading.Lock()
         self._entries: dict[str, StoredValue] = {}
         self._expiries = ExpiryIndex()
         self._revision = 0
+        self._history = ChangeHistory(history_revisions)
+        self._sessions = ClientSessions()
         self.listeners = ListenerRegistry()
         """Change events per name, published on the applying thread in apply order."""
         self._resync = _Callbacks()
@@ -142,13 +166,22 @@ class KeyValueStateMachine:
             return CommandResult().SerializeToString()
         events: list[ChangeEvent] = []
         scheduled: list[int] = []
+        session = parsed.session if parsed.HasField("session") else None
         with self._lock:
-            result = self._apply(parsed, events, scheduled)
+            if session is not None:
+                kept = self._sessions.kept_answer(session)
+                if kept is not None:
+                    return kept  # applied before (or unknowable): never twice
+            answer = self._apply(parsed, events, scheduled).SerializeToString()
+            if session is not None:
+                self._sessions.remember(session, answer)
+            for event in events:
+                self._history.record(event)
         for event in events:
             self.listeners.publish(event)
         for expire_at in scheduled:
             self._expiry_scheduled.call(expire_at)
-        return result.SerializeToString()
+        return answer
 
     def apply_batch(self, commands: list[bytes]) -> list[bytes]:
         """Apply `commands` in order; one result per command."""
@@ -159,6 +192,7 @@ class KeyValueStateMachine:
         entries sorted by name so equal states give equal bytes."""
         with self._lock:
             snap = KeyValueSnapshot(revision=self._revision)
+            self._sessions.save(snap)
             for name in sorted(self._entries):
                 stored = self._entries[name]
                 entry = KVEntry(key=name, value=stored.value, revision=stored.revision)
@@ -187,6 +221,8 @@ class KeyValueStateMachine:
                     self._expiries.add(expire_at, entry.key)
                 top = max(top, entry.revision)
             self._revision = top
+            self._history.reset(top)
+            self._sessions.load(snap)
             earliest = self._expiries.earliest()
         self._resync.call()
         if earliest is not None:
@@ -214,9 +250,24 @@ class KeyValueStateMachine:
                 later = self._expiries.next_after(parsed.due.now)
                 if later is not None:
                     result.next_expire_at = later
+            elif question == "history":
+                self._answer_history(parsed.history, result)
             else:
                 raise CodecError("KeyValueQuery names no question")
         return result.SerializeToString()
+
+    def _answer_history(self, question: HistoryQuery, result: KeyValueQueryResult) -> None:
+        try:
+            limit = question.limit or HISTORY_PAGE
+            page = self._history.since(question.name, question.after, limit)
+        except CompactedError as exc:
+            result.oldest_available = exc.oldest_available
+            return
+        for event in page:
+            kind = WatchEvent.SET if event.kind is ChangeKind.SET else WatchEvent.DELETE
+            result.history.append(
+                WatchEvent(kind=kind, value=event.value or b"", revision=event.revision)
+            )
 
     # -- the commands (called with the lock held) ----------------------------------------
 
@@ -269,6 +320,9 @@ class KeyValueStateMachine:
             return self._rearm(c9.name, c9.expire_at, scheduled)
         if op == "increment":
             return self._increment(command.increment, events)
+        if op == "open_session":
+            session_id = self._sessions.open(command.open_session.now)
+            return CommandResult(applied=True, session_id=session_id)
         return CommandResult()  # empty, start_new_term, or a member this version lacks
 
     def _increment(self, command: sc.IncrementCommand, events: list[ChangeEvent]) -> CommandResult:

@@ -36,10 +36,11 @@ from typing import Any, TypeVar
 
 import grpc
 
-from dref.contracts.changes import ChangeEvent, ChangeKind, Entry
+from dref.contracts.changes import HISTORY_PAGE, ChangeEvent, ChangeKind, Entry
 from dref.errors import (
     BackendUnavailableError,
     CodecError,
+    CompactedError,
     ConfigError,
     ContextClosedError,
     DRefError,
@@ -53,6 +54,7 @@ from dref.errors import (
 )
 from dref.raft.pipeline import Pipeline, PipelineRefused, PipelineStats
 from dref.raft.socket_pipeline import CONNECT_TIMEOUT, SocketPipeline
+from dref.raft.write_session import SessionTag, WriteSession
 from dref.wire.client_protocol import LEADER_ADDRESS_KEY, now_ms
 from dref.wire.node_socket import grpc_port_discovery
 from dref.wire.proto import dref_native_pb2 as native
@@ -152,7 +154,8 @@ class Client:
         """`address_map` translates any address the client would dial (a configured one or
         a leader hint) into the one to use, for nodes reached through proxies or NAT.
         `retry(error, write)` is asked before a failed call is tried again within its
-        timeout; False raises `error` at once (None: retry whatever may succeed later).
+        timeout (`write`: resending it could apply it twice, a write without a session);
+        False raises `error` at once (None: retry whatever may succeed later).
         `transport` carries key/value calls on the node's socket ("socket", gRPC for a node
         without one) or on the gRPC Pipeline stream ("grpc"); `unix_sockets` maps a node
         address to the Unix socket path that node serves on this machine. `tls` makes every
@@ -182,6 +185,8 @@ class Client:
         self._address_map = dict(address_map or {})
         self._retry = retry
         self._closed = False
+        self._session = WriteSession()
+        self._sessions_on = True
         self._given = {self._address_map.get(a, a) for a in addresses}
         """The addresses this client was configured with (after `address_map`)."""
         for address in addresses:
@@ -194,11 +199,12 @@ class Client:
     ) -> int:
         """Write unconditionally; returns the new revision."""
         request = sc.SetElementCommand(name=name, value=value, expire_at=_expire_at(ttl))
-        run = _piped(
+        reply = self._write(
             lambda: native.PipelineCall(set=request),
             lambda n, t: n.native.Set(request, timeout=t),
+            timeout,
+            name, value,
         )
-        reply = self._call(run, timeout, name, value, write=True)
         return int(reply.revision)
 
     def set_if_absent(
@@ -206,11 +212,12 @@ class Client:
     ) -> int | None:
         """Create `name` only if it is absent or expired; the revision, or None if present."""
         request = sc.SetElementIfNotExistCommand(name=name, value=value, expire_at=_expire_at(ttl))
-        run = _piped(
+        reply = self._write(
             lambda: native.PipelineCall(set_if_absent=request),
             lambda n, t: n.native.SetIfAbsent(request, timeout=t),
+            timeout,
+            name, value,
         )
-        reply = self._call(run, timeout, name, value, write=True)
         return int(reply.revision) if reply.applied else None
 
     def get(
@@ -226,14 +233,30 @@ class Client:
         reply = self._call(run, timeout, name)
         return Entry(reply.value, reply.revision) if reply.found else None
 
+    def history(
+        self, name: str, after: int, *, limit: int = HISTORY_PAGE, timeout: float | None = None
+    ) -> list[ChangeEvent]:
+        """The changes of `name` after revision `after` the leader keeps, oldest first (a
+        page of at most `limit`); CompactedError when they are no longer all kept."""
+        request = native.NativeHistoryRequest(name=name, after=after, limit=limit)
+        run = _piped(
+            lambda: native.PipelineCall(history=request),
+            lambda n, t: n.native.History(request, timeout=t),
+        )
+        reply = self._call(run, timeout, name)
+        if reply.HasField("oldest_available"):
+            raise CompactedError(name, after, reply.oldest_available)
+        return [_change(name, event) for event in reply.events]
+
     def delete(self, name: str, *, timeout: float | None = None) -> int:
         """Delete `name` (also when absent); returns the revision of the delete."""
         request = sc.DeleteElementCommand(name=name)
-        run = _piped(
+        reply = self._write(
             lambda: native.PipelineCall(delete=request),
             lambda n, t: n.native.Delete(request, timeout=t),
+            timeout,
+            name,
         )
-        reply = self._call(run, timeout, name, write=True)
         return int(reply.revision)
 
     def expire(self, name: str, ttl: float, *, timeout: float | None = None) -> None:
@@ -255,11 +278,12 @@ class Client:
         if expected is not None:
             request.expected_revision = expected.revision
             request.expected_value = expected.value
-        run = _piped(
+        reply = self._write(
             lambda: native.PipelineCall(expire_if=request),
             lambda n, t: n.native.ExpireIf(request, timeout=t),
+            timeout,
+            name,
         )
-        reply = self._call(run, timeout, name, write=True)
         return bool(reply.applied)
 
     def compare_and_set(
@@ -277,11 +301,12 @@ class Client:
         if expected is not None:
             request.expected_revision = expected.revision
             request.expected_value = expected.value
-        run = _piped(
+        reply = self._write(
             lambda: native.PipelineCall(compare_and_set=request),
             lambda n, t: n.native.CompareAndSet(request, timeout=t),
+            timeout,
+            name, value,
         )
-        reply = self._call(run, timeout, name, value, write=True)
         return int(reply.revision) if reply.applied else None
 
     def increment(
@@ -292,11 +317,12 @@ class Client:
         request = sc.IncrementCommand(name=name, delta=delta)
         if fmt == "json":
             request.format = sc.IncrementCommand.JSON
-        run = _piped(
+        reply = self._write(
             lambda: native.PipelineCall(increment=request),
             lambda n, t: n.native.Increment(request, timeout=t),
+            timeout,
+            name,
         )
-        reply = self._call(run, timeout, name, write=True)
         if reply.applied:
             return int(reply.number), int(reply.revision)
         if reply.refused:
@@ -310,11 +336,12 @@ class Client:
         request = sc.CompareAndDeleteCommand(
             name=name, expected_revision=expected.revision, expected_value=expected.value
         )
-        run = _piped(
+        reply = self._write(
             lambda: native.PipelineCall(compare_and_delete=request),
             lambda n, t: n.native.CompareAndDelete(request, timeout=t),
+            timeout,
+            name,
         )
-        reply = self._call(run, timeout, name, write=True)
         return bool(reply.applied)
 
     def watch(self, *names: str, replaces: int = 0, timeout: float | None = None) -> Watch:
@@ -475,6 +502,69 @@ class Client:
                 self._aliases[reply.ids[-1]] = address
         return self._aliases.get(leader_id)
 
+    def _write(
+        self,
+        make_call: Callable[[], native.PipelineCall],
+        unary: Callable[[_Node, float], Any],
+        timeout: float | None,
+        name: str,
+        value: bytes = b"",
+    ) -> Any:
+        """A write carried in this client's session where the node takes pipelines, so it
+        is resent through leader changes, lost connections and slow answers until
+        `timeout`, and applied once (see `dref.storage.client_sessions`); the reply."""
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        for _ in range(3):  # a session that expired while this client was idle: reopen
+            tag = self._session_tag(deadline)
+            try:
+                reply = self._call(
+                    _piped(make_call, unary, tag),
+                    max(deadline - time.monotonic(), 0.001),
+                    name,
+                    value,
+                    write=True,
+                    tag=tag,
+                )
+            finally:
+                if tag is not None:
+                    self._session.done(tag)
+            if tag is None or not reply.session_expired:
+                return reply
+            self._session.expire(tag.session_id)
+            if tag.sent > 1:
+                self._count(unknown_outcomes=1)
+                raise QuorumLostError(
+                    "the write's session expired while it was resent: it may or may not"
+                    " have been applied"
+                )
+        raise DRefError("the nodes forgot every session this client opened for the write")
+
+    def _session_tag(self, deadline: float) -> SessionTag | None:
+        """The next write's place in this client's session, opening one if needed; None
+        where sessions are not available (a node that lacks them, or takes no pipelines)."""
+        tag = self._session.begin()
+        if tag is not None or not self._sessions_on:
+            return tag
+        with self._session.opening:
+            if not self._session.session_id and self._sessions_on:
+                self._open_session(deadline)
+        return self._session.begin()
+
+    def _open_session(self, deadline: float) -> None:
+        def unary(node: _Node, remaining: float) -> Any:
+            raise _NoPipeline
+
+        run = _piped(lambda: native.PipelineCall(open_session=sc.OpenSessionCommand()), unary)
+        try:
+            reply = self._call(run, max(deadline - time.monotonic(), 0.001), "")  # resendable
+        except _NoPipeline:
+            reply = None
+        if reply is None or not reply.session_id:
+            self._sessions_on = False  # the node cannot keep sessions: writes go without
+            return
+        self._session.start(int(reply.session_id))
+
     def _call(
         self,
         run: Callable[[_Node, float], _R],
@@ -483,11 +573,12 @@ class Client:
         value: bytes = b"",
         *,
         write: bool = False,
+        tag: SessionTag | None = None,
     ) -> _R:
         """`_attempts`, counted in `stats` and timed for `observe_call`."""
         started = time.monotonic()
         try:
-            result = self._attempts(run, timeout, name, value, write=write)
+            result = self._attempts(run, timeout, name, value, write=write, tag=tag)
         except DRefError:
             self._count(calls=1, failures=1)
             raise
@@ -511,12 +602,15 @@ class Client:
         value: bytes = b"",
         *,
         write: bool = False,
+        tag: SessionTag | None = None,
     ) -> _R:
         """Run `run(node, remaining)` on the leader, following hints and retrying within
-        the deadline (see the module doc)."""
+        the deadline (see the module doc). A write with a session `tag` is retried like a
+        read while every attempt carried the session: the nodes apply it once."""
         limit = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         failure: DRefError = DRefTimeoutError(f"no answer within {limit:g} s")
+        maybe_applied = False  # an attempt of a session write may have reached a leader
         for attempt in range(1_000_000):  # bounded by the deadline long before this
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -525,15 +619,35 @@ class Client:
             try:
                 return run(node, remaining)
             except grpc.RpcError as error:
-                failure, again_now = self._classify(node, error, deadline, name, value, write)
-                if self._retry is not None and not self._retry(failure, write):
-                    raise failure from None
+                exposed = write and (tag is None or tag.unprotected)
+                maybe_applied = maybe_applied or (write and _may_have_applied(error))
+                try:
+                    failure, again_now = self._classify(
+                        node, error, deadline, name, value, exposed
+                    )
+                except DRefError as final:
+                    raise self._unknown(final, maybe_applied) from None
+                if self._retry is not None and not self._retry(failure, exposed):
+                    raise self._unknown(failure, maybe_applied) from None
             self._count(retries=1)
             pause = 0.0 if again_now and attempt == 0 else _backoff(attempt)
             pause = min(pause, deadline - time.monotonic())
             if pause > 0:
                 time.sleep(pause)  # backoff between retries, bounded by the call's deadline
+        if maybe_applied:
+            raise self._unknown(failure, maybe_applied)
         raise self._explain(failure, limit)
+
+    def _unknown(self, failure: DRefError, maybe_applied: bool) -> DRefError:
+        """`failure` of a session write, restated as an unknown outcome where an earlier
+        attempt may have been applied (it then applies at most once)."""
+        if not maybe_applied or "may or may not" in str(failure):
+            return failure
+        self._count(unknown_outcomes=1)
+        cause = f"{failure} (an earlier attempt may or may not have been applied, once)"
+        if isinstance(failure, DRefTimeoutError):
+            return DRefTimeoutError(cause)
+        return QuorumLostError(cause)
 
     def _explain(self, failure: DRefError, waited: float) -> DRefError:
         """What to raise when a call found no leader in time: `NoQuorumError` when the
@@ -686,20 +800,35 @@ class Watch:
         self._stream.cancel()
 
 
+class _NoPipeline(Exception):
+    """The node takes no pipelined calls (so no session can be opened on it)."""
+
+
 def _piped(
-    make_call: Callable[[], native.PipelineCall], unary: Callable[[_Node, float], Any]
+    make_call: Callable[[], native.PipelineCall],
+    unary: Callable[[_Node, float], Any],
+    tag: SessionTag | None = None,
 ) -> Callable[[_Node, float], Any]:
     """A `Client._call` runner sending `make_call()` on the node's pipeline (the reply is
-    the answer's NativeGetResponse or WriteResponse), or `unary` where the node refuses
-    pipelines."""
+    the answer's NativeGetResponse or WriteResponse), with the session `tag` if given, or
+    `unary` (which carries no session) where the node refuses pipelines."""
 
     def run(node: _Node, remaining: float) -> Any:
         deadline = time.monotonic() + remaining
         if node.pipeline.usable:
+            call = make_call()
+            if tag is not None:
+                call.session.CopyFrom(tag.message())
+                tag.sent += 1
             try:
-                return node.pipeline.call(make_call(), remaining)
+                return node.pipeline.call(call, remaining)
             except PipelineRefused:
-                pass  # nothing was sent: go unary on this node for a while
+                if tag is not None:
+                    tag.sent -= 1  # nothing was sent
+                # go unary on this node for a while
+        if tag is not None:
+            tag.unprotected = True
+            tag.sent += 1
         return unary(node, max(0.001, deadline - time.monotonic()))
 
     return run
@@ -735,6 +864,16 @@ def _trailing(error: grpc.RpcError, key: str) -> str | None:
 
 _NEVER_SENT = ("failed to connect", "connection refused", "dns resolution failed", "no route")
 """gRPC failure details that mean the connection never opened, so no request was sent."""
+
+
+def _may_have_applied(error: grpc.RpcError) -> bool:
+    """Whether a failed write attempt may have been proposed (it was sent, and no node
+    refused it before proposing)."""
+    code = error.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        details = error.details() or ""
+        return details == "quorum-lost" or not _never_sent(details)
+    return code == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 def _never_sent(details: str) -> bool:

@@ -14,6 +14,7 @@ import threading
 import uuid
 from types import TracebackType
 
+from dref.contracts.changes import DEFAULT_HISTORY_REVISIONS
 from dref.errors import ContextClosedError, DRefError, NotLeaderError
 from dref.raft.config import NodeConfig
 from dref.raft.metrics import MetricsServer
@@ -54,9 +55,10 @@ class KeyValueNode:
         max_pipelines: int = MAX_PIPELINES,
         pipeline: bool = True,
         leader_address_hint: bool = True,
+        history_revisions: int = DEFAULT_HISTORY_REVISIONS,
     ):
         self.config = config
-        self.state_machine = KeyValueStateMachine()
+        self.state_machine = KeyValueStateMachine(history_revisions=history_revisions)
         self.services = KeyValueServices(
             self.state_machine,
             peer_ids=list(config.peers),

@@ -12,7 +12,7 @@ import pytest
 from polling import wait_for
 
 from dref.backend import Entry
-from dref.errors import BackendUnavailableError, ConfigError
+from dref.errors import ConfigError
 from dref.raft.client import Client
 from dref.raft.socket_pipeline import SocketPipeline
 from dref.wire.frames import FrameKind, FrameReader, Hello, encode_frame
@@ -74,7 +74,8 @@ def test_a_node_without_a_socket_is_served_over_grpc(make_kv_cluster):
         revision = client.set("k", b"v")
         assert client.get("k") == Entry(b"v", revision)
         pipeline = _pipeline(client, node.address)
-        assert pipeline._fallback.snapshot().calls_sent == 2  # both went on the gRPC stream
+        # the session's opening, the set and the get all went on the gRPC stream
+        assert pipeline._fallback.snapshot().calls_sent == 3
 
 
 def _client_connection(port: int) -> tuple[socket.socket, FrameReader]:
@@ -114,33 +115,52 @@ def test_bad_client_frames_are_refused_and_the_node_keeps_serving(make_kv_cluste
         assert client.set("still", b"serving") > 0
 
 
-def test_a_write_cut_off_with_its_connection_may_or_may_not_have_applied(make_kv_cluster):
+def test_a_write_cut_off_with_its_connection_is_resent_and_applied_once(make_kv_cluster):
+    """The write waits at a leader without quorum when its connection is reset: the client
+    resends it in its session on a new connection, so once the quorum is back both copies
+    in the leader's log commit and the state machine applies one."""
+    from tests.testkit.fault_proxy import FaultProxy
+
     cluster = make_kv_cluster(3)
     leader = cluster.leader()
-    with Client([leader.address], timeout=30) as client:
-        client.set("k", b"v0")
-        for node_id in [i for i in cluster.nodes if i != leader.node_id]:
-            cluster.stop(node_id)  # no quorum: the write waits at the leader
-        outcome: list[BaseException] = []
-
-        def write() -> None:
-            try:
-                client.set("k", b"v1", timeout=20)
-            except BaseException as exc:
-                outcome.append(exc)
-
-        base = leader.services.pipeline_stats().calls_in
-        writer = threading.Thread(target=write)
-        writer.start()
-        wait_for(
-            lambda: leader.services.pipeline_stats().calls_in > base, 15, "the write arrives"
+    host, port = leader.address.rsplit(":", 1)
+    with FaultProxy((host, int(port)), seed=5) as proxy:
+        via_proxy = f"127.0.0.1:{proxy.port}"
+        client = Client(
+            [via_proxy], timeout=30, transport="grpc", address_map={leader.address: via_proxy}
         )
-        leader.node.socket_server.close()  # every connection reset under the waiting write
-        writer.join(30)
-        assert not writer.is_alive()
-        assert outcome and isinstance(outcome[0], BackendUnavailableError)
-        assert "may or may not" in str(outcome[0])
-        assert client.stats().unknown_outcomes == 1
+        with client:
+            created = client.set("n", b"\x00")  # MsgPack 0
+            stopped = [i for i in cluster.nodes if i != leader.node_id]
+            for node_id in stopped:
+                cluster.stop(node_id)  # no quorum: the write waits at the leader
+            outcome: list[object] = []
+
+            def write() -> None:
+                try:
+                    outcome.append(client.increment("n", 1, "msgpack", timeout=60))
+                except BaseException as exc:
+                    outcome.append(exc)
+
+            base = leader.services.pipeline_stats().calls_in
+            writer = threading.Thread(target=write)
+            writer.start()
+            wait_for(
+                lambda: leader.services.pipeline_stats().calls_in > base, 15, "the write arrives"
+            )
+            proxy.reset()  # the connection drops under the waiting write
+            wait_for(
+                lambda: leader.services.pipeline_stats().calls_in > base + 1,
+                30,
+                "the write is resent",
+            )
+            for node_id in stopped:
+                cluster.start(node_id)
+            writer.join(90)
+            assert not writer.is_alive()
+            assert outcome == [(1, outcome[0][1])], outcome  # type: ignore[index]
+            assert client.stats().unknown_outcomes == 0
+            assert len(client.history("n", created)) == 1  # applied once
 
 
 def test_a_local_client_uses_the_nodes_unix_socket(make_kv_cluster, tmp_path):

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from dref.wire.proto import state_command_pb2 as dref_dot_wire_dot_proto_dot_state__command__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!dref/wire/proto/dref_native.proto\x12\x11io.github.tobia80\x1a#dref/wire/proto/state_command.proto\"\x9a\x01\n\rCommandResult\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x1e\n\x11\x63urrent_expire_at\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\r\x12\x0e\n\x06number\x18\x05 \x01(\x12\x12\x0f\n\x07refused\x18\x06 \x01(\tB\x14\n\x12_current_expire_at\"s\n\rKeyValueQuery\x12*\n\x03get\x18\x01 \x01(\x0b\x32\x1b.io.github.tobia80.GetQueryH\x00\x12*\n\x03\x64ue\x18\x02 \x01(\x0b\x32\x1b.io.github.tobia80.DueQueryH\x00\x42\n\n\x08question\"%\n\x08GetQuery\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03now\x18\x02 \x01(\x04\"&\n\x08\x44ueQuery\x12\x0b\n\x03now\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"\xae\x01\n\x13KeyValueQueryResult\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x10\n\x08revision\x18\x03 \x01(\x04\x12\x16\n\texpire_at\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12\x11\n\tdue_names\x18\x05 \x03(\t\x12\x1b\n\x0enext_expire_at\x18\x06 \x01(\x04H\x01\x88\x01\x01\x42\x0c\n\n_expire_atB\x11\n\x0f_next_expire_at\"5\n\x10NativeGetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bread_policy\x18\x02 \x01(\t\"C\n\x11NativeGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x10\n\x08revision\x18\x03 \x01(\x04\"S\n\rWriteResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x0e\n\x06number\x18\x03 \x01(\x12\x12\x0f\n\x07refused\x18\x04 \x01(\t\"=\n\x0cWatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\x12\x10\n\x08replaces\x18\x03 \x01(\x04\"\xc5\x01\n\nWatchEvent\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".io.github.tobia80.WatchEvent.Kind\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x10\n\x08revision\x18\x03 \x01(\x04\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x10\n\x08watch_id\x18\x05 \x01(\x04\x12\x10\n\x08replaced\x18\x06 \x01(\x08\"2\n\x04Kind\x12\t\n\x05READY\x10\x00\x12\x07\n\x03SET\x10\x01\x12\n\n\x06\x44\x45LETE\x10\x02\x12\n\n\x06RESYNC\x10\x03\"\x0f\n\rStatusRequest\"\x1e\n\x0eStatusResponse\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x93\x04\n\x0cPipelineCall\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x32\n\x03get\x18\x02 \x01(\x0b\x32#.io.github.tobia80.NativeGetRequestH\x00\x12\x33\n\x03set\x18\x03 \x01(\x0b\x32$.io.github.tobia80.SetElementCommandH\x00\x12G\n\rset_if_absent\x18\x04 \x01(\x0b\x32..io.github.tobia80.SetElementIfNotExistCommandH\x00\x12\x39\n\x06\x64\x65lete\x18\x05 \x01(\x0b\x32\'.io.github.tobia80.DeleteElementCommandH\x00\x12\x42\n\x0f\x63ompare_and_set\x18\x06 \x01(\x0b\x32\'.io.github.tobia80.CompareAndSetCommandH\x00\x12H\n\x12\x63ompare_and_delete\x18\x07 \x01(\x0b\x32*.io.github.tobia80.CompareAndDeleteCommandH\x00\x12\x37\n\texpire_if\x18\x08 \x01(\x0b\x32\".io.github.tobia80.ExpireIfCommandH\x00\x12\x38\n\tincrement\x18\t \x01(\x0b\x32#.io.github.tobia80.IncrementCommandH\x00\x42\t\n\x07request\"B\n\tCallError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x02 \x01(\t\x12\x16\n\x0eleader_address\x18\x03 \x01(\t\"\xbe\x01\n\x0ePipelineResult\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x33\n\x03get\x18\x02 \x01(\x0b\x32$.io.github.tobia80.NativeGetResponseH\x00\x12\x31\n\x05write\x18\x03 \x01(\x0b\x32 .io.github.tobia80.WriteResponseH\x00\x12-\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1c.io.github.tobia80.CallErrorH\x00\x42\t\n\x07outcome\"s\n\rPipelineFrame\x12.\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x1f.io.github.tobia80.PipelineCall\x12\x32\n\x07results\x18\x02 \x03(\x0b\x32!.io.github.tobia80.PipelineResult2\xb5\x07\n\nDRefNative\x12P\n\x03Get\x12#.io.github.tobia80.NativeGetRequest\x1a$.io.github.tobia80.NativeGetResponse\x12M\n\x03Set\x12$.io.github.tobia80.SetElementCommand\x1a .io.github.tobia80.WriteResponse\x12_\n\x0bSetIfAbsent\x12..io.github.tobia80.SetElementIfNotExistCommand\x1a .io.github.tobia80.WriteResponse\x12S\n\x06\x44\x65lete\x12\'.io.github.tobia80.DeleteElementCommand\x1a .io.github.tobia80.WriteResponse\x12Z\n\rCompareAndSet\x12\'.io.github.tobia80.CompareAndSetCommand\x1a .io.github.tobia80.WriteResponse\x12`\n\x10\x43ompareAndDelete\x12*.io.github.tobia80.CompareAndDeleteCommand\x1a .io.github.tobia80.WriteResponse\x12P\n\x08\x45xpireIf\x12\".io.github.tobia80.ExpireIfCommand\x1a .io.github.tobia80.WriteResponse\x12R\n\tIncrement\x12#.io.github.tobia80.IncrementCommand\x1a .io.github.tobia80.WriteResponse\x12I\n\x05Watch\x12\x1f.io.github.tobia80.WatchRequest\x1a\x1d.io.github.tobia80.WatchEvent0\x01\x12M\n\x06Status\x12 .io.github.tobia80.StatusRequest\x1a!.io.github.tobia80.StatusResponse\x12R\n\x08Pipeline\x12 .io.github.tobia80.PipelineFrame\x1a .io.github.tobia80.PipelineFrame(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!dref/wire/proto/dref_native.proto\x12\x11io.github.tobia80\x1a#dref/wire/proto/state_command.proto\"\xc7\x01\n\rCommandResult\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x1e\n\x11\x63urrent_expire_at\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\r\x12\x0e\n\x06number\x18\x05 \x01(\x12\x12\x0f\n\x07refused\x18\x06 \x01(\t\x12\x12\n\nsession_id\x18\x07 \x01(\x04\x12\x17\n\x0fsession_expired\x18\x08 \x01(\x08\x42\x14\n\x12_current_expire_at\"\xa7\x01\n\rKeyValueQuery\x12*\n\x03get\x18\x01 \x01(\x0b\x32\x1b.io.github.tobia80.GetQueryH\x00\x12*\n\x03\x64ue\x18\x02 \x01(\x0b\x32\x1b.io.github.tobia80.DueQueryH\x00\x12\x32\n\x07history\x18\x03 \x01(\x0b\x32\x1f.io.github.tobia80.HistoryQueryH\x00\x42\n\n\x08question\"%\n\x08GetQuery\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03now\x18\x02 \x01(\x04\"&\n\x08\x44ueQuery\x12\x0b\n\x03now\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\":\n\x0cHistoryQuery\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\"\x92\x02\n\x13KeyValueQueryResult\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x10\n\x08revision\x18\x03 \x01(\x04\x12\x16\n\texpire_at\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12\x11\n\tdue_names\x18\x05 \x03(\t\x12\x1b\n\x0enext_expire_at\x18\x06 \x01(\x04H\x01\x88\x01\x01\x12.\n\x07history\x18\x07 \x03(\x0b\x32\x1d.io.github.tobia80.WatchEvent\x12\x1d\n\x10oldest_available\x18\x08 \x01(\x04H\x02\x88\x01\x01\x42\x0c\n\n_expire_atB\x11\n\x0f_next_expire_atB\x13\n\x11_oldest_available\"5\n\x10NativeGetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bread_policy\x18\x02 \x01(\t\"C\n\x11NativeGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x10\n\x08revision\x18\x03 \x01(\x04\"B\n\x14NativeHistoryRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\"z\n\x15NativeHistoryResponse\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.io.github.tobia80.WatchEvent\x12\x1d\n\x10oldest_available\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x13\n\x11_oldest_available\"\x80\x01\n\rWriteResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x0e\n\x06number\x18\x03 \x01(\x12\x12\x0f\n\x07refused\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\x04\x12\x17\n\x0fsession_expired\x18\x06 \x01(\x08\"=\n\x0cWatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\x12\x10\n\x08replaces\x18\x03 \x01(\x04\"\xc5\x01\n\nWatchEvent\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".io.github.tobia80.WatchEvent.Kind\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x10\n\x08revision\x18\x03 \x01(\x04\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x10\n\x08watch_id\x18\x05 \x01(\x04\x12\x10\n\x08replaced\x18\x06 \x01(\x08\"2\n\x04Kind\x12\t\n\x05READY\x10\x00\x12\x07\n\x03SET\x10\x01\x12\n\n\x06\x44\x45LETE\x10\x02\x12\n\n\x06RESYNC\x10\x03\"\x0f\n\rStatusRequest\"\x1e\n\x0eStatusResponse\x12\x0c\n\x04json\x18\x01 \x01(\t\"\xc1\x05\n\x0cPipelineCall\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x32\n\x03get\x18\x02 \x01(\x0b\x32#.io.github.tobia80.NativeGetRequestH\x00\x12\x33\n\x03set\x18\x03 \x01(\x0b\x32$.io.github.tobia80.SetElementCommandH\x00\x12G\n\rset_if_absent\x18\x04 \x01(\x0b\x32..io.github.tobia80.SetElementIfNotExistCommandH\x00\x12\x39\n\x06\x64\x65lete\x18\x05 \x01(\x0b\x32\'.io.github.tobia80.DeleteElementCommandH\x00\x12\x42\n\x0f\x63ompare_and_set\x18\x06 \x01(\x0b\x32\'.io.github.tobia80.CompareAndSetCommandH\x00\x12H\n\x12\x63ompare_and_delete\x18\x07 \x01(\x0b\x32*.io.github.tobia80.CompareAndDeleteCommandH\x00\x12\x37\n\texpire_if\x18\x08 \x01(\x0b\x32\".io.github.tobia80.ExpireIfCommandH\x00\x12\x38\n\tincrement\x18\t \x01(\x0b\x32#.io.github.tobia80.IncrementCommandH\x00\x12:\n\x07history\x18\n \x01(\x0b\x32\'.io.github.tobia80.NativeHistoryRequestH\x00\x12=\n\x0copen_session\x18\x0b \x01(\x0b\x32%.io.github.tobia80.OpenSessionCommandH\x00\x12\x31\n\x07session\x18\x14 \x01(\x0b\x32 .io.github.tobia80.ClientSessionB\t\n\x07request\"B\n\tCallError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x02 \x01(\t\x12\x16\n\x0eleader_address\x18\x03 \x01(\t\"\xfb\x01\n\x0ePipelineResult\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x33\n\x03get\x18\x02 \x01(\x0b\x32$.io.github.tobia80.NativeGetResponseH\x00\x12\x31\n\x05write\x18\x03 \x01(\x0b\x32 .io.github.tobia80.WriteResponseH\x00\x12-\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1c.io.github.tobia80.CallErrorH\x00\x12;\n\x07history\x18\x05 \x01(\x0b\x32(.io.github.tobia80.NativeHistoryResponseH\x00\x42\t\n\x07outcome\"s\n\rPipelineFrame\x12.\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x1f.io.github.tobia80.PipelineCall\x12\x32\n\x07results\x18\x02 \x03(\x0b\x32!.io.github.tobia80.PipelineResult2\x93\x08\n\nDRefNative\x12P\n\x03Get\x12#.io.github.tobia80.NativeGetRequest\x1a$.io.github.tobia80.NativeGetResponse\x12M\n\x03Set\x12$.io.github.tobia80.SetElementCommand\x1a .io.github.tobia80.WriteResponse\x12_\n\x0bSetIfAbsent\x12..io.github.tobia80.SetElementIfNotExistCommand\x1a .io.github.tobia80.WriteResponse\x12S\n\x06\x44\x65lete\x12\'.io.github.tobia80.DeleteElementCommand\x1a .io.github.tobia80.WriteResponse\x12Z\n\rCompareAndSet\x12\'.io.github.tobia80.CompareAndSetCommand\x1a .io.github.tobia80.WriteResponse\x12`\n\x10\x43ompareAndDelete\x12*.io.github.tobia80.CompareAndDeleteCommand\x1a .io.github.tobia80.WriteResponse\x12P\n\x08\x45xpireIf\x12\".io.github.tobia80.ExpireIfCommand\x1a .io.github.tobia80.WriteResponse\x12R\n\tIncrement\x12#.io.github.tobia80.IncrementCommand\x1a .io.github.tobia80.WriteResponse\x12I\n\x05Watch\x12\x1f.io.github.tobia80.WatchRequest\x1a\x1d.io.github.tobia80.WatchEvent0\x01\x12\\\n\x07History\x12\'.io.github.tobia80.NativeHistoryRequest\x1a(.io.github.tobia80.NativeHistoryResponse\x12M\n\x06Status\x12 .io.github.tobia80.StatusRequest\x1a!.io.github.tobia80.StatusResponse\x12R\n\x08Pipeline\x12 .io.github.tobia80.PipelineFrame\x1a .io.github.tobia80.PipelineFrame(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,39 +33,45 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dref.wire.proto.dref_native
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COMMANDRESULT']._serialized_start=94
-  _globals['_COMMANDRESULT']._serialized_end=248
-  _globals['_KEYVALUEQUERY']._serialized_start=250
-  _globals['_KEYVALUEQUERY']._serialized_end=365
-  _globals['_GETQUERY']._serialized_start=367
-  _globals['_GETQUERY']._serialized_end=404
-  _globals['_DUEQUERY']._serialized_start=406
-  _globals['_DUEQUERY']._serialized_end=444
-  _globals['_KEYVALUEQUERYRESULT']._serialized_start=447
-  _globals['_KEYVALUEQUERYRESULT']._serialized_end=621
-  _globals['_NATIVEGETREQUEST']._serialized_start=623
-  _globals['_NATIVEGETREQUEST']._serialized_end=676
-  _globals['_NATIVEGETRESPONSE']._serialized_start=678
-  _globals['_NATIVEGETRESPONSE']._serialized_end=745
-  _globals['_WRITERESPONSE']._serialized_start=747
-  _globals['_WRITERESPONSE']._serialized_end=830
-  _globals['_WATCHREQUEST']._serialized_start=832
-  _globals['_WATCHREQUEST']._serialized_end=893
-  _globals['_WATCHEVENT']._serialized_start=896
-  _globals['_WATCHEVENT']._serialized_end=1093
-  _globals['_WATCHEVENT_KIND']._serialized_start=1043
-  _globals['_WATCHEVENT_KIND']._serialized_end=1093
-  _globals['_STATUSREQUEST']._serialized_start=1095
-  _globals['_STATUSREQUEST']._serialized_end=1110
-  _globals['_STATUSRESPONSE']._serialized_start=1112
-  _globals['_STATUSRESPONSE']._serialized_end=1142
-  _globals['_PIPELINECALL']._serialized_start=1145
-  _globals['_PIPELINECALL']._serialized_end=1676
-  _globals['_CALLERROR']._serialized_start=1678
-  _globals['_CALLERROR']._serialized_end=1744
-  _globals['_PIPELINERESULT']._serialized_start=1747
-  _globals['_PIPELINERESULT']._serialized_end=1937
-  _globals['_PIPELINEFRAME']._serialized_start=1939
-  _globals['_PIPELINEFRAME']._serialized_end=2054
-  _globals['_DREFNATIVE']._serialized_start=2057
-  _globals['_DREFNATIVE']._serialized_end=3006
+  _globals['_COMMANDRESULT']._serialized_end=293
+  _globals['_KEYVALUEQUERY']._serialized_start=296
+  _globals['_KEYVALUEQUERY']._serialized_end=463
+  _globals['_GETQUERY']._serialized_start=465
+  _globals['_GETQUERY']._serialized_end=502
+  _globals['_DUEQUERY']._serialized_start=504
+  _globals['_DUEQUERY']._serialized_end=542
+  _globals['_HISTORYQUERY']._serialized_start=544
+  _globals['_HISTORYQUERY']._serialized_end=602
+  _globals['_KEYVALUEQUERYRESULT']._serialized_start=605
+  _globals['_KEYVALUEQUERYRESULT']._serialized_end=879
+  _globals['_NATIVEGETREQUEST']._serialized_start=881
+  _globals['_NATIVEGETREQUEST']._serialized_end=934
+  _globals['_NATIVEGETRESPONSE']._serialized_start=936
+  _globals['_NATIVEGETRESPONSE']._serialized_end=1003
+  _globals['_NATIVEHISTORYREQUEST']._serialized_start=1005
+  _globals['_NATIVEHISTORYREQUEST']._serialized_end=1071
+  _globals['_NATIVEHISTORYRESPONSE']._serialized_start=1073
+  _globals['_NATIVEHISTORYRESPONSE']._serialized_end=1195
+  _globals['_WRITERESPONSE']._serialized_start=1198
+  _globals['_WRITERESPONSE']._serialized_end=1326
+  _globals['_WATCHREQUEST']._serialized_start=1328
+  _globals['_WATCHREQUEST']._serialized_end=1389
+  _globals['_WATCHEVENT']._serialized_start=1392
+  _globals['_WATCHEVENT']._serialized_end=1589
+  _globals['_WATCHEVENT_KIND']._serialized_start=1539
+  _globals['_WATCHEVENT_KIND']._serialized_end=1589
+  _globals['_STATUSREQUEST']._serialized_start=1591
+  _globals['_STATUSREQUEST']._serialized_end=1606
+  _globals['_STATUSRESPONSE']._serialized_start=1608
+  _globals['_STATUSRESPONSE']._serialized_end=1638
+  _globals['_PIPELINECALL']._serialized_start=1641
+  _globals['_PIPELINECALL']._serialized_end=2346
+  _globals['_CALLERROR']._serialized_start=2348
+  _globals['_CALLERROR']._serialized_end=2414
+  _globals['_PIPELINERESULT']._serialized_start=2417
+  _globals['_PIPELINERESULT']._serialized_end=2668
+  _globals['_PIPELINEFRAME']._serialized_start=2670
+  _globals['_PIPELINEFRAME']._serialized_end=2785
+  _globals['_DREFNATIVE']._serialized_start=2788
+  _globals['_DREFNATIVE']._serialized_end=3831
 # @@protoc_insertion_point(module_scope)

@@ -9,28 +9,34 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CommandResult(_message.Message):
-    __slots__ = ("applied", "revision", "current_expire_at", "deleted", "number", "refused")
+    __slots__ = ("applied", "revision", "current_expire_at", "deleted", "number", "refused", "session_id", "session_expired")
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     CURRENT_EXPIRE_AT_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     REFUSED_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_EXPIRED_FIELD_NUMBER: _ClassVar[int]
     applied: bool
     revision: int
     current_expire_at: int
     deleted: int
     number: int
     refused: str
-    def __init__(self, applied: _Optional[bool] = ..., revision: _Optional[int] = ..., current_expire_at: _Optional[int] = ..., deleted: _Optional[int] = ..., number: _Optional[int] = ..., refused: _Optional[str] = ...) -> None: ...
+    session_id: int
+    session_expired: bool
+    def __init__(self, applied: _Optional[bool] = ..., revision: _Optional[int] = ..., current_expire_at: _Optional[int] = ..., deleted: _Optional[int] = ..., number: _Optional[int] = ..., refused: _Optional[str] = ..., session_id: _Optional[int] = ..., session_expired: _Optional[bool] = ...) -> None: ...
 
 class KeyValueQuery(_message.Message):
-    __slots__ = ("get", "due")
+    __slots__ = ("get", "due", "history")
     GET_FIELD_NUMBER: _ClassVar[int]
     DUE_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
     get: GetQuery
     due: DueQuery
-    def __init__(self, get: _Optional[_Union[GetQuery, _Mapping]] = ..., due: _Optional[_Union[DueQuery, _Mapping]] = ...) -> None: ...
+    history: HistoryQuery
+    def __init__(self, get: _Optional[_Union[GetQuery, _Mapping]] = ..., due: _Optional[_Union[DueQuery, _Mapping]] = ..., history: _Optional[_Union[HistoryQuery, _Mapping]] = ...) -> None: ...
 
 class GetQuery(_message.Message):
     __slots__ = ("name", "now")
@@ -48,21 +54,35 @@ class DueQuery(_message.Message):
     limit: int
     def __init__(self, now: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
 
+class HistoryQuery(_message.Message):
+    __slots__ = ("name", "after", "limit")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    after: int
+    limit: int
+    def __init__(self, name: _Optional[str] = ..., after: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
 class KeyValueQueryResult(_message.Message):
-    __slots__ = ("found", "value", "revision", "expire_at", "due_names", "next_expire_at")
+    __slots__ = ("found", "value", "revision", "expire_at", "due_names", "next_expire_at", "history", "oldest_available")
     FOUND_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_AT_FIELD_NUMBER: _ClassVar[int]
     DUE_NAMES_FIELD_NUMBER: _ClassVar[int]
     NEXT_EXPIRE_AT_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     found: bool
     value: bytes
     revision: int
     expire_at: int
     due_names: _containers.RepeatedScalarFieldContainer[str]
     next_expire_at: int
-    def __init__(self, found: _Optional[bool] = ..., value: _Optional[bytes] = ..., revision: _Optional[int] = ..., expire_at: _Optional[int] = ..., due_names: _Optional[_Iterable[str]] = ..., next_expire_at: _Optional[int] = ...) -> None: ...
+    history: _containers.RepeatedCompositeFieldContainer[WatchEvent]
+    oldest_available: int
+    def __init__(self, found: _Optional[bool] = ..., value: _Optional[bytes] = ..., revision: _Optional[int] = ..., expire_at: _Optional[int] = ..., due_names: _Optional[_Iterable[str]] = ..., next_expire_at: _Optional[int] = ..., history: _Optional[_Iterable[_Union[WatchEvent, _Mapping]]] = ..., oldest_available: _Optional[int] = ...) -> None: ...
 
 class NativeGetRequest(_message.Message):
     __slots__ = ("name", "read_policy")
@@ -82,17 +102,39 @@ class NativeGetResponse(_message.Message):
     revision: int
     def __init__(self, found: _Optional[bool] = ..., value: _Optional[bytes] = ..., revision: _Optional[int] = ...) -> None: ...
 
+class NativeHistoryRequest(_message.Message):
+    __slots__ = ("name", "after", "limit")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    after: int
+    limit: int
+    def __init__(self, name: _Optional[str] = ..., after: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class NativeHistoryResponse(_message.Message):
+    __slots__ = ("events", "oldest_available")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[WatchEvent]
+    oldest_available: int
+    def __init__(self, events: _Optional[_Iterable[_Union[WatchEvent, _Mapping]]] = ..., oldest_available: _Optional[int] = ...) -> None: ...
+
 class WriteResponse(_message.Message):
-    __slots__ = ("applied", "revision", "number", "refused")
+    __slots__ = ("applied", "revision", "number", "refused", "session_id", "session_expired")
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     REFUSED_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_EXPIRED_FIELD_NUMBER: _ClassVar[int]
     applied: bool
     revision: int
     number: int
     refused: str
-    def __init__(self, applied: _Optional[bool] = ..., revision: _Optional[int] = ..., number: _Optional[int] = ..., refused: _Optional[str] = ...) -> None: ...
+    session_id: int
+    session_expired: bool
+    def __init__(self, applied: _Optional[bool] = ..., revision: _Optional[int] = ..., number: _Optional[int] = ..., refused: _Optional[str] = ..., session_id: _Optional[int] = ..., session_expired: _Optional[bool] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ("name", "names", "replaces")
@@ -141,7 +183,7 @@ class StatusResponse(_message.Message):
     def __init__(self, json: _Optional[str] = ...) -> None: ...
 
 class PipelineCall(_message.Message):
-    __slots__ = ("id", "get", "set", "set_if_absent", "delete", "compare_and_set", "compare_and_delete", "expire_if", "increment")
+    __slots__ = ("id", "get", "set", "set_if_absent", "delete", "compare_and_set", "compare_and_delete", "expire_if", "increment", "history", "open_session", "session")
     ID_FIELD_NUMBER: _ClassVar[int]
     GET_FIELD_NUMBER: _ClassVar[int]
     SET_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +193,9 @@ class PipelineCall(_message.Message):
     COMPARE_AND_DELETE_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_IF_FIELD_NUMBER: _ClassVar[int]
     INCREMENT_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    OPEN_SESSION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     id: int
     get: NativeGetRequest
     set: _state_command_pb2.SetElementCommand
@@ -160,7 +205,10 @@ class PipelineCall(_message.Message):
     compare_and_delete: _state_command_pb2.CompareAndDeleteCommand
     expire_if: _state_command_pb2.ExpireIfCommand
     increment: _state_command_pb2.IncrementCommand
-    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[NativeGetRequest, _Mapping]] = ..., set: _Optional[_Union[_state_command_pb2.SetElementCommand, _Mapping]] = ..., set_if_absent: _Optional[_Union[_state_command_pb2.SetElementIfNotExistCommand, _Mapping]] = ..., delete: _Optional[_Union[_state_command_pb2.DeleteElementCommand, _Mapping]] = ..., compare_and_set: _Optional[_Union[_state_command_pb2.CompareAndSetCommand, _Mapping]] = ..., compare_and_delete: _Optional[_Union[_state_command_pb2.CompareAndDeleteCommand, _Mapping]] = ..., expire_if: _Optional[_Union[_state_command_pb2.ExpireIfCommand, _Mapping]] = ..., increment: _Optional[_Union[_state_command_pb2.IncrementCommand, _Mapping]] = ...) -> None: ...
+    history: NativeHistoryRequest
+    open_session: _state_command_pb2.OpenSessionCommand
+    session: _state_command_pb2.ClientSession
+    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[NativeGetRequest, _Mapping]] = ..., set: _Optional[_Union[_state_command_pb2.SetElementCommand, _Mapping]] = ..., set_if_absent: _Optional[_Union[_state_command_pb2.SetElementIfNotExistCommand, _Mapping]] = ..., delete: _Optional[_Union[_state_command_pb2.DeleteElementCommand, _Mapping]] = ..., compare_and_set: _Optional[_Union[_state_command_pb2.CompareAndSetCommand, _Mapping]] = ..., compare_and_delete: _Optional[_Union[_state_command_pb2.CompareAndDeleteCommand, _Mapping]] = ..., expire_if: _Optional[_Union[_state_command_pb2.ExpireIfCommand, _Mapping]] = ..., increment: _Optional[_Union[_state_command_pb2.IncrementCommand, _Mapping]] = ..., history: _Optional[_Union[NativeHistoryRequest, _Mapping]] = ..., open_session: _Optional[_Union[_state_command_pb2.OpenSessionCommand, _Mapping]] = ..., session: _Optional[_Union[_state_command_pb2.ClientSession, _Mapping]] = ...) -> None: ...
 
 class CallError(_message.Message):
     __slots__ = ("code", "details", "leader_address")
@@ -173,16 +221,18 @@ class CallError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., details: _Optional[str] = ..., leader_address: _Optional[str] = ...) -> None: ...
 
 class PipelineResult(_message.Message):
-    __slots__ = ("id", "get", "write", "error")
+    __slots__ = ("id", "get", "write", "error", "history")
     ID_FIELD_NUMBER: _ClassVar[int]
     GET_FIELD_NUMBER: _ClassVar[int]
     WRITE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
     id: int
     get: NativeGetResponse
     write: WriteResponse
     error: CallError
-    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[NativeGetResponse, _Mapping]] = ..., write: _Optional[_Union[WriteResponse, _Mapping]] = ..., error: _Optional[_Union[CallError, _Mapping]] = ...) -> None: ...
+    history: NativeHistoryResponse
+    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[NativeGetResponse, _Mapping]] = ..., write: _Optional[_Union[WriteResponse, _Mapping]] = ..., error: _Optional[_Union[CallError, _Mapping]] = ..., history: _Optional[_Union[NativeHistoryResponse, _Mapping]] = ...) -> None: ...
 
 class PipelineFrame(_message.Message):
     __slots__ = ("calls", "results")

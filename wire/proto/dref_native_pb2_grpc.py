@@ -81,6 +81,11 @@ class DRefNativeStub:
                 request_serializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.WatchRequest.SerializeToString,
                 response_deserializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.WatchEvent.FromString,
                 _registered_method=True)
+        self.History = channel.unary_unary(
+                '/io.github.tobia80.DRefNative/History',
+                request_serializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.NativeHistoryRequest.SerializeToString,
+                response_deserializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.NativeHistoryResponse.FromString,
+                _registered_method=True)
         self.Status = channel.unary_unary(
                 '/io.github.tobia80.DRefNative/Status',
                 request_serializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.StatusRequest.SerializeToString,
@@ -151,6 +156,12 @@ class DRefNativeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def History(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Status(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -212,6 +223,11 @@ def add_DRefNativeServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.WatchRequest.FromString,
                     response_serializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.WatchEvent.SerializeToString,
+            ),
+            'History': grpc.unary_unary_rpc_method_handler(
+                    servicer.History,
+                    request_deserializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.NativeHistoryRequest.FromString,
+                    response_serializer=dref_dot_wire_dot_proto_dot_dref__native__pb2.NativeHistoryResponse.SerializeToString,
             ),
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
@@ -468,6 +484,33 @@ class DRefNative:
             '/io.github.tobia80.DRefNative/Watch',
             dref_dot_wire_dot_proto_dot_dref__native__pb2.WatchRequest.SerializeToString,
             dref_dot_wire_dot_proto_dot_dref__native__pb2.WatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def History(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/io.github.tobia80.DRefNative/History',
+            dref_dot_wire_dot_proto_dot_dref__native__pb2.NativeHistoryRequest.SerializeToString,
+            dref_dot_wire_dot_proto_dot_dref__native__pb2.NativeHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -19,11 +19,35 @@ class KVEntry(_message.Message):
     def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., expireAt: _Optional[int] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class KeyValueSnapshot(_message.Message):
-    __slots__ = ("entries", "last_seq", "revision")
+    __slots__ = ("entries", "last_seq", "revision", "sessions", "last_session")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SESSION_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[KVEntry]
     last_seq: int
     revision: int
-    def __init__(self, entries: _Optional[_Iterable[_Union[KVEntry, _Mapping]]] = ..., last_seq: _Optional[int] = ..., revision: _Optional[int] = ...) -> None: ...
+    sessions: _containers.RepeatedCompositeFieldContainer[ClientSessionState]
+    last_session: int
+    def __init__(self, entries: _Optional[_Iterable[_Union[KVEntry, _Mapping]]] = ..., last_seq: _Optional[int] = ..., revision: _Optional[int] = ..., sessions: _Optional[_Iterable[_Union[ClientSessionState, _Mapping]]] = ..., last_session: _Optional[int] = ...) -> None: ...
+
+class ClientSessionState(_message.Message):
+    __slots__ = ("id", "last_active", "answers", "forgotten")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    FORGOTTEN_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    last_active: int
+    answers: _containers.RepeatedCompositeFieldContainer[SessionAnswer]
+    forgotten: int
+    def __init__(self, id: _Optional[int] = ..., last_active: _Optional[int] = ..., answers: _Optional[_Iterable[_Union[SessionAnswer, _Mapping]]] = ..., forgotten: _Optional[int] = ...) -> None: ...
+
+class SessionAnswer(_message.Message):
+    __slots__ = ("sequence", "result")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    result: bytes
+    def __init__(self, sequence: _Optional[int] = ..., result: _Optional[bytes] = ...) -> None: ...

@@ -121,8 +121,27 @@ class DeleteIfExpiredBatchCommand(_message.Message):
     now: int
     def __init__(self, names: _Optional[_Iterable[str]] = ..., now: _Optional[int] = ...) -> None: ...
 
+class OpenSessionCommand(_message.Message):
+    __slots__ = ("now",)
+    NOW_FIELD_NUMBER: _ClassVar[int]
+    now: int
+    def __init__(self, now: _Optional[int] = ...) -> None: ...
+
+class ClientSession(_message.Message):
+    __slots__ = ("id", "sequence", "acknowledged", "now")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_FIELD_NUMBER: _ClassVar[int]
+    NOW_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    sequence: int
+    acknowledged: int
+    now: int
+    def __init__(self, id: _Optional[int] = ..., sequence: _Optional[int] = ..., acknowledged: _Optional[int] = ..., now: _Optional[int] = ...) -> None: ...
+
 class StateCommand(_message.Message):
-    __slots__ = ("set_element", "set_element_if_not_exist", "delete_element", "expire_element", "delete_if_expired", "start_new_term", "compare_and_set", "compare_and_delete", "expire_if", "delete_if_expired_batch", "increment")
+    __slots__ = ("session", "set_element", "set_element_if_not_exist", "delete_element", "expire_element", "delete_if_expired", "start_new_term", "compare_and_set", "compare_and_delete", "expire_if", "delete_if_expired_batch", "increment", "open_session")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     SET_ELEMENT_FIELD_NUMBER: _ClassVar[int]
     SET_ELEMENT_IF_NOT_EXIST_FIELD_NUMBER: _ClassVar[int]
     DELETE_ELEMENT_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +153,8 @@ class StateCommand(_message.Message):
     EXPIRE_IF_FIELD_NUMBER: _ClassVar[int]
     DELETE_IF_EXPIRED_BATCH_FIELD_NUMBER: _ClassVar[int]
     INCREMENT_FIELD_NUMBER: _ClassVar[int]
+    OPEN_SESSION_FIELD_NUMBER: _ClassVar[int]
+    session: ClientSession
     set_element: SetElementCommand
     set_element_if_not_exist: SetElementIfNotExistCommand
     delete_element: DeleteElementCommand
@@ -145,4 +166,5 @@ class StateCommand(_message.Message):
     expire_if: ExpireIfCommand
     delete_if_expired_batch: DeleteIfExpiredBatchCommand
     increment: IncrementCommand
-    def __init__(self, set_element: _Optional[_Union[SetElementCommand, _Mapping]] = ..., set_element_if_not_exist: _Optional[_Union[SetElementIfNotExistCommand, _Mapping]] = ..., delete_element: _Optional[_Union[DeleteElementCommand, _Mapping]] = ..., expire_element: _Optional[_Union[ExpireElementCommand, _Mapping]] = ..., delete_if_expired: _Optional[_Union[DeleteIfExpiredCommand, _Mapping]] = ..., start_new_term: _Optional[_Union[StartNewTermCommand, _Mapping]] = ..., compare_and_set: _Optional[_Union[CompareAndSetCommand, _Mapping]] = ..., compare_and_delete: _Optional[_Union[CompareAndDeleteCommand, _Mapping]] = ..., expire_if: _Optional[_Union[ExpireIfCommand, _Mapping]] = ..., delete_if_expired_batch: _Optional[_Union[DeleteIfExpiredBatchCommand, _Mapping]] = ..., increment: _Optional[_Union[IncrementCommand, _Mapping]] = ...) -> None: ...
+    open_session: OpenSessionCommand
+    def __init__(self, session: _Optional[_Union[ClientSession, _Mapping]] = ..., set_element: _Optional[_Union[SetElementCommand, _Mapping]] = ..., set_element_if_not_exist: _Optional[_Union[SetElementIfNotExistCommand, _Mapping]] = ..., delete_element: _Optional[_Union[DeleteElementCommand, _Mapping]] = ..., expire_element: _Optional[_Union[ExpireElementCommand, _Mapping]] = ..., delete_if_expired: _Optional[_Union[DeleteIfExpiredCommand, _Mapping]] = ..., start_new_term: _Optional[_Union[StartNewTermCommand, _Mapping]] = ..., compare_and_set: _Optional[_Union[CompareAndSetCommand, _Mapping]] = ..., compare_and_delete: _Optional[_Union[CompareAndDeleteCommand, _Mapping]] = ..., expire_if: _Optional[_Union[ExpireIfCommand, _Mapping]] = ..., delete_if_expired_batch: _Optional[_Union[DeleteIfExpiredBatchCommand, _Mapping]] = ..., increment: _Optional[_Union[IncrementCommand, _Mapping]] = ..., open_session: _Optional[_Union[OpenSessionCommand, _Mapping]] = ...) -> None: ...

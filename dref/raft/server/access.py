@@ -31,7 +31,10 @@ _CLIENT_ROLES: dict[str, str] = {
             "SendCommand",
         )
     },
-    **{f"/{_PACKAGE}.DRefNative/{m}": "read" for m in ("Get", "Watch", "Status", "Pipeline")},
+    **{
+        f"/{_PACKAGE}.DRefNative/{m}": "read"
+        for m in ("Get", "History", "Watch", "Status", "Pipeline")
+    },
     **{
         f"/{_PACKAGE}.DRefNative/{m}": "write"
         for m in (
@@ -93,7 +96,7 @@ class Access:
 
 def call_role(kind: str) -> str:
     """The role a pipelined call of operation `kind` needs."""
-    return "read" if kind == "get" else "write"
+    return "read" if kind in ("get", "history") else "write"
 
 
 class _RoleInterceptor(grpc.ServerInterceptor):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, get_args
 
 import grpc
 
+from dref.contracts.changes import HISTORY_PAGE
 from dref.contracts.read_policy import ReadPolicyName
 from dref.errors import (
     BackendUnavailableError,
@@ -25,6 +26,9 @@ from dref.wire.call_refused import CallRefused
 from dref.wire.client_protocol import LEADER_ADDRESS_KEY
 from dref.wire.proto import dref_native_pb2 as native
 from dref.wire.proto import state_command_pb2 as sc
+
+MAX_PAGE = 1024
+"""Most changes a node sends in one History answer, whatever the client asked for."""
 
 DEFAULT_CALL_TIMEOUT = 10.0
 """Seconds a proposal or read may take when the client sent no deadline."""
@@ -97,7 +101,7 @@ class Read:
 
     def run(self, s: KeyValueServices, node: NodeHandle, context: Any) -> Any:
         """Read within the unary call's deadline; the NativeGetResponse."""
-        return _get_response(s.get(node, self.name, self.policy, context))
+        return _get_response(s.query(node, s.get_query(self.name), self.policy, context))
 
     def start(self, s: KeyValueServices, node: NodeHandle) -> Future[bytes]:
         return node.read_async(s.get_query(self.name), policy=self.policy)
@@ -107,7 +111,32 @@ class Read:
         return native.PipelineResult(id=call_id, get=_get_response(result))
 
 
-Operation = Write | Read
+@dataclasses.dataclass(frozen=True, slots=True)
+class HistoryRead:
+    """A validated read of one name's kept changes after a revision (always linearizable:
+    a resuming reader must not miss a change the cluster already acknowledged)."""
+
+    name: str
+    after: int
+    limit: int
+
+    def run(self, s: KeyValueServices, node: NodeHandle, context: Any) -> Any:
+        """Read within the unary call's deadline; the NativeHistoryResponse."""
+        return _history_response(s.query(node, self._query(), "linearizable", context))
+
+    def start(self, s: KeyValueServices, node: NodeHandle) -> Future[bytes]:
+        return node.read_async(self._query(), policy="linearizable")
+
+    def answer(self, call_id: int, reply: bytes) -> native.PipelineResult:
+        result = native.KeyValueQueryResult.FromString(reply)
+        return native.PipelineResult(id=call_id, history=_history_response(result))
+
+    def _query(self) -> bytes:
+        question = native.HistoryQuery(name=self.name, after=self.after, limit=self.limit)
+        return native.KeyValueQuery(history=question).SerializeToString()
+
+
+Operation = Write | Read | HistoryRead
 PipelineOutcome = tuple[int, Operation, Future[bytes]] | native.PipelineResult
 """What a Pipeline's outbox holds: a completed call, or an answer made without the node."""
 
@@ -118,6 +147,8 @@ def _write_response(result: Any) -> Any:
         revision=result.revision,
         number=result.number,
         refused=result.refused,
+        session_id=result.session_id,
+        session_expired=result.session_expired,
     )
 
 
@@ -127,12 +158,24 @@ def _get_response(result: Any) -> Any:
     )
 
 
+def _history_response(result: Any) -> Any:
+    response = native.NativeHistoryResponse(events=result.history)
+    if result.HasField("oldest_available"):
+        response.oldest_available = result.oldest_available
+    return response
+
+
 def _get_op(s: KeyValueServices, request: Any) -> Operation:
     s.check_name(request.name)
     policy = request.read_policy or "linearizable"
     if policy not in get_args(ReadPolicyName):
         raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, f"unknown read policy {policy!r}")
     return Read(request.name, cast(ReadPolicyName, policy))
+
+
+def _history_op(s: KeyValueServices, request: Any) -> Operation:
+    s.check_name(request.name)
+    return HistoryRead(request.name, request.after, min(request.limit or HISTORY_PAGE, MAX_PAGE))
 
 
 def _set_op(s: KeyValueServices, request: Any) -> Operation:
@@ -183,8 +226,25 @@ def _increment_op(s: KeyValueServices, request: Any) -> Operation:
     return Write(command)
 
 
+def _open_session_op(s: KeyValueServices, request: Any) -> Operation:
+    return Write(sc.StateCommand(open_session=sc.OpenSessionCommand(now=s.clock())))
+
+
+def in_session(s: KeyValueServices, op: Operation, session: sc.ClientSession) -> Operation:
+    """`op` as a write of the client `session` (stamped with this server's clock), so that
+    the state machine applies it once however often it is resent; reads unchanged."""
+    if not isinstance(op, Write):
+        return op
+    command = sc.StateCommand()
+    command.CopyFrom(op.command)
+    command.session.CopyFrom(session)
+    command.session.now = s.clock()
+    return Write(command)
+
+
 NATIVE_OPERATIONS: dict[str, Callable[[KeyValueServices, Any], Operation]] = {
     "get": _get_op,
+    "history": _history_op,
     "set": _set_op,
     "set_if_absent": _set_if_absent_op,
     "delete": _delete_op,
@@ -192,6 +252,7 @@ NATIVE_OPERATIONS: dict[str, Callable[[KeyValueServices, Any], Operation]] = {
     "compare_and_delete": _compare_and_delete_op,
     "expire_if": _expire_if_op,
     "increment": _increment_op,
+    "open_session": _open_session_op,
 }
 """The builder of each DRefNative operation by its PipelineCall field name: it validates
 the request (CallRefused) and returns the write or read to run, for unary and pipelined

@@ -19,6 +19,7 @@ from dref.raft.server.operations import (
     NodeHandle,
     Operation,
     PipelineOutcome,
+    in_session,
     status_of,
 )
 from dref.wire.call_refused import CallRefused
@@ -158,6 +159,8 @@ def start_call(
     if node.access is not None:
         node.access.check(identity, call_role(cast(str, kind)))
     op = build(s, getattr(call, cast(str, kind)))
+    if call.HasField("session"):
+        op = in_session(s, op, call.session)
     return op, op.start(s, node)
 
 

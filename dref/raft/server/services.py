@@ -136,9 +136,9 @@ class KeyValueServices:
             get=native.GetQuery(name=name, now=self.clock())
         ).SerializeToString()
 
-    def get(self, node: NodeHandle, name: str, policy: ReadPolicyName, context: Any) -> Any:
-        """Read `name` through `node` with the read `policy`; a KeyValueQueryResult."""
-        data = self.get_query(name)
+    def query(self, node: NodeHandle, data: bytes, policy: ReadPolicyName, context: Any) -> Any:
+        """Ask `node` the encoded KeyValueQuery `data` with the read `policy` within the
+        call's deadline; the KeyValueQueryResult."""
         reply = call_node(
             context,
             node,
@@ -289,7 +289,8 @@ class _DRefRaft(up_grpc.DRefRaftServicer):
     @refusals_abort
     def GetElement(self, request: Any, context: Any) -> Any:
         self._s.check_name(request.name)
-        result = self._s.get(self._node, request.name, "linearizable", context)
+        query = self._s.get_query(request.name)
+        result = self._s.query(self._node, query, "linearizable", context)
         if not result.found:
             return up.GetElementResponse()  # value absent: missing or expired
         return up.GetElementResponse(value=result.value)
@@ -345,6 +346,9 @@ class _DRefNative(native_grpc.DRefNativeServicer):
 
     def Increment(self, request: Any, context: Any) -> Any:
         return self._run("increment", request, context)
+
+    def History(self, request: Any, context: Any) -> Any:
+        return self._run("history", request, context)
 
     def Watch(self, request: Any, context: Any) -> Iterator[Any]:
         names = {*request.names, request.name} - {""}
