@@ -64,7 +64,7 @@ from dref.wire.proto.dref_native_pb2 import (
 )
 from dref.wire.proto.raft_pb2 import KeyValueSnapshot, KVEntry
 
-__all__ = ["KeyValueStateMachine", "StoredValue"]
+__all__ = ["KeyValueStateMachine", "StoredValue", "watch_event"]
 
 _log = logging.getLogger("dref.kv")
 
@@ -263,11 +263,7 @@ class KeyValueStateMachine:
         except CompactedError as exc:
             result.oldest_available = exc.oldest_available
             return
-        for event in page:
-            kind = WatchEvent.SET if event.kind is ChangeKind.SET else WatchEvent.DELETE
-            result.history.append(
-                WatchEvent(kind=kind, value=event.value or b"", revision=event.revision)
-            )
+        result.history.extend(watch_event(event) for event in page)
 
     # -- the commands (called with the lock held) ----------------------------------------
 
@@ -404,6 +400,12 @@ class KeyValueStateMachine:
         stored = self._entries.get(name)
         if stored is not None and stored.expire_at is not None:
             self._expiries.discard(stored.expire_at, name)
+
+
+def watch_event(event: ChangeEvent) -> WatchEvent:
+    """`event` as the SET or DELETE WatchEvent that Watch streams and history answers send."""
+    kind = WatchEvent.SET if event.kind is ChangeKind.SET else WatchEvent.DELETE
+    return WatchEvent(kind=kind, value=event.value or b"", revision=event.revision, name=event.name)
 
 
 def _expiry(

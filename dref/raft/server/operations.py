@@ -230,16 +230,13 @@ def _open_session_op(s: KeyValueServices, request: Any) -> Operation:
     return Write(sc.StateCommand(open_session=sc.OpenSessionCommand(now=s.clock())))
 
 
-def in_session(s: KeyValueServices, op: Operation, session: sc.ClientSession) -> Operation:
-    """`op` as a write of the client `session` (stamped with this server's clock), so that
-    the state machine applies it once however often it is resent; reads unchanged."""
-    if not isinstance(op, Write):
-        return op
-    command = sc.StateCommand()
-    command.CopyFrom(op.command)
-    command.session.CopyFrom(session)
-    command.session.now = s.clock()
-    return Write(command)
+def in_session(s: KeyValueServices, op: Operation, session: sc.ClientSession) -> None:
+    """Make the freshly built `op`, if a write, one of the client `session` (stamped with
+    this server's clock), so that the state machine applies it once however often it is
+    resent. Changes its command in place: no copy of the value on the write path."""
+    if isinstance(op, Write):
+        op.command.session.CopyFrom(session)
+        op.command.session.now = s.clock()
 
 
 NATIVE_OPERATIONS: dict[str, Callable[[KeyValueServices, Any], Operation]] = {

@@ -160,7 +160,7 @@ def start_call(
         node.access.check(identity, call_role(cast(str, kind)))
     op = build(s, getattr(call, cast(str, kind)))
     if call.HasField("session"):
-        op = in_session(s, op, call.session)
+        in_session(s, op, call.session)
     return op, op.start(s, node)
 
 

@@ -8,8 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from dref.contracts.changes import ChangeEvent, ChangeKind
-from dref.storage.kv_state_machine import KeyValueStateMachine
+from dref.contracts.changes import ChangeEvent
+from dref.storage.kv_state_machine import KeyValueStateMachine, watch_event
 from dref.wire.proto import dref_native_pb2 as native
 
 WATCH_BUFFER = 1024
@@ -91,12 +91,7 @@ class WatchSubscription:
             self._released.set()
 
     def _on_change(self, event: ChangeEvent) -> None:
-        kind = native.WatchEvent.SET if event.kind is ChangeKind.SET else native.WatchEvent.DELETE
-        self._push(
-            native.WatchEvent(
-                kind=kind, value=event.value or b"", revision=event.revision, name=event.name
-            )
-        )
+        self._push(watch_event(event))
 
     def _push(self, item: native.WatchEvent | None) -> None:
         try:
