@@ -278,15 +278,19 @@ def test_an_upstream_delete_is_reported_once_though_recorded_later(
     backend.set("n", b"a")
     events = recorder()
     backend.subscribe("n", events)
+    # a write seen by the subscription first: the value stays present until then, so the
+    # subscription's baseline read cannot find it absent (which would add a DELETE of its own)
+    assert backend.set("n", b"a2") == 2
+    events.wait_for(lambda e: len(e) == 1)
     with raw.pipeline(transaction=True) as pipe:  # an upstream delete (payload, no revision)
         pipe.delete("n")  # published at once: no poll finds it gone before its payload
         pipe.publish("dref-change", encode_change_payload(ChangePayload(b"n", b"", True)))
         pipe.execute()
-    events.wait_for(lambda e: len(e) == 1)
-    assert summary(backend.history("n", 1)) == [(DELETE, None, 2)]  # recorded now
-    assert backend.set("n", b"b") == 3
-    got = events.wait_for(lambda e: len(e) >= 2)
-    assert summary(got) == [(DELETE, None, 0), (SET, b"b", 3)]
+    events.wait_for(lambda e: len(e) == 2)
+    assert summary(backend.history("n", 2)) == [(DELETE, None, 3)]  # recorded now
+    assert backend.set("n", b"b") == 4
+    got = events.wait_for(lambda e: len(e) >= 3)
+    assert summary(got) == [(SET, b"a2", 2), (DELETE, None, 0), (SET, b"b", 4)]
 
 
 def test_a_deleted_counter_with_a_leftover_stream_does_not_break_writes(
