@@ -93,6 +93,16 @@ class Jepsen:
         cluster.leader()
         return cluster
 
+    def start(
+        self, name: str, cluster: FaultyCluster, *, seed: int | None = None, scale: float = 1.0
+    ) -> Run:
+        """A `Run` of `scale` x SECONDS on `cluster` from now, for scenarios with their own
+        workloads; prints the seed to replay."""
+        seed = _seed(seed)
+        print(f"\n[jepsen] {name}: seed {seed} (replay with DREF_JEPSEN_SEED={seed})")
+        deadline = time.monotonic() + SECONDS * scale
+        return Run(name, seed, cluster, History(), deadline, random.Random(seed))
+
     def run(
         self,
         name: str,
@@ -112,11 +122,10 @@ class Jepsen:
         """Run workers and `nemesis` for `scale` x SECONDS, heal, read every key, check the history;
         fails with the seed, the anomaly and the nemesis log unless it is linearizable."""
         seed = _seed(seed)
-        print(f"\n[jepsen] {name}: seed {seed} (replay with DREF_JEPSEN_SEED={seed})")
         cluster = cluster or self.cluster(size, seed=seed)
-        history = History()
-        deadline = time.monotonic() + SECONDS * scale
-        run = Run(name, seed, cluster, history, deadline, random.Random(seed))
+        run = self.start(name, cluster, seed=seed, scale=scale)
+        history = run.history
+        deadline = run.deadline
         names = [f"{name}-k{i}" for i in range(keys)]
         stop = threading.Event()
         node_ids = cluster.ids
