@@ -649,6 +649,10 @@ def _make_pool(
 _OWN_EVENT_WAIT = 1.0
 """Longest time a write to a watched name waits for its own event to reach the listeners."""
 
+_LINGER = 5.0
+"""Seconds a name stays tracked after its last subscription ends, so that subscribing to
+it again (a lock taken in a loop) needs no new baseline read."""
+
 
 class _Watcher(threading.Thread):
     """The pub/sub reader: decodes, pairs revisions, polls, resyncs, fans out."""
@@ -663,6 +667,8 @@ class _Watcher(threading.Thread):
         self._subscribed = threading.Event()
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
+        self._idle: dict[str, float] = {}
+        """Tracked names nobody subscribes to any more -> when the last one left."""
         self._synced: dict[str, int] = {}
         """Per name, the subscriptions that want writes to wait for their event."""
         self._seen: dict[str, object] = {}  # name -> last value seen (None = absent)
@@ -686,6 +692,7 @@ class _Watcher(threading.Thread):
         for their event to reach this subscription (see `wait_delivered`)."""
         with self._lock:
             self._counts[name] = self._counts.get(name, 0) + 1
+            self._idle.pop(name, None)
             if synced:
                 self._synced[name] = self._synced.get(name, 0) + 1
             if name not in self._seen:
@@ -699,7 +706,8 @@ class _Watcher(threading.Thread):
                 self._seen[name] = _STALE
 
     def unwatch(self, name: str, synced: bool) -> None:
-        """Stop tracking `name` once its last subscription is cancelled."""
+        """Stop tracking `name` once its last subscription is cancelled and `_LINGER`
+        seconds pass without a new one (see `_forget_idle`)."""
         with self._lock:
             if synced:
                 still = self._synced.get(name, 0) - 1
@@ -712,10 +720,18 @@ class _Watcher(threading.Thread):
                 self._counts[name] = left
             else:
                 self._counts.pop(name, None)
+                self._idle[name] = time.monotonic()
+                self._state_changed.notify_all()
+
+    def _forget_idle(self, now: float) -> None:
+        """Stop tracking names idle for `_LINGER` seconds (checked at each poll)."""
+        with self._lock:
+            gone = [name for name, since in self._idle.items() if now - since >= _LINGER]
+            for name in gone:
+                del self._idle[name]
                 self._seen.pop(name, None)
                 self._delivered_revision.pop(name, None)
                 self._known_revision.pop(name, None)
-                self._state_changed.notify_all()
 
     def wait_delivered(self, name: str, revision: int, timeout: float) -> None:
         """If `name` has a synced subscription and pub/sub is live, wait until the event of
@@ -834,6 +850,7 @@ class _Watcher(threading.Thread):
             if self._needs_baseline:
                 self._sync(pubsub, vanish_only=True)
             if now >= next_poll:
+                self._forget_idle(now)
                 if now - last_pong > 3 * poll + timeout:
                     raise BackendUnavailableError("Redis pub/sub connection is unresponsive")
                 pubsub.ping()

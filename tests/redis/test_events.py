@@ -124,3 +124,30 @@ def test_listener_runs_on_the_named_thread(backend: RedisBackend, recorder: Any)
     backend.set("n", b"y")
     assert seen.wait(5)
     assert names == ["dref-redis-pubsub"]
+
+
+def test_a_name_subscribed_again_soon_needs_no_new_baseline_and_misses_nothing(
+    own_server: Any, recorder: Any
+) -> None:
+    """A lock taken in a loop subscribes to its name each time: within the linger the
+    watcher keeps tracking the name, so no baseline read (MGET) is sent again, and a
+    change made while nobody listened does not come back as a stale event."""
+    backend = RedisBackend(own_server.url, timeout=2.0)
+    admin = own_server.client()
+    try:
+        first = recorder()
+        cancel = backend.subscribe("n", first)
+        backend.set("n", b"a")
+        first.wait_for(lambda e: any(event.value == b"a" for event in e))
+        cancel()
+        backend.set("n", b"idle")  # nobody listens
+        admin.config_resetstat()
+        second = recorder()
+        backend.subscribe("n", second)
+        revision = backend.set("n", b"b")
+        got = second.wait_for(lambda e: any(event.value == b"b" for event in e))
+        assert summary(got) == [(SET, b"b", revision)]
+        assert "cmdstat_mget" not in admin.info("commandstats")
+    finally:
+        admin.close()
+        backend.close()

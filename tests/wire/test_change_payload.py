@@ -76,6 +76,9 @@ def test_scala_payload_carrying_a_record_value():
         "83a46e616d65a66d792d6b6579a576616c756590a664656c657465c3",  # name is a str, not bytes
         "83a46e616d6591cd0100a576616c756590a664656c657465c3",  # name byte 256
         "83a46e616d6591d1ff00a576616c756590a664656c657465c3",  # name byte -256
+        "83a46e616d6590a46e616d6590a664656c657465c3",  # name twice, value missing
+        "83a46e616d6591c3a576616c756590a664656c657465c3",  # a bool among the bytes
+        "83a46e616d6591cb3ff0000000000000a576616c756590a664656c657465c3",  # a float byte
         "c0",
     ],
 )
@@ -100,3 +103,10 @@ def test_direct_encoding_matches_the_record_schema(name, value, delete):
         assert encode_change_payload(payload, style=style) == MsgPackCodec(
             ChangePayload, style=style
         ).encode(payload)
+
+
+@given(name=st.binary(max_size=40), value=st.binary(max_size=300), delete=st.booleans())
+def test_payloads_of_either_style_decode_to_what_was_encoded(name, value, delete):
+    payload = ChangePayload(name, value, delete)
+    for style in ("rust", "scala"):
+        assert decode_change_payload(encode_change_payload(payload, style=style)) == payload
