@@ -22,6 +22,9 @@ _log = logging.getLogger("dref.lock")
 CLOSE_WAIT = 2.0
 """Seconds `close()` waits for a re-arm in flight (its backend call has its own timeout)."""
 
+_SPARE_ENTRIES = 16
+"""Skipped heap entries tolerated beyond twice the kept leases before pruning."""
+
 
 class Lease(Protocol):
     """What the keeper schedules (a lock's grant)."""
@@ -46,6 +49,16 @@ class LeaseKeeper:
     def keep(self, lease: Lease, first_look: float) -> None:
         """Look at `lease` at monotonic time `first_look`, and from then on as it asks."""
         self._schedule(lease, first_look)
+
+    def drop(self, lease: Lease) -> None:
+        """Stop looking at `lease` (released) without waking the thread: its heap entries
+        are skipped, and pruned once they outnumber the kept leases."""
+        with self._cond:
+            if self._wanted.pop(lease, None) is None:
+                return
+            if len(self._due) > 2 * len(self._wanted) + _SPARE_ENTRIES:
+                self._due = [e for e in self._due if self._wanted.get(e[2]) == e[0]]
+                heapq.heapify(self._due)
 
     def wake(self, lease: Lease) -> None:
         """Look at `lease` now (a change it must check, a loss to report), if it is kept."""
@@ -72,13 +85,15 @@ class LeaseKeeper:
                 if wanted is None or wanted <= when:
                     return  # not kept (done, or not yet started), or looked at sooner
             self._wanted[lease] = when
-            heapq.heappush(self._due, (when, next(self._order), lease))
+            entry = (when, next(self._order), lease)
+            heapq.heappush(self._due, entry)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="dref-lock-keepalive", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            elif self._due[0] is entry:  # only a new earliest look changes its wait
+                self._cond.notify()
 
     def _run(self) -> None:
         while True:

@@ -459,7 +459,7 @@ class _Grant:
             if self._finished:
                 return
             self._finished = True
-        self._keeper.wake(self)  # so it drops the lease now, not at its next re-arm
+        self._keeper.drop(self)  # no re-arm from now on
         self._cancel()
         assert self.entry is not None
         if not self._lost:
