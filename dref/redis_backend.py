@@ -98,6 +98,7 @@ from dref.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from dref.redis_pubsub import PubSubConnection
 from dref.wire.change_payload import ChangePayload, decode_change_payload, encode_change_payload
 from dref.wire.lock_token import decode_lock_token, encode_lock_token, new_lock_token
 from dref.wire.msgpack_codec import Style
@@ -772,8 +773,9 @@ class _Watcher(threading.Thread):
         while not self._stop_event.is_set():
             with self._lock:
                 self._refused = None  # wait_subscribed waits for this attempt's outcome
-            pubsub = self._backend._client.pubsub()
+            pubsub: PubSubConnection | None = None
             try:
+                pubsub = PubSubConnection(self._backend._pool)
                 self._session(pubsub)
             except (DRefError, RedisError, OSError, ValueError) as exc:
                 if self._subscribed.is_set():
@@ -789,10 +791,11 @@ class _Watcher(threading.Thread):
                     self._state_changed.notify_all()  # writers stop waiting while disconnected
                 self._pending = None
                 self._forget_unconfirmed()
-                try:
-                    pubsub.close()
-                except (RedisError, OSError):
-                    pass
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except (RedisError, OSError):
+                        pass
             if self._stop_event.wait(backoff):
                 break
             backoff = min(backoff * 2, self._MAX_BACKOFF)
@@ -816,7 +819,7 @@ class _Watcher(threading.Thread):
                 if seen is _UNKNOWN or seen is _VANISHING or name in doubtful:
                     self._seen[name] = _STALE
 
-    def _session(self, pubsub: redis.client.PubSub) -> None:
+    def _session(self, pubsub: PubSubConnection) -> None:
         timeout = self._backend.timeout
         pubsub.subscribe(CHANGE_CHANNEL, REVISION_CHANNEL)
         deadline = time.monotonic() + timeout
@@ -824,8 +827,8 @@ class _Watcher(threading.Thread):
         while confirmed < 2:
             if time.monotonic() > deadline:
                 raise BackendUnavailableError("Redis did not confirm the subscription")
-            message = pubsub.get_message(timeout=self._SLICE)
-            if message is not None and message["type"] == "subscribe":
+            message = pubsub.get_message(self._SLICE)
+            if message is not None and message.kind == b"subscribe":
                 confirmed += 1
             if self._stop_event.is_set():
                 return
@@ -838,14 +841,14 @@ class _Watcher(threading.Thread):
         next_poll = time.monotonic() + poll
         last_pong = time.monotonic()
         while not self._stop_event.is_set():
-            message = pubsub.get_message(timeout=self._SLICE)
+            message = pubsub.get_message(self._SLICE)
             if message is not None:
-                if message["type"] == "pong":
+                if message.kind == b"pong" and isinstance(message.data, bytes):
                     last_pong = time.monotonic()
                     with self._lock:
-                        self._confirming.pop(message["data"], None)
-                elif message["type"] == "message":
-                    self._on_message(message["channel"], message["data"])
+                        self._confirming.pop(message.data, None)
+                elif message.kind == b"message" and isinstance(message.data, bytes):
+                    self._on_message(message.channel, message.data)
             now = time.monotonic()
             if self._needs_baseline:
                 self._sync(pubsub, vanish_only=True)
@@ -906,7 +909,7 @@ class _Watcher(threading.Thread):
                 self._known_revision[name] = revision
             self._state_changed.notify_all()
 
-    def _sync(self, pubsub: redis.client.PubSub, *, vanish_only: bool) -> None:
+    def _sync(self, pubsub: PubSubConnection, *, vanish_only: bool) -> None:
         """Re-read tracked names; report what pub/sub did not (see the module doc)."""
         with self._lock:
             self._needs_baseline = False
