@@ -6,7 +6,8 @@ Without --url it starts its own redis-server on a free loopback port. Each row r
 operation on 1 and on 16 threads (each thread on its own key, so the numbers show client
 overhead, not contention), stopping after --ops operations or --seconds, whichever comes
 first, in 5 alternating DRef/raw rounds, each row on a fresh context. The last column is
-raw ops/s divided by DRef ops/s: 1.0 means as fast as redis-py.
+raw ops/s divided by DRef ops/s: 1.0 means as fast as redis-py. "cpu us" is this
+process's CPU per operation (all its threads, from /proc/self/stat) while the row ran.
 
 Pairs: DRef `set` / `SET`; DRef `get` / `GET`; DRef `update` (compare-and-set) / a
 WATCH-GET-MULTI-SET-EXEC transaction; `ctx.lock` acquire+release / `redis.lock.Lock`.
@@ -27,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
+from raft_bench import cpu_seconds
 
 from dref.context import Context
 from dref.redis_backend import redis_context
@@ -39,21 +41,29 @@ RAW_VALUE = bytes.fromhex("81a576616c7565a568656c6c6f")  # the same MsgPack byte
 
 @dataclass
 class Result:
-    """Throughput and latency percentiles of one (operation, client, threads) run."""
+    """Throughput, latency percentiles and client CPU of one (operation, client, threads) run."""
 
     ops: int
     seconds: float
     latencies: list[float]
+    cpu: float = 0.0
+    """CPU seconds this process used meanwhile (every thread: callers, pub/sub, keep-alive)."""
 
     @property
     def rate(self) -> float:
         return self.ops / self.seconds
+
+    @property
+    def cpu_per_op(self) -> float:
+        """Client CPU microseconds per operation."""
+        return self.cpu / max(self.ops, 1) * 1e6
 
     def add(self, other: Result) -> None:
         """Fold another run of the same row into this one."""
         self.ops += other.ops
         self.seconds += other.seconds
         self.latencies += other.latencies
+        self.cpu += other.cpu
 
     def percentile(self, p: float) -> float:
         ordered = sorted(self.latencies)
@@ -85,12 +95,12 @@ def measure(make_op: Callable[[int], Op], threads: int, ops: int, seconds: float
         t.start()
     deadline[0] = time.perf_counter() + seconds
     ready.wait()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     for t in pool:
         t.join()
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     flat = [x for xs in latencies for x in xs]
-    return Result(len(flat), elapsed, flat)
+    return Result(len(flat), elapsed, flat, cpu)
 
 
 def dref_ops(ctx: Context) -> dict[str, Callable[[int], Op]]:
@@ -190,8 +200,8 @@ def run(url: str, ops: int, seconds: float, thread_counts: list[int]) -> None:
     client = redis.Redis.from_url(url, max_connections=64)
     theirs = raw_ops(client)
     header = (
-        f"{'op':<7}{'thr':>4} | {'dref ops/s':>10}{'p50 us':>9}{'p99 us':>9} | "
-        f"{'raw ops/s':>10}{'p50 us':>9}{'p99 us':>9} | {'dref/raw':>8}"
+        f"{'op':<7}{'thr':>4} | {'dref ops/s':>10}{'p50 us':>9}{'p99 us':>9}{'cpu us':>8} | "
+        f"{'raw ops/s':>10}{'p50 us':>9}{'p99 us':>9}{'cpu us':>8} | {'dref/raw':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -205,9 +215,9 @@ def run(url: str, ops: int, seconds: float, thread_counts: list[int]) -> None:
                     dref.add(measure(ours[name], threads, ops // ROUNDS, seconds / ROUNDS))
             print(
                 f"{name:<7}{threads:>4} | {dref.rate:>10.0f}{dref.percentile(0.5):>9.0f}"
-                f"{dref.percentile(0.99):>9.0f} | {raw.rate:>10.0f}"
-                f"{raw.percentile(0.5):>9.0f}{raw.percentile(0.99):>9.0f} | "
-                f"{raw.rate / dref.rate:>8.2f}",
+                f"{dref.percentile(0.99):>9.0f}{dref.cpu_per_op:>8.0f} | {raw.rate:>10.0f}"
+                f"{raw.percentile(0.5):>9.0f}{raw.percentile(0.99):>9.0f}"
+                f"{raw.cpu_per_op:>8.0f} | {raw.rate / dref.rate:>8.2f}",
                 flush=True,
             )
     client.close()
