@@ -27,10 +27,11 @@ should re-read.
 Client sessions (`ClientSessions`): a command carrying a session is applied once; a resent
 one is answered from the kept answer, with no event.
 
-History: the last `history_revisions` change events are kept in memory (not in snapshots,
-whose bytes upstream reads) and answered by the `history` query, for resumable change
-streams. After `restore` it starts empty at the snapshot's revision, so a node reaches
-back only to its last snapshot or restart: older requests are told the oldest it keeps.
+History: the last `history_revisions` change events are kept in memory and in snapshots
+(native fields upstream skips), and answered by the `history` query, for resumable change
+streams, so a restart or a snapshot install keeps what a stream may need to resume. A
+snapshot without them (upstream's) starts the history empty at its revision: older
+requests are told the oldest revision kept.
 """
 
 from __future__ import annotations
@@ -193,6 +194,8 @@ class KeyValueStateMachine:
         with self._lock:
             snap = KeyValueSnapshot(revision=self._revision)
             self._sessions.save(snap)
+            snap.history_floor = self._history.floor
+            snap.history.extend(watch_event(change) for change in self._history.kept())
             for name in sorted(self._entries):
                 stored = self._entries[name]
                 entry = KVEntry(key=name, value=stored.value, revision=stored.revision)
@@ -221,7 +224,10 @@ class KeyValueStateMachine:
                     self._expiries.add(expire_at, entry.key)
                 top = max(top, entry.revision)
             self._revision = top
-            self._history.reset(top)
+            if snap.HasField("history_floor"):
+                self._history.load(snap.history_floor, [_change(e) for e in snap.history])
+            else:  # upstream's, or from before snapshots carried it
+                self._history.reset(top)
             self._sessions.load(snap)
             earliest = self._expiries.earliest()
         self._resync.call()
@@ -406,6 +412,13 @@ def watch_event(event: ChangeEvent) -> WatchEvent:
     """`event` as the SET or DELETE WatchEvent that Watch streams and history answers send."""
     kind = WatchEvent.SET if event.kind is ChangeKind.SET else WatchEvent.DELETE
     return WatchEvent(kind=kind, value=event.value or b"", revision=event.revision, name=event.name)
+
+
+def _change(event: WatchEvent) -> ChangeEvent:
+    """A history change as a snapshot carries it (the inverse of `watch_event`)."""
+    if event.kind == WatchEvent.SET:
+        return ChangeEvent(event.name, ChangeKind.SET, event.value, event.revision)
+    return ChangeEvent(event.name, ChangeKind.DELETE, None, event.revision)
 
 
 def _expiry(

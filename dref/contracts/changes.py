@@ -99,6 +99,18 @@ class ChangeHistory:
         self._by_name.clear()
         self.floor = floor
 
+    def kept(self) -> list[ChangeEvent]:
+        """Every kept change, oldest first (what a snapshot carries)."""
+        pending = {name: iter(kept) for name, kept in self._by_name.items()}
+        return [next(pending[name]) for name in self._order]
+
+    def load(self, floor: int, changes: list[ChangeEvent]) -> None:
+        """Replace everything with `changes` (oldest first) kept above `floor`, as `kept`
+        returned them (the newest `retention` of them)."""
+        self.reset(floor)
+        for change in changes:
+            self.record(change)
+
     def since(
         self,
         name: str,

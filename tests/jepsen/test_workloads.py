@@ -1,6 +1,7 @@
 """Locks, resumable change streams, TTL expiry and client sessions on real `dref node`
-processes under faults: SIGKILLed and SIGSTOPped leaders and isolated nodes, with every
-workload running at once through the public DRef API. Checked after the heal:
+processes under faults: SIGKILLed and SIGSTOPped leaders, whole-cluster kills and isolated
+nodes, with every workload running at once through the public DRef API. Checked after
+the heal:
 
 - locks: fencing tokens unique and increasing in real-time order, and a storage that
   refuses stale tokens counts every protected increment (no two holders interleaved);
@@ -30,9 +31,10 @@ OP_TIMEOUT = 3.0
 JOIN_TIMEOUT = 30.0
 
 
-def _run_workloads(jepsen, name: str, nemesis, *, scale: float = 1.0) -> None:
-    """Start every workload on `cluster`, run `nemesis`, heal, stop and check them all."""
-    cluster: FaultyCluster = jepsen.cluster()
+def _run_workloads(jepsen, name: str, nemesis, *, scale: float = 1.0, **timings: int) -> None:
+    """Start every workload on a new cluster (`timings` as `jepsen.cluster` takes them),
+    run `nemesis`, heal, stop and check them all."""
+    cluster: FaultyCluster = jepsen.cluster(**timings)
     ids = cluster.ids
 
     def context_for(i: int) -> Context:
@@ -81,18 +83,27 @@ def _run_workloads(jepsen, name: str, nemesis, *, scale: float = 1.0) -> None:
     print("\n".join(f"[jepsen] {name}: {line}" for line in summaries))
 
 
-def test_workloads_through_leader_kills_pauses_and_isolation(jepsen):
-    """Rounds of: SIGKILL the leader and restart it, SIGSTOP the leader past an election
-    and SIGCONT it, isolate the leader or a follower and heal, each held for a few
-    seconds, drawn from the seed."""
+def test_workloads_through_kills_pauses_and_isolation(jepsen):
+    """Rounds of: SIGKILL the leader and restart it, SIGKILL every node and restart them,
+    SIGSTOP the leader past an election and SIGCONT it, isolate the leader or a follower
+    and heal, each held for a few seconds, drawn from the seed. Nodes snapshot every 100
+    entries, so restarts and catch-ups go through snapshots and the history they carry."""
 
     def nemesis(cluster: FaultyCluster, run: Any) -> None:
         for _ in range(30):
             if run.left() < 1.0:
                 return
             leader = cluster.leader(timeout=30)
-            fault = run.rng.choice(["kill", "pause", "isolate-leader", "isolate-follower"])
-            if fault == "kill":
+            fault = run.rng.choice(
+                ["kill", "kill-all", "pause", "isolate-leader", "isolate-follower"]
+            )
+            if fault == "kill-all":
+                run.note("SIGKILL every node")
+                cluster.kill_all()
+                run.hold(run.rng.uniform(0.2, 1.0))
+                run.note("restart every node")
+                cluster.start_all()
+            elif fault == "kill":
                 run.note(f"SIGKILL leader {leader}")
                 cluster.kill(leader)
                 run.hold(run.rng.uniform(1.5, 2.5))
@@ -115,4 +126,4 @@ def test_workloads_through_leader_kills_pauses_and_isolation(jepsen):
                 cluster.heal()
             run.hold(run.rng.uniform(1.0, 2.0))
 
-    _run_workloads(jepsen, "workloads", nemesis, scale=1.25)
+    _run_workloads(jepsen, "workloads", nemesis, scale=1.25, snapshot_every=100)

@@ -18,6 +18,7 @@ from dref.wire.proto.dref_native_pb2 import (
     KeyValueQueryResult,
     WatchEvent,
 )
+from dref.wire.proto.raft_pb2 import KeyValueSnapshot
 
 
 def history(sm: KeyValueStateMachine, name: str, after: int, limit: int = 0) -> Any:
@@ -48,18 +49,40 @@ def test_the_state_machine_answers_the_changes_of_one_name_after_a_revision(cmd)
     assert list(history(sm, "a", 6).history) == []
 
 
-def test_history_starts_again_at_a_restored_snapshot_and_drops_beyond_retention(cmd):
+def test_a_restored_snapshot_carries_the_history_within_the_retention(cmd):
+    source = KeyValueStateMachine()
+    for i in range(5):
+        source.apply(cmd.set_("k", str(i).encode()))  # 1..5
+    source.apply(cmd.delete("k"))  # 6
+    restored = KeyValueStateMachine(history_revisions=3)
+    restored.restore(source.snapshot())
+    assert history(restored, "k", 2).oldest_available == 4  # only the newest 3 are kept
+    kept = history(restored, "k", 3).history
+    assert [(e.kind, e.value, e.revision) for e in kept] == [
+        (WatchEvent.SET, b"3", 4),
+        (WatchEvent.SET, b"4", 5),
+        (WatchEvent.DELETE, b"", 6),
+    ]
+    restored.apply(cmd.set_("k", b"7"))  # 7: the oldest kept one goes
+    assert history(restored, "k", 3).oldest_available == 5
+    assert [e.revision for e in history(restored, "k", 4).history] == [5, 6, 7]
+    again = KeyValueStateMachine()
+    again.restore(restored.snapshot())  # a snapshot of a restored one says the same
+    assert [e.revision for e in history(again, "k", 4).history] == [5, 6, 7]
+
+
+def test_a_snapshot_without_history_starts_it_at_its_revision(cmd):
+    """Upstream's snapshots carry no history: older requests learn the oldest kept."""
     source = KeyValueStateMachine()
     for i in range(5):
         source.apply(cmd.set_("k", str(i).encode()))
-    restored = KeyValueStateMachine(history_revisions=2)
-    restored.restore(source.snapshot())
-    assert history(restored, "k", 4).oldest_available == 6  # changes up to 5 are unknown
+    snap = KeyValueSnapshot.FromString(source.snapshot())
+    snap.ClearField("history")
+    snap.ClearField("history_floor")
+    restored = KeyValueStateMachine()
+    restored.restore(snap.SerializeToString())
+    assert history(restored, "k", 4).oldest_available == 6
     assert list(history(restored, "k", 5).history) == []
-    for i in range(3):
-        restored.apply(cmd.set_("k", str(i).encode()))  # 6, 7, 8: only two are kept
-    assert history(restored, "k", 5).oldest_available == 7
-    assert [e.revision for e in history(restored, "k", 6).history] == [7, 8]
 
 
 def read_until(stream: Any, revision: int, timeout: float) -> list[tuple[int, int]]:

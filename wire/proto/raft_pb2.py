@@ -22,21 +22,22 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from dref.wire.proto import dref_native_pb2 as dref_dot_wire_dot_proto_dot_dref__native__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x64ref/wire/proto/raft.proto\x12\x11io.github.tobia80\"[\n\x07KVEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x15\n\x08\x65xpireAt\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x10\n\x08revision\x18\x64 \x01(\x04\x42\x0b\n\t_expireAt\"\xb2\x01\n\x10KeyValueSnapshot\x12+\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1a.io.github.tobia80.KVEntry\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\x10\n\x08revision\x18\x64 \x01(\x04\x12\x37\n\x08sessions\x18\x65 \x03(\x0b\x32%.io.github.tobia80.ClientSessionState\x12\x14\n\x0clast_session\x18\x66 \x01(\x04\"{\n\x12\x43lientSessionState\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x13\n\x0blast_active\x18\x02 \x01(\x04\x12\x31\n\x07\x61nswers\x18\x03 \x03(\x0b\x32 .io.github.tobia80.SessionAnswer\x12\x11\n\tforgotten\x18\x04 \x01(\x04\"1\n\rSessionAnswer\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0e\n\x06result\x18\x02 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x64ref/wire/proto/raft.proto\x12\x11io.github.tobia80\x1a!dref/wire/proto/dref_native.proto\"[\n\x07KVEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x15\n\x08\x65xpireAt\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x10\n\x08revision\x18\x64 \x01(\x04\x42\x0b\n\t_expireAt\"\x90\x02\n\x10KeyValueSnapshot\x12+\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1a.io.github.tobia80.KVEntry\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\x10\n\x08revision\x18\x64 \x01(\x04\x12\x37\n\x08sessions\x18\x65 \x03(\x0b\x32%.io.github.tobia80.ClientSessionState\x12\x14\n\x0clast_session\x18\x66 \x01(\x04\x12.\n\x07history\x18g \x03(\x0b\x32\x1d.io.github.tobia80.WatchEvent\x12\x1a\n\rhistory_floor\x18h \x01(\x04H\x00\x88\x01\x01\x42\x10\n\x0e_history_floor\"{\n\x12\x43lientSessionState\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x13\n\x0blast_active\x18\x02 \x01(\x04\x12\x31\n\x07\x61nswers\x18\x03 \x03(\x0b\x32 .io.github.tobia80.SessionAnswer\x12\x11\n\tforgotten\x18\x04 \x01(\x04\"1\n\rSessionAnswer\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0e\n\x06result\x18\x02 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dref.wire.proto.raft_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KVENTRY']._serialized_start=49
-  _globals['_KVENTRY']._serialized_end=140
-  _globals['_KEYVALUESNAPSHOT']._serialized_start=143
-  _globals['_KEYVALUESNAPSHOT']._serialized_end=321
-  _globals['_CLIENTSESSIONSTATE']._serialized_start=323
-  _globals['_CLIENTSESSIONSTATE']._serialized_end=446
-  _globals['_SESSIONANSWER']._serialized_start=448
-  _globals['_SESSIONANSWER']._serialized_end=497
+  _globals['_KVENTRY']._serialized_start=84
+  _globals['_KVENTRY']._serialized_end=175
+  _globals['_KEYVALUESNAPSHOT']._serialized_start=178
+  _globals['_KEYVALUESNAPSHOT']._serialized_end=450
+  _globals['_CLIENTSESSIONSTATE']._serialized_start=452
+  _globals['_CLIENTSESSIONSTATE']._serialized_end=575
+  _globals['_SESSIONANSWER']._serialized_start=577
+  _globals['_SESSIONANSWER']._serialized_end=626
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from dref.wire.proto import dref_native_pb2 as _dref_native_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -19,18 +20,22 @@ class KVEntry(_message.Message):
     def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., expireAt: _Optional[int] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class KeyValueSnapshot(_message.Message):
-    __slots__ = ("entries", "last_seq", "revision", "sessions", "last_session")
+    __slots__ = ("entries", "last_seq", "revision", "sessions", "last_session", "history", "history_floor")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     SESSIONS_FIELD_NUMBER: _ClassVar[int]
     LAST_SESSION_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FLOOR_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[KVEntry]
     last_seq: int
     revision: int
     sessions: _containers.RepeatedCompositeFieldContainer[ClientSessionState]
     last_session: int
-    def __init__(self, entries: _Optional[_Iterable[_Union[KVEntry, _Mapping]]] = ..., last_seq: _Optional[int] = ..., revision: _Optional[int] = ..., sessions: _Optional[_Iterable[_Union[ClientSessionState, _Mapping]]] = ..., last_session: _Optional[int] = ...) -> None: ...
+    history: _containers.RepeatedCompositeFieldContainer[_dref_native_pb2.WatchEvent]
+    history_floor: int
+    def __init__(self, entries: _Optional[_Iterable[_Union[KVEntry, _Mapping]]] = ..., last_seq: _Optional[int] = ..., revision: _Optional[int] = ..., sessions: _Optional[_Iterable[_Union[ClientSessionState, _Mapping]]] = ..., last_session: _Optional[int] = ..., history: _Optional[_Iterable[_Union[_dref_native_pb2.WatchEvent, _Mapping]]] = ..., history_floor: _Optional[int] = ...) -> None: ...
 
 class ClientSessionState(_message.Message):
     __slots__ = ("id", "last_active", "answers", "forgotten")
