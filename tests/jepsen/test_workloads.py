@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 from typing import Any
 
 import pytest
@@ -94,36 +95,50 @@ def test_workloads_through_kills_pauses_and_isolation(jepsen):
             if run.left() < 1.0:
                 return
             leader = cluster.leader(timeout=30)
-            fault = run.rng.choice(
-                ["kill", "kill-all", "pause", "isolate-leader", "isolate-follower"]
-            )
-            if fault == "kill-all":
-                run.note("SIGKILL every node")
-                cluster.kill_all()
-                run.hold(run.rng.uniform(0.2, 1.0))
-                run.note("restart every node")
-                cluster.start_all()
-            elif fault == "kill":
-                run.note(f"SIGKILL leader {leader}")
-                cluster.kill(leader)
-                run.hold(run.rng.uniform(1.5, 2.5))
-                run.note(f"restart {leader}")
-                cluster.start(leader)
-            elif fault == "pause":
-                run.note(f"SIGSTOP leader {leader}")
-                cluster.pause(leader)
-                run.hold(run.rng.uniform(1.5, 2.5))
-                run.note(f"SIGCONT {leader}")
-                cluster.resume(leader)
-            else:
-                victim = leader
-                if fault == "isolate-follower":
-                    victim = run.rng.choice([n for n in cluster.ids if n != leader])
-                run.note(f"isolate {victim}")
-                cluster.isolate(victim)
-                run.hold(run.rng.uniform(1.5, 2.5))
-                run.note("heal")
-                cluster.heal()
+            follower = run.rng.choice([n for n in cluster.ids if n != leader])
+            faults = {
+                "kill": (
+                    f"SIGKILL leader {leader}",
+                    partial(cluster.kill, leader),
+                    (1.5, 2.5),
+                    f"restart {leader}",
+                    partial(cluster.start, leader),
+                ),
+                "kill-all": (
+                    "SIGKILL every node",
+                    cluster.kill_all,
+                    (0.2, 1.0),
+                    "restart every node",
+                    cluster.start_all,
+                ),
+                "pause": (
+                    f"SIGSTOP leader {leader}",
+                    partial(cluster.pause, leader),
+                    (1.5, 2.5),
+                    f"SIGCONT {leader}",
+                    partial(cluster.resume, leader),
+                ),
+                "isolate-leader": (
+                    f"isolate {leader}",
+                    partial(cluster.isolate, leader),
+                    (1.5, 2.5),
+                    "heal",
+                    cluster.heal,
+                ),
+                "isolate-follower": (
+                    f"isolate {follower}",
+                    partial(cluster.isolate, follower),
+                    (1.5, 2.5),
+                    "heal",
+                    cluster.heal,
+                ),
+            }
+            what, inject, (low, high), undo_what, undo = faults[run.rng.choice(sorted(faults))]
+            run.note(what)
+            inject()
+            run.hold(run.rng.uniform(low, high))
+            run.note(undo_what)
+            undo()
             run.hold(run.rng.uniform(1.0, 2.0))
 
     _run_workloads(jepsen, "workloads", nemesis, scale=1.25, snapshot_every=100)
