@@ -115,3 +115,30 @@ def test_close_stops_every_thread(echo_server):
     ):
         time.sleep(0.02)
     assert not [t.name for t in threading.enumerate() if t.name.endswith(f"-{proxy.port}")]
+
+
+@pytest.mark.parametrize("dialer_bytes", [True, False])
+def test_hold_one_way_holds_one_direction_only(dialer_bytes):
+    """A one-way fault holds one side's bytes until `heal()` while the other side's flow."""
+    with (
+        socket.create_server(("127.0.0.1", 0)) as listener,
+        FaultProxy(listener.getsockname()[:2], seed=1) as proxy,
+        _connect(proxy) as dialer,
+    ):
+        dialer.sendall(b"hello")
+        answerer, _ = listener.accept()
+        with answerer:
+            answerer.settimeout(5)
+            assert answerer.recv(16) == b"hello"
+            proxy.hold_one_way(dialer_bytes=dialer_bytes)
+            held, flowing = (dialer, answerer) if dialer_bytes else (answerer, dialer)
+            held.sendall(b"held")
+            flowing.sendall(b"flows")
+            held.settimeout(5)  # the flowing side's bytes reach the held side's peer...
+            assert held.recv(16) == b"flows"
+            flowing.settimeout(0.3)  # ...the held ones do not, until the heal
+            with pytest.raises(TimeoutError):
+                flowing.recv(16)
+            proxy.heal()
+            flowing.settimeout(5)
+            assert flowing.recv(16) == b"held"

@@ -3,8 +3,9 @@
 The nemesis drives the cluster through the `dref` command line (as an operator would):
 `dref transfer-leader` to a random voter, and `dref members remove` of a voter followed by
 `dref members add` of the same node (it catches up from its data directory), sometimes
-with a SIGKILL of the leader while the change runs. Clients write and read throughout;
-the history must be linearizable.
+with a SIGKILL of the leader while the change runs, sometimes with another node isolated
+while a transfer or a change runs. Clients write and read throughout; the history must be
+linearizable.
 """
 
 from __future__ import annotations
@@ -30,8 +31,16 @@ def test_transfers_and_membership_changes_under_load(jepsen):
                 run.hold(0.5)
                 continue
             others = [n for n in cluster.ids if n != leader]
-            step = run.rng.choice(["transfer", "transfer-any", "cycle", "cycle-kill"])
-            if step == "transfer":
+            step = run.rng.choice(
+                ["transfer", "transfer-any", "transfer-cut", "cycle", "cycle-kill", "cycle-cut"]
+            )
+            bystander = None
+            if step.endswith("-cut"):  # the change runs while another node is cut off
+                bystander = run.rng.choice(others)
+                others.remove(bystander)
+                run.note(f"isolate {bystander}")
+                cluster.isolate(bystander)
+            if step in ("transfer", "transfer-cut"):
                 target = run.rng.choice(others)
                 done = _dref(cluster, leader, "transfer-leader", "--to", target, "--timeout", "5")
                 run.note(f"transfer {leader} -> {target}: {done}")
@@ -66,7 +75,10 @@ def test_transfers_and_membership_changes_under_load(jepsen):
                         adding.kill()
                         adding.wait(10)
                     cluster.start(leader)
-                _readd(cluster, run, victim)
+                _readd(cluster, run, victim, away=bystander)
+            if bystander is not None:
+                run.note("heal")
+                cluster.heal()
             run.hold(run.rng.uniform(0.3, 1.0))
         for node_id in cluster.ids:  # every node a voter again before the final checks
             _readd(cluster, run, node_id)
@@ -74,10 +86,13 @@ def test_transfers_and_membership_changes_under_load(jepsen):
     jepsen.run("admin", nemesis, size=5, keys=4, workers=6, scale=1.5)
 
 
-def _readd(cluster, run, node_id: str) -> None:
-    """Make `node_id` a voter again (retrying while leadership moves), noting each try."""
+def _readd(cluster, run, node_id: str, away: str | None = None) -> None:
+    """Make `node_id` a voter again (retrying while leadership moves), noting each try;
+    `away`: a node cut off meanwhile, which cannot agree on the leader."""
     for _ in range(5):
-        leader = _leader_or_none(cluster, among=[n for n in cluster.ids if n != node_id])
+        leader = _leader_or_none(
+            cluster, among=[n for n in cluster.ids if n not in (node_id, away)]
+        )
         if leader is None:  # a removed node hears no leader: it cannot agree yet
             continue
         members = _dref(cluster, leader, "members", "list", "--timeout", "5")

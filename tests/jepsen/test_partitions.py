@@ -99,3 +99,47 @@ def test_random_partitions_with_tls(jepsen):
             run.hold(run.rng.uniform(0.5, 1.5))
 
     jepsen.run("tls-partitions", nemesis, cluster=cluster)
+
+
+def test_one_way_cuts_and_flapping_faults(jepsen):
+    """Seeded rounds of one-way faults (nothing the leader sends arrives; nothing sent to
+    the leader arrives; one random direction of one link) and of flapping: a node or the
+    leader isolated for 0.3 to 1.5 election timeouts, healed briefly, three times over."""
+    election_s = 1.0  # the harness's election timeout
+
+    def nemesis(cluster, run):
+        ids = list(cluster.ids)
+        for _ in range(100):
+            if run.left() < 0.5:
+                return
+            leader = _leader_or_none(cluster) or run.rng.choice(ids)
+            others = [n for n in ids if n != leader]
+            choice = run.rng.choice(["leader-out", "leader-in", "one-link", "flap"])
+            if choice == "flap":
+                victim = run.rng.choice([leader, *others])
+                for _ in range(3):
+                    run.note(f"flap: isolate {victim}")
+                    cluster.isolate(victim)
+                    run.hold(run.rng.uniform(0.3, 1.5) * election_s)
+                    run.note("flap: heal")
+                    cluster.heal()
+                    run.hold(run.rng.uniform(0.1, 0.5) * election_s)
+                continue
+            if choice == "leader-out":
+                run.note(f"nothing {leader} sends arrives")
+                for other in others:
+                    cluster.cut_one_way(leader, other)
+            elif choice == "leader-in":
+                run.note(f"nothing sent to {leader} arrives")
+                for other in others:
+                    cluster.cut_one_way(other, leader)
+            else:
+                a, b = run.rng.sample(ids, 2)
+                run.note(f"nothing {a} sends to {b} arrives")
+                cluster.cut_one_way(a, b)
+            run.hold(run.rng.uniform(1.5, 3.0))
+            run.note("heal")
+            cluster.heal()
+            run.hold(run.rng.uniform(0.5, 1.5))
+
+    jepsen.run("one-way-and-flapping", nemesis)

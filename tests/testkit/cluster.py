@@ -200,6 +200,14 @@ class FaultyCluster:
             for proxy in self._link(*link):
                 proxy.partition()
 
+    def cut_one_way(self, a: str, b: str) -> None:
+        """Nothing `a` sends reaches `b` (requests on a's connections to b, answers on b's
+        connections to a); everything `b` sends still reaches `a`."""
+        for proxy in self._link(a, b):
+            proxy.hold_one_way(dialer_bytes=True)
+        for proxy in self._link(b, a):
+            proxy.hold_one_way(dialer_bytes=False)
+
     def partition(self, *groups: Collection[str]) -> None:
         """Heal, then cut every link between nodes of different groups (nodes in no group
         form one more group)."""

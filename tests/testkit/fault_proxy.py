@@ -26,6 +26,8 @@ _POLL = 0.05  # how often blocked pumps re-check the fault state
 @dataclass
 class _Faults:
     blackholed: bool = False
+    held: set[bool] = field(default_factory=set)
+    """Directions held one way: True the dialer's bytes, False the answers."""
     delay: float = 0.0
     drop_probability: float = 0.0
     rng: random.Random = field(default_factory=random.Random)
@@ -66,10 +68,17 @@ class FaultProxy:
         with self._state:
             self._faults.blackholed = True
 
+    def hold_one_way(self, *, dialer_bytes: bool) -> None:
+        """Hold the bytes of one direction until `heal()`: the dialer's (`dialer_bytes`),
+        or the answers; the other direction and new connections go on."""
+        with self._state:
+            self._faults.held.add(dialer_bytes)
+
     def heal(self) -> None:
         """Remove every fault: no partition, no delay, no drops."""
         with self._state:
             self._faults.blackholed = False
+            self._faults.held.clear()
             self._faults.delay = 0.0
             self._faults.drop_probability = 0.0
             self._state.notify_all()
@@ -148,22 +157,25 @@ class FaultProxy:
                 _close_quietly(upstream)
                 return
             self._connections.update((client, upstream))
-        for source, sink in ((client, upstream), (upstream, client)):
+        for source, sink, from_dialer in ((client, upstream, True), (upstream, client, False)):
             threading.Thread(
                 target=self._pump,
-                args=(source, sink),
+                args=(source, sink, from_dialer),
                 name=f"fault-proxy-pump-{self.port}",
                 daemon=True,
             ).start()
 
-    def _wait_while_blackholed(self) -> bool:
-        """Block while the link is partitioned; False once the proxy is closed."""
+    def _wait_while_blackholed(self, from_dialer: bool | None = None) -> bool:
+        """Block while the link is partitioned (or, for the bytes of one direction, held);
+        False once the proxy is closed."""
         with self._state:
-            while self._faults.blackholed and not self._closed:
+            while (
+                self._faults.blackholed or from_dialer in self._faults.held
+            ) and not self._closed:
                 self._state.wait(_POLL)
             return not self._closed
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, from_dialer: bool) -> None:
         try:
             while not self._closed:
                 readable, _, _ = select.select([source], [], [], _POLL)
@@ -172,7 +184,7 @@ class FaultProxy:
                 chunk = source.recv(_CHUNK)
                 if not chunk:
                     break
-                if not self._wait_while_blackholed():
+                if not self._wait_while_blackholed(from_dialer):
                     break
                 with self._state:
                     delay = self._faults.delay
