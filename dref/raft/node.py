@@ -471,6 +471,8 @@ class Node:
             except MembershipError as refused:
                 if not refused.retryable or time.monotonic() >= deadline:
                     raise
+            except DRefTimeoutError:  # say the whole time, not what the last try had left
+                raise DRefTimeoutError(f"{what} not done within {timeout:g} s") from None
             time.sleep(min(_CHANGE_RETRY_INTERVAL, max(0.0, deadline - time.monotonic())))
 
     def wait_for_leader(self, timeout: float = 20.0) -> str:

@@ -4,6 +4,7 @@ and a removed member stops being replicated to. No acknowledged write is lost.""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from node_cluster import free_ports, start_member, wait_until
 
 from dref.cli import main as cli_main
-from dref.errors import MembershipError
+from dref.errors import DRefTimeoutError, MembershipError
 
 
 def test_grow_one_to_three_then_shrink_with_the_cli(tmp_path: Path, capsys) -> None:
@@ -71,3 +72,21 @@ def test_changes_asked_at_once_wait_their_turn_instead_of_failing(tmp_path: Path
     finally:
         for node in [seed, *joiners]:
             node.close()
+
+
+def test_a_promotion_that_cannot_finish_ends_at_its_timeout_and_says_which(tmp_path: Path) -> None:
+    """A learner that never answers (nothing runs at its address) is never promoted: the
+    call ends at its timeout, and a timeout names the whole time, not what a retry had left."""
+    (port, dead_port) = free_ports(2)
+    seed, _ = start_member(tmp_path, "n1", f"127.0.0.1:{port}", join=False)
+    try:
+        wait_until(lambda: seed.is_leader, what="the single node to lead")
+        seed.add_learner("n2", f"127.0.0.1:{dead_port}")
+        started = time.monotonic()
+        with pytest.raises((MembershipError, DRefTimeoutError)) as refused:
+            seed.promote("n2", timeout=1.5)
+        assert time.monotonic() - started < 1.5 + 2.0
+        if isinstance(refused.value, DRefTimeoutError):
+            assert "within 1.5 s" in str(refused.value)
+    finally:
+        seed.close()
