@@ -378,12 +378,14 @@ class RedisBackend(Backend):
         from its stream together with its counter by one script, which first records a
         pending expiry. The page stops early at a gap in the stream (a revision whose entry
         could not be written); a gap or trimmed entries right after `after` raise
-        CompactedError with the oldest revision from which the stream is complete."""
+        CompactedError with the oldest revision from which the stream is complete. So does
+        a counter below `after`: revisions only grow, so it started again (a Redis that
+        lost its data), and the oldest revision is that of its new history."""
         if limit < 1:
             raise ValueError(f"limit must be >= 1, not {limit}")
         args: list[bytes | int | str] = [b"", after, limit, HISTORY_PAGE_BYTES]  # no payload
         counter, rows = self._eval(redis_scripts.HISTORY, name, args, timeout)
-        if counter <= after:
+        if counter == after:
             return []
         page: list[ChangeEvent] = []
         for entry_id, fields in rows:

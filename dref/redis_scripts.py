@@ -327,11 +327,15 @@ HISTORY = _script(
     """
 -- ARGV[5] after, ARGV[6] most entries, ARGV[7] most value bytes beyond the first entry.
 -- Returns {counter, entries after ARGV[5], oldest first}; read in small batches, so Lua
--- never holds more than a page's worth of large values.
+-- never holds more than a page's worth of large values. A counter below ARGV[5] started
+-- again (a Redis that lost its data): then the entries are just the oldest one kept.
 note_expiry(false)
 local counter = tonumber(redis.call('GET', KEYS[2]) or '0')
 local limit, budget = tonumber(ARGV[6]), tonumber(ARGV[7])
 local page, size, start = {}, 0, tonumber(ARGV[5]) + 1
+if counter < start - 1 then
+  return {counter, redis.call('XRANGE', HISTORY, '-', '+', 'COUNT', 1)}
+end
 if counter < start then
   return {counter, page}
 end

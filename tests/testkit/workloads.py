@@ -294,12 +294,16 @@ class WatchWorkload:
                         f"{name} watcher {index} delivered {_diff(watcher.seen, expected)}"
                     )
         finally:
-            self._done.set()
-            for thread in self._readers:
-                thread.join(5.0)
-            for close in self._closers:
-                close()
+            self.close()
         return f"watches: {len(self.names)} keys, {total} committed changes, every subscriber exact"
+
+    def close(self) -> None:
+        """Stop the stream readers and close the subscribers' contexts (`check` does)."""
+        self._done.set()
+        for thread in self._readers:
+            thread.join(5.0)
+        for close in self._closers:
+            close()
 
 
 def _drain(stream: ChangeStream[int], watcher: Watcher, done: threading.Event) -> None:
