@@ -29,11 +29,13 @@ from dref.actors.admin_requests import (
     TransferRequest,
 )
 from dref.actors.batch_inbox import BatchInbox
+from dref.actors.consensus.blank_start import BlankRefused, JoinRefused, StartCheckOutcome
 from dref.actors.consensus.effects import NotLeader, Refused
 from dref.actors.consensus.leader import LeaderRole
 from dref.actors.consensus.messages import InstallSnapshot, Message
 from dref.actors.consensus.node_state import Role
 from dref.actors.consensus.raft import RaftCore
+from dref.actors.consensus.removal import RemovalNotice
 from dref.actors.local_reads import LocalReads
 from dref.actors.node_messages import (
     Applied,
@@ -90,6 +92,14 @@ class ConsensusStatus:
     snapshot_bytes_installed: int
     snapshots_taken: int
     snapshot_bytes: int
+    removed_by: str | None = None
+    """The member that told this node a committed configuration removed it (None: not
+    removed, or added back since)."""
+    removed_at: int = 0
+    """The index of that configuration's entry."""
+    blank_start: str | None = None
+    """None, or why this node does not vote yet after starting with no Raft state:
+    "waiting" for its peers' terms, or "refused" (the cluster ran before)."""
 
 
 class ConsensusActor(SimpleInboxActor):
@@ -108,7 +118,10 @@ class ConsensusActor(SimpleInboxActor):
         local: LocalReads,
         peers: PeerSet | None = None,
         snapshot_sender: pykka.ActorRef[Any] | None = None,
+        on_start_check: Callable[[StartCheckOutcome], None] | None = None,
     ) -> None:
+        """`on_start_check(outcome)` is told each thing the checks of an empty start decide
+        (see `blank_start`), once: a refusal, or a joining node's admission."""
         super().__init__()
         self._core = core
         self._step: ReadyStep[Slot, Caller] = ReadyStep(core, reply_slots=True)
@@ -134,6 +147,9 @@ class ConsensusActor(SimpleInboxActor):
         self._snapshot_bytes_installed = 0
         self._snapshots_taken = 0
         self._initial_commit = core.state.commit_index
+        self._on_start_check = on_start_check
+        self._start_check_told: StartCheckOutcome | None = None
+        self._removal_logged = core.removed
         self._thread_name = f"dref-consensus-{core.node_id}"
 
     def on_start(self) -> None:
@@ -171,7 +187,36 @@ class ConsensusActor(SimpleInboxActor):
             self._elections_started += 1
         if role_before is Role.LEADER and role_after is not Role.LEADER:
             safe_tell(self._applier, LeadershipLost())  # after this event's Apply effects
+        self._report_standing()
         return result
+
+    def _report_standing(self) -> None:
+        """Log once when this node learns it was removed, and when it is back; tell the
+        node once what the checks of an empty start decided."""
+        core = self._core
+        removed = core.removed
+        if _index(removed) != _index(self._removal_logged):
+            if removed is not None:
+                logger.warning(
+                    "%s was removed from the cluster: %s says its committed configuration"
+                    " (entry %d) leaves %s out; %s stops campaigning until a leader adds it back",
+                    core.node_id,
+                    removed.told_by,
+                    removed.config_index,
+                    core.node_id,
+                    core.node_id,
+                )
+            else:
+                logger.info(
+                    "%s is in the configuration again (entry %d)", core.node_id, core.config_index
+                )
+            self._removal_logged = removed
+        outcome = core.start_check
+        if outcome is None or outcome == self._start_check_told:
+            return
+        self._start_check_told = outcome
+        if self._on_start_check is not None:
+            self._on_start_check(outcome)
 
     def _log_leadership(self, role_before: Role) -> None:
         """An operator's record of who leads: elections won, leaders followed, step-downs."""
@@ -333,7 +378,27 @@ class ConsensusActor(SimpleInboxActor):
             snapshot_bytes_installed=self._snapshot_bytes_installed,
             snapshots_taken=self._snapshots_taken,
             snapshot_bytes=0 if core.snapshot is None else len(core.snapshot.data),
+            removed_by=None if core.removed is None else core.removed.told_by,
+            removed_at=0 if core.removed is None else core.removed.config_index,
+            blank_start=_blank_start_state(core),
         )
+
+
+def _index(notice: RemovalNotice | None) -> int:
+    """The configuration index a removal notice names (-1: none)."""
+    return -1 if notice is None else notice.config_index
+
+
+def _blank_start_state(core: RaftCore) -> str | None:
+    """None, "waiting" or "refused" (see ConsensusStatus.blank_start)."""
+    if core.blank_start is None and not core.awaiting_admission:
+        return None
+    outcome = core.start_check
+    if isinstance(outcome, JoinRefused):
+        return "refused"
+    if isinstance(outcome, BlankRefused) and core.join_check is None:
+        return "refused"
+    return "waiting"
 
 
 def _match_indexes(core: RaftCore) -> dict[str, int]:

@@ -356,7 +356,9 @@ def _run_node(args: argparse.Namespace) -> int:
         log.info("serving on %s with peers %s", node.address, dict(config.peers) or "none")
         print(f"{READY_PREFIX} {node.node_id} {node.address}", flush=True)
         while not stop.wait(1.0):  # wakes on a signal or stdin EOF; the timeout lets the
-            if not node.node.healthy():  # main thread run signal handlers promptly
+            if node.node.refusal is not None:  # main thread run signal handlers promptly
+                return 1  # the node logged why, once
+            if not node.node.healthy():
                 log.critical("a part of the node failed (see above); exiting so it restarts")
                 return 1
         log.info("shutting down")
@@ -407,6 +409,7 @@ def _cluster_up(args: argparse.Namespace) -> int:
                 flush=True,
             )
         print(f"data in {root}", flush=True)
+        _wait_until_formed(addresses, root / "certs" if args.tls else None, stop)
         print("cluster up; press Ctrl-C to stop", flush=True)
         while not stop.wait(0.5) and cluster.watch():
             pass
@@ -414,6 +417,30 @@ def _cluster_up(args: argparse.Namespace) -> int:
         codes = cluster.stop()
     print("cluster stopped", flush=True)
     return 0 if stop.is_set() and not any(codes) else 1
+
+
+def _wait_until_formed(
+    addresses: dict[str, str], certs: Path | None, stop: threading.Event, timeout: float = 60.0
+) -> None:
+    """Return once every node knows a leader and votes (a node started empty waits until it
+    has seen its peers at term 0: README, On-disk files), so a node stopped right after
+    "cluster up" leaves a cluster that works; after `timeout` go on and say so."""
+    from dref.raft.client import Client
+
+    tls = None if certs is None else TLS(certs / "admin.crt", certs / "admin.key", certs / "ca.crt")
+    deadline = time.monotonic() + timeout
+    with Client(list(addresses.values()), timeout=2.0, tls=tls) as client:
+        while not stop.is_set():
+            try:
+                statuses = [client.status(address) for address in addresses.values()]
+            except DRefError:
+                statuses = []
+            if statuses and all(s["leader_id"] and not s["blank_start"] for s in statuses):
+                return
+            if time.monotonic() > deadline:
+                print(f"no leader every node agrees on within {timeout:g} s", flush=True)
+                return
+            stop.wait(0.1)  # a poll under a deadline
 
 
 def _cluster_certificates(root: Path, node_ids: list[str]) -> dict[str, list[str]]:

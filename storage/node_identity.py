@@ -6,6 +6,8 @@ file existed is claimed the same way):
 
     {"format": 1, "node_id": "n1", "cluster_id": null}
 
+`"joining": true` is added while a node that started empty with --join waits to be seen as
+a learner (see `JoinCheck`), so a restart in between keeps checking.
 `cluster_id` is the id of the cluster the directory belongs to: null (or absent) until the
 node first applies the id its cluster's leader created (`record_cluster_id`), then kept for
 good; peers compare it in their handshake, so a directory of another cluster cannot join.
@@ -33,11 +35,19 @@ class NodeIdentity:
 
     node_id: str
     cluster_id: str | None = None
+    joining: bool = False
+    """Started empty with --join and not yet admitted as a learner."""
 
 
 def encode_identity(identity: NodeIdentity) -> bytes:
     """The file's content for `identity` (JSON, one line, newline-terminated)."""
-    document = {"format": FORMAT, "node_id": identity.node_id, "cluster_id": identity.cluster_id}
+    document: dict[str, object] = {
+        "format": FORMAT,
+        "node_id": identity.node_id,
+        "cluster_id": identity.cluster_id,
+    }
+    if identity.joining:
+        document["joining"] = True
     return (json.dumps(document) + "\n").encode()
 
 
@@ -56,7 +66,10 @@ def decode_identity(data: bytes, path: str) -> NodeIdentity:
         raise StorageError(path, 0, f"node_id must be a non-empty string, got {node_id!r}")
     if cluster_id is not None and not isinstance(cluster_id, str):
         raise StorageError(path, 0, f"cluster_id must be a string or null, got {cluster_id!r}")
-    return NodeIdentity(node_id, cluster_id)
+    joining = document.get("joining", False)
+    if not isinstance(joining, bool):
+        raise StorageError(path, 0, f"joining must be true or false, got {joining!r}")
+    return NodeIdentity(node_id, cluster_id, joining)
 
 
 def claim_identity(directory: Path, node_id: str) -> NodeIdentity:
@@ -90,7 +103,17 @@ def record_cluster_id(directory: Path, node_id: str, cluster_id: str) -> NodeIde
             f"the directory belongs to cluster {current.cluster_id!r}, but its log to"
             f" cluster {cluster_id!r}",
         )
-    identity = NodeIdentity(current.node_id, cluster_id)
+    identity = NodeIdentity(current.node_id, cluster_id, current.joining)
     write_atomically(path, encode_identity(identity))
     return identity
 
+
+def record_joining(directory: Path, node_id: str, joining: bool) -> NodeIdentity:
+    """Record whether the node waits to be admitted as a learner (see the module doc)."""
+    path = directory / FILE_NAME
+    data = read_if_exists(path)
+    current = NodeIdentity(node_id) if data is None else decode_identity(data, str(path))
+    updated = NodeIdentity(current.node_id, current.cluster_id, joining)
+    if updated != current:
+        write_atomically(path, encode_identity(updated))
+    return updated

@@ -316,9 +316,11 @@ def encode_response(rpc: Rpc, reply: Message | None) -> Proto:
     if isinstance(reply, HeartbeatResponse):
         return pb.HeartbeatResponse(acknowledged=True, term=reply.term, context=reply.context)
     if isinstance(reply, PreVoteResponse):
-        return pb.PreVoteResponse(granted=reply.granted, term=reply.term)
+        return pb.PreVoteResponse(
+            granted=reply.granted, term=reply.term, removed_at=reply.removed_at
+        )
     if isinstance(reply, RequestVoteResponse):
-        return pb.VoteResponse(granted=reply.granted, term=reply.term)
+        return pb.VoteResponse(granted=reply.granted, term=reply.term, removed_at=reply.removed_at)
     if isinstance(reply, InstallSnapshotResponse):
         return pb.InstallSnapshotResponse(
             success=True,
@@ -357,9 +359,13 @@ def decode_response(rpc: Rpc, proto: Proto, sender: str) -> Message | None:
             return AppendEntriesResponse(sender=sender, term=p.term, success=False)
         return HeartbeatResponse(sender=sender, term=p.term, context=p.context)
     if isinstance(p, pb.PreVoteResponse):
-        return PreVoteResponse(sender=sender, term=p.term, granted=p.granted)
+        return PreVoteResponse(
+            sender=sender, term=p.term, granted=p.granted, removed_at=p.removed_at
+        )
     if isinstance(p, pb.VoteResponse):
-        return RequestVoteResponse(sender=sender, term=p.term, granted=p.granted)
+        return RequestVoteResponse(
+            sender=sender, term=p.term, granted=p.granted, removed_at=p.removed_at
+        )
     if isinstance(p, pb.InstallSnapshotResponse):
         if not p.success:
             return AppendEntriesResponse(sender=sender, term=p.term, success=False)

@@ -74,9 +74,14 @@ class PreVote(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PreVoteResponse(Message):
-    """Voter -> would-be candidate; a grant echoes the proposed term, a refusal our own."""
+    """Voter -> would-be candidate; a grant echoes the proposed term, a refusal our own.
+
+    `removed_at` > 0 answers a stranger: the voter's committed configuration, set by the
+    entry at that index, leaves the candidate out (it was removed and does not know it).
+    """
 
     granted: bool
+    removed_at: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,9 +98,11 @@ class RequestVote(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RequestVoteResponse(Message):
-    """Voter -> candidate: the vote, sent only after the vote is durable."""
+    """Voter -> candidate: the vote, sent only after the vote is durable; `removed_at` as
+    in PreVoteResponse."""
 
     granted: bool
+    removed_at: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

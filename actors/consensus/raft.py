@@ -10,6 +10,14 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
+from dref.actors.consensus.blank_start import (
+    BlankRefused,
+    BlankStart,
+    JoinAdmitted,
+    JoinCheck,
+    JoinRefused,
+    StartCheckOutcome,
+)
 from dref.actors.consensus.candidate import CandidateRole
 from dref.actors.consensus.config import RaftConfig, ReadPolicy
 from dref.actors.consensus.durable_state import DurableState, Snapshot
@@ -47,6 +55,7 @@ from dref.actors.consensus.messages import (
     TimeoutNow,
 )
 from dref.actors.consensus.node_state import NodeState, Role
+from dref.actors.consensus.removal import RemovalNotice
 from dref.actors.consensus.role import RoleLogic
 from dref.actors.consensus.transfer import PendingTransfer
 from dref.actors.consensus.voting import handle_vote_request
@@ -70,7 +79,15 @@ class RaftCore:
         learners: Sequence[str] = (),
         durable: DurableState | None = None,
         addresses: Mapping[str, str] | None = None,
+        blank_start: bool = False,
+        join_check: bool = False,
+        blank_start_may_join: bool = False,
     ) -> None:
+        """`blank_start`: this founding voter starts with no Raft state, maybe after a wipe;
+        it votes only once `BlankStart` clears it. `join_check`: it started empty to join;
+        it votes only once `JoinCheck` admits it (see both). `blank_start_may_join`: when
+        `BlankStart` refuses, wait for `JoinCheck` instead (service discovery adds a new
+        node, started with its peers, as a learner)."""
         durable = durable or DurableState()
         snapshot = durable.snapshot
         self.config = config
@@ -98,8 +115,20 @@ class RaftCore:
         self._effects: list[Effect] = []
         self._emitted_hard_state = (durable.term, durable.voted_for)
         self.role: RoleLogic = FollowerRole(self)
+        self.removal: RemovalNotice | None = None
+        """The latest notice that a committed configuration leaves us out (see `removed`)."""
+        guard = BlankStart(node_id, voters) if blank_start else None
+        self.blank_start = None if guard is None or guard.cleared else guard
+        """While set, this node grants no vote, ignores leaders and keeps term 0."""
+        self.join_check = JoinCheck() if join_check else None
+        """While set and not admitted, this node grants no vote and does not campaign."""
+        self._blank_start_may_join = blank_start_may_join
+        self._blank_refused: BlankRefused | None = None
+        """`BlankStart`'s refusal, kept once it handed over to `JoinCheck`."""
         self._refresh_membership()
         self.reset_election_timer()
+        if self.blank_start is not None:
+            self.election_deadline_ms = now_ms  # probe the peers' terms on the first tick
 
     # ----------------------------------------------------------------- events in
 
@@ -225,11 +254,46 @@ class RaftCore:
             found = membership
         return found
 
+    @property
+    def removed(self) -> RemovalNotice | None:
+        """The removal notice while it still holds: the configuration it names is newer
+        than ours, or is ours and leaves us out. None once our log reaches a newer one."""
+        notice = self.removal
+        if notice is None:
+            return None
+        if notice.config_index > self.config_index:
+            return notice
+        if notice.config_index == self.config_index and self.node_id not in self.membership.members:
+            return notice
+        return None
+
+    @property
+    def start_check(self) -> StartCheckOutcome | None:
+        """What the checks of an empty start decided so far (None: nothing, or no check)."""
+        check = self.join_check
+        if check is not None and check.refused_at:
+            return JoinRefused(check.refused_at)
+        if check is not None and check.admitted:
+            return JoinAdmitted()
+        guard = self.blank_start
+        if guard is not None and guard.refused_by is not None:
+            return BlankRefused(*guard.refused_by)
+        return self._blank_refused
+
+    @property
+    def awaiting_admission(self) -> bool:
+        """Started empty to join and not yet seen as a learner: no votes, no campaign."""
+        check = self.join_check
+        return check is not None and not check.admitted
+
     def may_campaign(self) -> bool:
         """Voters campaign; so does a node whose not-yet-committed config removed it (it may
         hold the only copy of that entry; the voters of that config elect it, it steps
-        down once the entry commits, and nodes that know of the removal ignore it)."""
+        down once the entry commits, and nodes that know of the removal ignore it).
+        A node told that a committed configuration removed it does not."""
         state = self.state
+        if self.removed is not None or self.awaiting_admission:
+            return False
         if state.is_voter:
             return True
         return (
@@ -347,10 +411,17 @@ class RaftCore:
         """Start an election: PreVote first when configured, else a real vote at term + 1.
 
         `force` (a leader transfer's TimeoutNow) asks voters to ignore their leader lease.
+        Under the blank-start guard it is always a PreVote: a probe of the peers' terms.
+        A node that may not campaign (told it was removed, or waiting to be admitted)
+        follows instead, whichever role asked.
         """
         state = self.state
+        if not self.may_campaign():
+            if state.role is not Role.FOLLOWER:
+                self.become_follower(state.term, None)
+            return
         self.role.close(NotLeader(None))
-        if pre_vote and self.config.pre_vote:
+        if self.blank_start is not None or (pre_vote and self.config.pre_vote):
             state.role = Role.PRE_CANDIDATE
         else:
             state.role = Role.CANDIDATE
@@ -379,12 +450,23 @@ class RaftCore:
 
     def _dispatch(self, message: Message) -> None:
         state = self.state
+        if self.blank_start is not None and not self._blank_start_clears(message):
+            return
         known = message.sender in state.voters or message.sender in state.learners
         if not known and not self._hears_stranger(message):
-            return  # e.g. a removed node that does not know it, campaigning
+            self._tell_removed(message)  # e.g. a removed node that does not know it
+            return
+        if isinstance(message, PreVoteResponse | RequestVoteResponse) and message.removed_at:
+            self._heed_removal(message)
+            return
+        if isinstance(message, PreVote | RequestVote) and self.awaiting_admission:
+            self._refuse_vote(message)
+            return
         if message.term > state.term:
             forced = isinstance(message, RequestVote) and message.force
             if isinstance(message, PreVote | RequestVote) and self.in_lease() and not forced:
+                if isinstance(message, PreVote) and state.term == 0:
+                    self._answer_stale(message)  # a blank node may be probing (BlankStart)
                 return
             if isinstance(message, PreVote) or (
                 isinstance(message, PreVoteResponse) and message.granted
@@ -408,6 +490,17 @@ class RaftCore:
             self.leader_contact_ms = self.now_ms
             self.reset_election_timer()
         self.role.step(message)
+        if self.awaiting_admission and isinstance(message, AppendEntries | Heartbeat):
+            self._judge_join(message)
+
+    def _judge_join(self, message: AppendEntries | Heartbeat) -> None:
+        """Once our log covers the commit index the leader states, judge our membership,
+        if a configuration entry or snapshot set it."""
+        claimed = message.leader_commit if isinstance(message, AppendEntries) else message.commit
+        check = self.join_check
+        if check is not None and self.state.commit_index >= claimed and self.config_index > 0:
+            membership = self.membership  # from the log: our own start-up view proves nothing
+            check.judge(self.node_id, membership.learners, membership.voters, self.config_index)
 
     def _hears_stranger(self, message: Message) -> bool:
         """Whether a message from a sender outside our configuration is handled.
@@ -423,6 +516,53 @@ class RaftCore:
         return isinstance(message, PreVote | RequestVote) and (
             self.config_index > self.state.commit_index
         )
+
+    def _tell_removed(self, message: Message) -> None:
+        """Answer a stranger's vote request under our committed configuration: it leaves
+        the stranger out, so it was removed (or never added) and should stop campaigning.
+        The answer changes nothing here."""
+        if isinstance(message, PreVote | RequestVote) and self.config_index > 0:
+            self._refuse_vote(message, removed_at=self.config_index)
+
+    def _heed_removal(self, message: PreVoteResponse | RequestVoteResponse) -> None:
+        """A member says its committed configuration leaves us out: stop campaigning while
+        that configuration is newer than ours (an older notice is stale: ignore it, and so
+        is one no newer than what we were told already)."""
+        previous = self.removal
+        if previous is not None and previous.config_index >= message.removed_at:
+            return
+        self.removal = RemovalNotice(message.sender, message.removed_at)
+        if self.removed is None:
+            self.removal = previous
+            return
+        if self.state.role in (Role.PRE_CANDIDATE, Role.CANDIDATE):
+            self.become_follower(message.term, None)
+
+    def _blank_start_clears(self, message: Message) -> bool:
+        """While the blank-start guard holds: note the sender's term, and answer a vote
+        request with a refusal at our term 0 (nothing else is handled, nothing written).
+        True once the guard clears: then `message` is handled as usual."""
+        guard = self.blank_start
+        assert guard is not None
+        guard.observe(message)
+        if guard.cleared:
+            self.blank_start = None
+            return True
+        if guard.refused_by is not None and self._blank_start_may_join:
+            self._blank_refused = BlankRefused(*guard.refused_by)
+            self.blank_start, self.join_check = None, JoinCheck()
+        if isinstance(message, PreVote | RequestVote):
+            self._refuse_vote(message)
+        return False
+
+    def _refuse_vote(self, message: PreVote | RequestVote, removed_at: int = 0) -> None:
+        """Refuse a (pre-)vote at our term, changing nothing here."""
+        state = self.state
+        response_type = PreVoteResponse if isinstance(message, PreVote) else RequestVoteResponse
+        refusal = response_type(
+            sender=state.node_id, term=state.term, granted=False, removed_at=removed_at
+        )
+        self.send(message.sender, refusal, after_persist=False)
 
     def _answer_stale(self, message: Message) -> None:
         """Tell a stale leader or (pre-)candidate about our newer term so it steps down."""

@@ -31,7 +31,9 @@ from dref.actors.admin_requests import (
 )
 from dref.actors.applier import ApplierActor
 from dref.actors.batch_inbox import BatchInbox
+from dref.actors.consensus.blank_start import BlankRefused, JoinAdmitted, StartCheckOutcome
 from dref.actors.consensus.config import RaftConfig, ReadPolicy
+from dref.actors.consensus.durable_state import DurableState
 from dref.actors.consensus.membership import ChangeAction, MembershipChange
 from dref.actors.consensus.messages import Message
 from dref.actors.consensus.raft import RaftCore
@@ -78,7 +80,7 @@ from dref.raft.server.access import Access
 from dref.raft.server.admin import admin_handlers
 from dref.raft.status import NodeMetrics, NodeStatus
 from dref.storage.data_dir_lock import DataDirLock
-from dref.storage.node_identity import claim_identity, record_cluster_id
+from dref.storage.node_identity import claim_identity, record_cluster_id, record_joining
 from dref.storage.recovery import recover
 from dref.wire.consensus_service import CHANNEL_OPTIONS, ConsensusServicer
 from dref.wire.node_socket import NodeSocketServer
@@ -124,6 +126,9 @@ class Node:
         self._round_trips = RoundTrips()
         """Heartbeat round trips the peer links time (for `status`)."""
         self._closed = False
+        self.refusal: str | None = None
+        """Why this node will not take part (its data was lost: see `_refuse_blank_start`);
+        `dref node` exits with status 1 when it is set."""
         self._actors: list[pykka.ActorRef[Any]] = []
         self._transports: list[PeerTransport] = []
         self._ticker: Ticker | None = None
@@ -158,7 +163,8 @@ class Node:
         """The id of this node's cluster ("" until its log told it): every peer handshake
         carries it, and a peer of another cluster is refused."""
         try:
-            self.cluster_id = claim_identity(config.data_dir, node_id).cluster_id or ""
+            identity = claim_identity(config.data_dir, node_id)
+            self.cluster_id = identity.cluster_id or ""
             _check_bindable(config.listen)
             try:
                 if self.tls is None:
@@ -183,7 +189,11 @@ class Node:
                 upstream_files=config.upstream_files,
                 addresses=self._addresses,
             )
-            self._start_actors(recovered, voters, state_machine)
+            empty = _holds_no_raft_state(recovered.durable)
+            if config.join and empty:
+                identity = record_joining(config.data_dir, node_id, True)
+            checks = (not config.join and empty, identity.joining, bool(config.node_services))
+            self._start_actors(recovered, voters, state_machine, checks)
             servicer = ConsensusServicer(
                 node_id,
                 self._peer_set.accepts,
@@ -212,7 +222,14 @@ class Node:
             self.close()
             raise
 
-    def _start_actors(self, recovered: Any, voters: frozenset[str], sm: StateMachine) -> None:
+    def _start_actors(
+        self,
+        recovered: Any,
+        voters: frozenset[str],
+        sm: StateMachine,
+        checks: tuple[bool, bool, bool],
+    ) -> None:
+        """`checks`: the RaftCore's `blank_start`, `join_check` and `blank_start_may_join`."""
         config = self._config
         node_id = config.node_id
         snapshot = recovered.durable.snapshot
@@ -259,6 +276,9 @@ class Node:
             now_ms=monotonic_ms(),
             durable=recovered.durable,
             addresses=self._addresses,
+            blank_start=checks[0],
+            join_check=checks[1],
+            blank_start_may_join=checks[2],
         )
         core.commit_to(recovered.commit_index)  # re-applied by the first turn's Apply
         self._core_state = core.state  # read-only here: `term` for log records
@@ -275,6 +295,7 @@ class Node:
             proposals=self._proposals,
             reads=self._reads,
             local=self._local,
+            on_start_check=self._start_checked,
         )
         self._actors.insert(0, self._consensus)
         self._applier, self._storage = applier, storage
@@ -401,6 +422,10 @@ class Node:
             voters=sorted(self._peer_set.voters),
             unreachable=self._reachability.unreachable,
             round_trips=self._round_trips.recent(self._config.election_timeout),
+            removed=consensus.removed_by is not None,
+            removed_by=consensus.removed_by,
+            removed_at=consensus.removed_at,
+            blank_start=consensus.blank_start,
             metrics=NodeMetrics(
                 elections_started=consensus.elections_started,
                 leader_changes=consensus.leader_changes,
@@ -577,6 +602,45 @@ class Node:
         self.cluster_id = cluster_id
         logger.info("%s: member of cluster %s", self._config.node_id, cluster_id)
 
+    def _start_checked(self, outcome: StartCheckOutcome) -> None:
+        """The checks of an empty start decided (consensus thread). An admitted joining node
+        forgets it was joining; with service discovery a refused blank start waits to be
+        added instead; a refusal is said once, with what to do. A refused node stays up
+        but never votes; `dref node` exits on `refusal`."""
+        node, data_dir = self.node_id, self._config.data_dir
+        if isinstance(outcome, JoinAdmitted):
+            record_joining(data_dir, node, False)
+            return
+        if isinstance(outcome, BlankRefused) and self._config.node_services:
+            record_joining(data_dir, node, True)  # before the core takes any entry
+            logger.warning(
+                "%s started with no Raft state, but %s is already in term %d: it waits for"
+                " discovery to add it as a learner before it votes",
+                node,
+                outcome.peer,
+                outcome.term,
+            )
+            return
+        if isinstance(outcome, BlankRefused):
+            why = (
+                f"{node} refuses to start: its data directory {data_dir} holds no Raft state,"
+                f" but {outcome.peer} is already in term {outcome.term}, so this cluster ran"
+                f" with {node} as a voter"
+            )
+        else:
+            why = (
+                f"{node} refuses to join: its data directory {data_dir} started empty with"
+                f" --join, but the configuration (entry {outcome.config_index}) already has"
+                f" {node} as a voter"
+            )
+        self.refusal = (
+            f"{why}, and {node} may have voted or stored entries there before it lost them;"
+            f" restore the directory, or run `dref members remove ADDRESS {node}`, then start"
+            f" {node} with --join and an empty directory and run"
+            f" `dref members add ADDRESS {node} HOST:PORT`"
+        )
+        logger.error("%s", self.refusal)
+
     def _client_address(self, node_id: str) -> str | None:
         """Where clients reach `node_id`: the address it advertised in its handshake with
         us, else the one we dial it at (a peer on gRPC, or before its first connection)."""
@@ -620,6 +684,16 @@ class Node:
             raise ContextClosedError(f"node {self.node_id} is closed")
         if not self.healthy():
             raise BackendUnavailableError(f"node {self.node_id} has failed; see its log")
+
+
+def _holds_no_raft_state(durable: DurableState) -> bool:
+    """No term, vote, snapshot or entry: a first start, or a directory that was wiped."""
+    return (
+        durable.term == 0
+        and durable.voted_for is None
+        and durable.snapshot is None
+        and not durable.entries
+    )
 
 
 def _check_bindable(listen: str) -> None:

@@ -54,3 +54,12 @@ class NodeStatus:
     round_trips: dict[str, float] = field(default_factory=dict)
     """Smoothed heartbeat round-trip time in seconds to each peer that answered one
     within an election timeout (so only on a leader, over the native peer links)."""
+    removed: bool = False
+    """A member told this node that a committed configuration removed it: it does not
+    campaign until a leader adds it back."""
+    removed_by: str | None = None
+    removed_at: int = 0
+    """The index of the configuration entry that removed it."""
+    blank_start: str | None = None
+    """None, or "waiting" / "refused": the node started with no Raft state and does not
+    vote until its peers show it never voted before (see README, On-disk files)."""

@@ -1,13 +1,16 @@
-"""Snapshots: the log compacts behind them, a wiped follower catches up by InstallSnapshot,
-and a restart restores the state machine from the snapshot file."""
+"""Snapshots: the log compacts behind them, a wiped follower (refused as a member, added
+back as a new one) catches up by InstallSnapshot, and a restart restores the state machine
+from the snapshot file."""
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from node_cluster import Cluster, wait_until
 
+from dref.raft.node import Node
 from dref.storage.snapshot_files import SnapshotFiles
 
 
@@ -31,7 +34,19 @@ def test_small_snapshot_every_compacts_and_a_wiped_follower_catches_up(tmp_path:
             leader.propose(f"s{i}".encode())
         wait_until(lambda: leader.status().snapshot_index >= 50, what="leader compacted past 50")
         shutil.rmtree(tmp_path / victim)
-        cluster.start(victim)
+        # Started as a member again, the empty node refuses (it may have voted before)...
+        refused = cluster.start(victim)
+        wait_until(lambda: refused.refusal is not None, what=f"{victim} refuses")
+        assert refused.status().blank_start == "refused" and str(tmp_path / victim) in (
+            refused.refusal or ""
+        )
+        cluster.stop(victim)
+        # ... so it is removed, and added back as a new member that joins empty.
+        leader.remove(victim)
+        shutil.rmtree(tmp_path / victim)
+        joining = replace(cluster.config(victim), peers={}, join=True)
+        cluster.nodes[victim] = Node(joining, cluster.machines[victim])
+        leader.add_voter(victim, cluster.addresses[victim])
         cluster.wait_applied(60)
         expected = [f"s{i}".encode() for i in range(60)]
         assert cluster.machines[victim].snapshot_items() == expected

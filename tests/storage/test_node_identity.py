@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from dref.errors import ConfigError, NodeIdMismatchError, StorageError
-from dref.storage.node_identity import FILE_NAME, NodeIdentity, claim_identity
+from dref.storage.node_identity import (
+    FILE_NAME,
+    NodeIdentity,
+    claim_identity,
+    record_cluster_id,
+    record_joining,
+)
 
 
 def test_the_first_start_records_the_node_id_and_a_null_cluster_id(tmp_path: Path) -> None:
@@ -36,6 +42,16 @@ def test_a_recorded_cluster_id_is_read_and_kept(tmp_path: Path) -> None:
     assert json.loads((tmp_path / FILE_NAME).read_text()) == document
 
 
+def test_joining_is_recorded_kept_by_a_cluster_id_and_cleared(tmp_path: Path) -> None:
+    claim_identity(tmp_path, "n4")
+    assert record_joining(tmp_path, "n4", True) == NodeIdentity("n4", None, joining=True)
+    assert json.loads((tmp_path / FILE_NAME).read_text())["joining"] is True
+    record_cluster_id(tmp_path, "n4", "c-1")
+    assert claim_identity(tmp_path, "n4") == NodeIdentity("n4", "c-1", joining=True)
+    assert record_joining(tmp_path, "n4", False) == NodeIdentity("n4", "c-1")
+    assert "joining" not in json.loads((tmp_path / FILE_NAME).read_text())
+
+
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
@@ -44,6 +60,7 @@ def test_a_recorded_cluster_id_is_read_and_kept(tmp_path: Path) -> None:
         ('{"format": 2, "node_id": "n1"}', "unsupported format 2"),
         ('{"format": 1, "node_id": ""}', "node_id must be a non-empty string"),
         ('{"format": 1, "node_id": "n1", "cluster_id": 7}', "cluster_id must be a string"),
+        ('{"format": 1, "node_id": "n1", "joining": 1}', "joining must be true or false"),
     ],
 )
 def test_a_damaged_file_is_a_storage_error_naming_it(

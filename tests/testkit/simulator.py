@@ -107,6 +107,9 @@ class SimConfig:
     """Leadership transfers requested at random times of the chaos phase."""
     membership_changes: int = 0
     """Membership changes requested at random times of the chaos phase."""
+    blank_start: bool = False
+    """Start each node as `dref node` would: guarded (`BlankStart`) when its disk was never
+    used, on the first start and after `wipe`."""
     raft: RaftConfig = field(
         default_factory=lambda: RaftConfig(
             heartbeat_interval_ms=15,
@@ -186,6 +189,8 @@ class SimNode:
     """Local time of the core's last tick: a later tick after a pause reports the stall."""
     batch: list[ClientOp] = field(default_factory=list)
     """Writes gathered for one `propose_many` turn (as the node runtime batches callers)."""
+    started_before: bool = False
+    """The disk has been used (as a data directory holding node-identity.json)."""
 
     def local_time(self, now_ms: int) -> int:
         """This node's clock reading: offset and a small rate error."""
@@ -364,6 +369,7 @@ class Simulation:
     def _start_node(self, node_id: str) -> None:
         node = self.nodes[node_id]
         durable = node.disk.recover()
+        guard = {"blank_start": not node.started_before} if self.config.blank_start else {}
         node.core = self.core_factory(
             node_id,
             self.initial_voters,
@@ -371,7 +377,9 @@ class Simulation:
             rng=random.Random(self.rng.random()),
             now_ms=node.local_time(self.now),
             durable=durable,
+            **guard,
         )
+        node.started_before = True
         node.step = self.step_factory(node.core)
         node.transport = SimTransport(self, node_id)
         node.issued_batch = 0
@@ -682,6 +690,63 @@ class Simulation:
         self._carry(leader, leader.step.change_membership(self._next_admin_id(), change))
         if rng.random() < 0.3:
             self._schedule(rng.randrange(0, 30), _KILL, leader.node_id)
+
+    # ---------------------------------------------------------- scripted scenarios
+
+    def start(self) -> None:
+        """Start every node and its clock, without clients or faults: a scripted scenario
+        then drives the run with `advance`, `isolate`, `heal`, `change` and `wipe`."""
+        for node_id in self.ids:
+            self._start_node(node_id)
+            self._schedule(self.rng.randrange(self.config.tick_ms), _TICK, node_id)
+
+    def advance(self, ms: int) -> None:
+        """Run every event of the next `ms` simulated milliseconds."""
+        self._loop(self.now + ms)
+
+    def isolate(self, node_id: str) -> None:
+        """Cut every link to and from `node_id` (until `heal`)."""
+        self.blocked = {(a, b) for a in self.ids for b in self.ids if a != b and node_id in (a, b)}
+
+    def heal(self) -> None:
+        """Restore every link."""
+        self.blocked.clear()
+
+    def leader(self) -> SimNode:
+        """The live node leading the highest term (the scenario expects one)."""
+        leader = self._live_leader()
+        assert leader is not None and leader.core is not None, "no leader"
+        return leader
+
+    def change(self, change: MembershipChange) -> None:
+        """Ask the leader for a one-server membership change."""
+        leader = self.leader()
+        assert leader.step is not None
+        self._carry(leader, leader.step.change_membership(self._next_admin_id(), change))
+
+    def transfer(self, target: str) -> None:
+        """Ask the leader to hand leadership to `target`."""
+        leader = self.leader()
+        assert leader.step is not None
+        self._carry(leader, leader.step.transfer(self._next_admin_id(), target))
+
+    def write(self, key: str, value: int) -> int:
+        """Propose a write on the leader; returns its op id (see `ops[id].outcome`)."""
+        leader = self.leader()
+        op = ClientOp(len(self.ops) + 1, 0, OpKind.WRITE, key, self.now, leader.node_id, value)
+        self.ops[op.op_id] = op
+        self._submit(op)
+        return op.op_id
+
+    def wipe(self, node_id: str) -> None:
+        """Kill `node_id` and start it again on a new, empty disk (its data dir wiped)."""
+        node = self.nodes[node_id]
+        self._crash_node(node)
+        self._queue = [e for e in self._queue if not (e[2] == _RESTART and e[3] == node_id)]
+        heapq.heapify(self._queue)
+        node.disk = FakeDisk()
+        node.started_before = False
+        self._start_node(node_id)
 
     # ------------------------------------------------------------------- clients
 

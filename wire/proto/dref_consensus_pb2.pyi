@@ -132,14 +132,16 @@ class VoteRequest(_message.Message):
     def __init__(self, candidate_id: _Optional[str] = ..., term: _Optional[int] = ..., last_seq: _Optional[int] = ..., last_log_term: _Optional[int] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class VoteResponse(_message.Message):
-    __slots__ = ("granted", "term", "ignore")
+    __slots__ = ("granted", "term", "removed_at", "ignore")
     GRANTED_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_AT_FIELD_NUMBER: _ClassVar[int]
     IGNORE_FIELD_NUMBER: _ClassVar[int]
     granted: bool
     term: int
+    removed_at: int
     ignore: bool
-    def __init__(self, granted: _Optional[bool] = ..., term: _Optional[int] = ..., ignore: _Optional[bool] = ...) -> None: ...
+    def __init__(self, granted: _Optional[bool] = ..., term: _Optional[int] = ..., removed_at: _Optional[int] = ..., ignore: _Optional[bool] = ...) -> None: ...
 
 class PreVoteRequest(_message.Message):
     __slots__ = ("candidate_id", "term", "last_seq", "last_log_term")
@@ -154,14 +156,16 @@ class PreVoteRequest(_message.Message):
     def __init__(self, candidate_id: _Optional[str] = ..., term: _Optional[int] = ..., last_seq: _Optional[int] = ..., last_log_term: _Optional[int] = ...) -> None: ...
 
 class PreVoteResponse(_message.Message):
-    __slots__ = ("granted", "term", "ignore")
+    __slots__ = ("granted", "term", "removed_at", "ignore")
     GRANTED_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_AT_FIELD_NUMBER: _ClassVar[int]
     IGNORE_FIELD_NUMBER: _ClassVar[int]
     granted: bool
     term: int
+    removed_at: int
     ignore: bool
-    def __init__(self, granted: _Optional[bool] = ..., term: _Optional[int] = ..., ignore: _Optional[bool] = ...) -> None: ...
+    def __init__(self, granted: _Optional[bool] = ..., term: _Optional[int] = ..., removed_at: _Optional[int] = ..., ignore: _Optional[bool] = ...) -> None: ...
 
 class InstallSnapshotRequest(_message.Message):
     __slots__ = ("leader_id", "term", "snapshot", "last_seq", "last_term", "voters", "learners", "offset", "data", "done", "addresses")
