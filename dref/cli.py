@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=ROLE",
         help="with TLS: the role (read, write, admin) of client certificate NAME (repeatable)",
     )
+    node.add_argument(
+        "--interop",
+        action="store_true",
+        help="speak upstream DRef's protocol exactly, to join a Scala or Rust cluster"
+        " (upstream's guarantees and files only; decimal ids as upstream's)",
+    )
     node.add_argument("--log-level", default="INFO", help="DEBUG, INFO (default), WARNING")
     node.add_argument("--exit-on-stdin-close", action="store_true", help=argparse.SUPPRESS)
 
@@ -246,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
 def _node_config(args: argparse.Namespace) -> Any:
     """The NodeConfig from --config, the options over it, or the DREF_* variables."""
     from dref.node_config_file import read_config_file
-    from dref.raft.config import NodeConfig
+    from dref.raft.config import UPSTREAM_SNAPSHOT_EVERY, NodeConfig
 
     settings: dict[str, Any] = read_config_file(args.config) if args.config else {}
     node_id = args.node_id or settings.get("node_id") or settings.get("id")
@@ -294,6 +300,9 @@ def _node_config(args: argparse.Namespace) -> Any:
         options["peer_sockets"] = peer_sockets
     if args.join:
         options["join"] = True
+    if args.interop:
+        options["interop"] = True
+        options.setdefault("snapshot_every", UPSTREAM_SNAPSHOT_EVERY)
     tls = tls_of(args, settings)
     if tls is not None:
         options["tls"] = tls
@@ -328,6 +337,8 @@ def _run_node(args: argparse.Namespace) -> int:
     from dref.raft.node_process import READY_PREFIX
 
     config = _node_config(args)
+    if config.interop:
+        return _run_interop_node(config, args)
     log_filter = NodeLogFilter(config.node_id)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(log_filter)
@@ -362,6 +373,33 @@ def _run_node(args: argparse.Namespace) -> int:
                 log.critical("a part of the node failed (see above); exiting so it restarts")
                 return 1
         log.info("shutting down")
+    finally:
+        node.close()
+    return 0
+
+
+def _run_interop_node(config: Any, args: argparse.Namespace) -> int:
+    """`dref node --interop`: serve until SIGTERM / SIGINT (or stdin closes)."""
+    from dref.raft.interop.node import InteropNode
+    from dref.raft.node_process import READY_PREFIX
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s node={config.node_id} %(name)s: %(message)s",
+        force=True,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    node = InteropNode(config)
+    try:
+        if args.exit_on_stdin_close:
+            threading.Thread(
+                target=_wait_for_eof, args=(stop,), name="dref-stdin-watch", daemon=True
+            ).start()
+        print(f"{READY_PREFIX} {node.node_id} {node.address}", flush=True)
+        while not stop.wait(1.0):  # the timeout lets the main thread run signal handlers
+            pass
     finally:
         node.close()
     return 0

@@ -56,6 +56,7 @@ from dref.storage.client_sessions import ClientSessions
 from dref.storage.expiry_index import ExpiryIndex
 from dref.wire.encoded_int import add_to_encoded
 from dref.wire.proto import state_command_pb2 as sc
+from dref.wire.proto.dref_consensus_pb2 import ClusterSnapshot
 from dref.wire.proto.dref_native_pb2 import (
     CommandResult,
     HistoryQuery,
@@ -203,6 +204,18 @@ class KeyValueStateMachine:
                     entry.expireAt = stored.expire_at
                 snap.entries.append(entry)
         return snap.SerializeToString(deterministic=True)
+
+    def cluster_snapshot(self) -> ClusterSnapshot:
+        """The entries alone as upstream's ClusterSnapshot (no native fields, `last_seq`
+        unset), which is what interop mode sends and saves."""
+        with self._lock:
+            snap = ClusterSnapshot()
+            for name in sorted(self._entries):
+                stored = self._entries[name]
+                entry = snap.entries.add(key=name, value=stored.value)
+                if stored.expire_at is not None:
+                    entry.expireAt = stored.expire_at
+        return snap
 
     def restore(self, data: bytes) -> None:
         """Replace the store with a snapshot (ours, or an upstream ClusterSnapshot).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import ipaddress
 import os
 import socket
@@ -15,6 +16,9 @@ from dref.wire.tls import ROLES, TLS
 
 PEER_TRANSPORTS = ("socket", "grpc")
 """Ways a native node reaches its peers; see `NodeConfig.peer_transport`."""
+
+UPSTREAM_SNAPSHOT_EVERY = 1000
+"""Upstream's snapshotEvery default, which `dref node --interop` keeps unless told."""
 
 DEFAULT_PORT = 8082
 """Upstream's gRPC port when `DREF_PORT` is not set (spec 1.7)."""
@@ -86,6 +90,10 @@ class NodeConfig:
     roles: Mapping[str, str] = field(default_factory=dict)
     """With TLS, the role (read, write, admin) of each client certificate name; a name not
     listed has the role its certificate states (`dref certs issue --role`), else none."""
+    interop: bool = False
+    """Speak upstream DRef's protocol exactly (spec section 4), to join a Scala or Rust
+    cluster: upstream's guarantees and files only (`dref.raft.interop`). `peers` may then
+    list this node too (upstream configs do); it is left out by id or by address."""
 
     def __post_init__(self) -> None:
         if not self.node_id or not isinstance(self.node_id, str):
@@ -97,6 +105,17 @@ class NodeConfig:
                 f" got a {type(self.peers).__name__}"
             )
         peers = dict(self.peers)
+        if self.interop:
+            peers = {
+                peer: address
+                for peer, address in peers.items()
+                if peer != self.node_id and address != self.listen
+            }
+            for option, used in (("tls", self.tls is not None), ("join", self.join)):
+                if used:
+                    raise ConfigError(
+                        f"{option} is a native-mode option; upstream's protocol has none"
+                    )
         if self.join and peers:
             raise ConfigError("a joining node learns its peers from the leader; give none")
         if self.node_id in peers:
@@ -235,3 +254,27 @@ def resolve_service(name: str) -> list[str]:
     except OSError as exc:
         raise ConfigError(f"cannot resolve DREF_NODE_SERVICES name {name!r}: {exc}") from None
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def check_bindable(listen: str) -> None:
+    """ConfigError saying why `listen` cannot be bound, found by binding it briefly (gRPC
+    would only log the reason to stderr and report a port of 0)."""
+    host, port = split_address(listen, "listen")
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            probe.bind(sockaddr)
+    except OSError as exc:
+        reason = _BIND_ERRORS.get(exc.errno or 0, exc.strerror or str(exc))
+        raise ConfigError(f"cannot listen on {listen}: {reason}") from None
+
+
+_BIND_ERRORS = {
+    errno.EADDRINUSE: "the port is in use",
+    errno.EADDRNOTAVAIL: "the host is not an address of this machine",
+}

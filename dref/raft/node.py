@@ -9,10 +9,8 @@ public call blocks only its caller, is thread-safe and takes a timeout.
 
 from __future__ import annotations
 
-import errno
 import logging
 import random
-import socket
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -74,7 +72,7 @@ from dref.errors import (
     MembershipError,
     QuorumLostError,
 )
-from dref.raft.config import NodeConfig, split_address
+from dref.raft.config import NodeConfig, check_bindable, split_address
 from dref.raft.discovery import ServiceDiscovery
 from dref.raft.server.access import Access
 from dref.raft.server.admin import admin_handlers
@@ -165,7 +163,7 @@ class Node:
         try:
             identity = claim_identity(config.data_dir, node_id)
             self.cluster_id = identity.cluster_id or ""
-            _check_bindable(config.listen)
+            check_bindable(config.listen)
             try:
                 if self.tls is None:
                     port = self._server.add_insecure_port(config.listen)
@@ -694,30 +692,6 @@ def _holds_no_raft_state(durable: DurableState) -> bool:
         and durable.snapshot is None
         and not durable.entries
     )
-
-
-def _check_bindable(listen: str) -> None:
-    """ConfigError saying why `listen` cannot be bound, found by binding it briefly (gRPC
-    would only log the reason to stderr and report a port of 0)."""
-    host, port = split_address(listen, "listen")
-    if port == 0:
-        return
-    try:
-        family, kind, proto, _, sockaddr = socket.getaddrinfo(
-            host.strip("[]"), port, type=socket.SOCK_STREAM
-        )[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
-            probe.bind(sockaddr)
-    except OSError as exc:
-        reason = _BIND_ERRORS.get(exc.errno or 0, exc.strerror or str(exc))
-        raise ConfigError(f"cannot listen on {listen}: {reason}") from None
-
-
-_BIND_ERRORS = {
-    errno.EADDRINUSE: "the port is in use",
-    errno.EADDRNOTAVAIL: "the host is not an address of this machine",
-}
 
 
 def _keepalive_options(config: NodeConfig) -> list[tuple[str, int]]:

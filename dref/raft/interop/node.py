@@ -1,0 +1,70 @@
+"""`InteropNode`: one node of an upstream DRef Raft cluster, started from a `NodeConfig`
+with `interop=True` (what `dref node --interop` runs)."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from dref.errors import ConfigError
+from dref.raft.config import NodeConfig, check_bindable, split_address
+from dref.raft.interop.engine import InteropEngine, InteropTimings
+from dref.raft.interop.service import add_interop_services
+from dref.storage.data_dir_lock import DataDirLock
+
+__all__ = ["InteropNode"]
+
+_log = logging.getLogger("dref.interop")
+_GRPC_WORKERS = 32
+
+
+class InteropNode:
+    """Serves `DRefConsensus` and `DRefRaft` on `config.listen` (plaintext, as upstream)
+    and runs the engine's driver loop and TTL reaper until `close()`."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        if not config.interop:
+            raise ConfigError("InteropNode needs NodeConfig(interop=True)")
+        self.node_id = config.node_id
+        self._data_lock = DataDirLock(config.data_dir)
+        self._server: grpc.Server | None = None
+        try:
+            check_bindable(config.listen)
+            timings = InteropTimings(
+                election_timeout=config.election_timeout,
+                heartbeat_interval=config.heartbeat_interval,
+                rpc_timeout=min(config.rpc_timeout, config.election_timeout),
+            )
+            self.engine = InteropEngine(
+                config.node_id,
+                dict(config.peers),
+                config.data_dir,
+                timings=timings,
+                snapshot_every=config.snapshot_every,
+            )
+            executor = ThreadPoolExecutor(
+                _GRPC_WORKERS, thread_name_prefix=f"dref-interop-grpc-{config.node_id}"
+            )
+            self._server = grpc.server(executor, options=[("grpc.so_reuseport", 0)])
+            add_interop_services(self.engine, self._server)
+            port = self._server.add_insecure_port(config.listen)
+            if port == 0:
+                raise ConfigError(f"cannot listen on {config.listen}")
+            host, _ = split_address(config.listen, "listen")
+            self.address = f"{host}:{port}"
+            self._server.start()
+            self.engine.start()
+        except BaseException:
+            self._data_lock.release()
+            raise
+        _log.info("interop node %s serving on %s", self.node_id, self.address)
+
+    def close(self) -> None:
+        """Stop serving and the engine's threads; idempotent."""
+        if self._server is not None:
+            self._server.stop(grace=0.5).wait()
+            self._server = None
+            self.engine.close()
+            self._data_lock.release()

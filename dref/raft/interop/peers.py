@@ -1,0 +1,73 @@
+"""Upstream's `DRefConsensus` calls to the other nodes, in parallel, each with a deadline.
+
+Plaintext HTTP/2 as upstream dials it (no TLS, no metadata). Every call is bounded by the
+RPC timeout (Rust's connectionTimeout; Scala's version has none, so a black-holed peer could
+block it: spec 7.19), so a dead peer costs a caller at most one timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import grpc
+
+from dref.wire.proto.dref_consensus_pb2_grpc import DRefConsensusStub
+
+__all__ = ["UpstreamPeers"]
+
+_log = logging.getLogger("dref.interop")
+
+
+class UpstreamPeers:
+    """One channel and stub per peer id; `call_all` fans a request out and gathers replies."""
+
+    def __init__(self, addresses: Mapping[str, str], rpc_timeout: float) -> None:
+        self.ids = tuple(addresses)
+        self._timeout = rpc_timeout
+        self._channels = {
+            peer: grpc.insecure_channel(address) for peer, address in addresses.items()
+        }
+        self._stubs = {peer: DRefConsensusStub(channel) for peer, channel in self._channels.items()}
+
+    def call_all(self, method: str, request: Any) -> dict[str, Any]:
+        """Send `request` to every peer at once with `method` (a DRefConsensus RPC name) and
+        wait for all; returns the replies by peer id, failed or late calls left out."""
+        pending = {
+            peer: getattr(stub, method).future(request, timeout=self._timeout)
+            for peer, stub in self._stubs.items()
+        }
+        replies: dict[str, Any] = {}
+        for peer, future in pending.items():
+            try:
+                replies[peer] = future.result()
+            except grpc.RpcError as exc:
+                _log.debug("%s to %s failed: %s", method, peer, exc.code())
+        return replies
+
+    def call_one(
+        self, peer: str, method: str, request: Any, on_reply: Callable[[Any], None]
+    ) -> None:
+        """Send `request` to `peer` without waiting; `on_reply(response)` runs on a gRPC
+        thread when it answers (failures are dropped, as upstream's fire-and-forget)."""
+        future = getattr(self._stubs[peer], method).future(request, timeout=self._timeout)
+
+        def done(call: grpc.Future) -> None:
+            try:
+                reply = call.result()
+            except grpc.RpcError as exc:
+                _log.debug("%s to %s failed: %s", method, peer, exc.code())
+                return
+            on_reply(reply)
+
+        future.add_done_callback(done)
+
+    def call_each(self, method: str, request: Any, on_reply: Callable[[Any], None]) -> None:
+        """`call_one` to every peer."""
+        for peer in self.ids:
+            self.call_one(peer, method, request, on_reply)
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
