@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import random
 import time
 from collections.abc import Callable
 
@@ -23,7 +24,13 @@ from dref.contracts.changes import (
     ListenerRegistry,
 )
 from dref.contracts.read_policy import ReadPolicyName, read_policy_name
-from dref.errors import ConfigError, DRefTimeoutError, NotFoundError, ValueTooLargeError
+from dref.errors import (
+    ConfigError,
+    DRefTimeoutError,
+    LockTimeoutError,
+    NotFoundError,
+    ValueTooLargeError,
+)
 from dref.wire.encoded_int import add_to_encoded
 
 __all__ = [
@@ -37,6 +44,7 @@ __all__ = [
     "ReadPolicyName",
     "call_timeout",
     "read_policy_name",
+    "take_upstream_lock",
 ]
 
 
@@ -53,6 +61,25 @@ is worse than an answer that comes a little late."""
 def call_timeout(deadline: float) -> float:
     """The timeout of one backend call made before `deadline` (a time.monotonic value)."""
     return max(deadline - time.monotonic(), MIN_CALL_TIMEOUT)
+
+
+def take_upstream_lock(
+    backend: Backend, name: str, token: bytes, deadline: float, limit: float
+) -> int:
+    """Create upstream's modify lock ``lock:<name>`` holding `token` for `default_ttl`,
+    trying again every 10-50 ms (upstream's Rust waiters poll every 50 ms) until `deadline`;
+    returns the revision of the write, LockTimeoutError (naming `limit`) when time is up."""
+    lock_name = "lock:" + name
+    while True:
+        revision = backend.set_if_absent(
+            lock_name, token, backend.default_ttl, timeout=call_timeout(deadline)
+        )
+        if revision is not None:
+            return revision
+        pause = min(random.uniform(0.01, 0.05), deadline - time.monotonic())
+        if pause <= 0:
+            raise LockTimeoutError(lock_name, limit)
+        time.sleep(pause)
 
 
 class Backend(abc.ABC):

@@ -45,6 +45,7 @@ def raft_context(
     tls: TLS | None = None,
     roles: Mapping[str, str] | None = None,
     history_revisions: int = DEFAULT_HISTORY_REVISIONS,
+    interop: bool = False,
 ) -> Context:
     """A context on a key/value node embedded here (`peers`: the OTHER voters' id -> address).
 
@@ -54,6 +55,8 @@ def raft_context(
     (`dref.TLS(cert, key, ca)`, a certificate naming `node_id`) turns on mutual TLS for the
     node and for this context's calls; `roles` maps client certificate names to roles.
     `history_revisions` changes stay in the node's memory for `ref.changes(after=...)`.
+    `interop=True` runs the node in interop mode, to join a Scala or Rust DRef cluster
+    (upstream's protocol and guarantees: `dref.interop_backend`; README "Interop mode").
     """
     from dref.raft.config import NodeConfig
 
@@ -70,6 +73,8 @@ def raft_context(
         options["tls"] = tls
     if roles:
         options["roles"] = roles
+    if interop:
+        options["interop"] = True
     config = NodeConfig(node_id, listen, peers, Path(data_dir), **options)  # checks them all
     data = config.data_dir
     data.mkdir(parents=True, exist_ok=True)
@@ -87,8 +92,11 @@ def raft_context(
             election_ms=_ms(election_timeout),
             snapshot_every=snapshot_every,
         )
-        arguments += ["--max-value-size", str(max_value_size)]
-        arguments += ["--history-revisions", str(history_revisions)]
+        if interop:
+            arguments.append("--interop")
+        else:
+            arguments += ["--max-value-size", str(max_value_size)]
+            arguments += ["--history-revisions", str(history_revisions)]
         if metrics_listen is not None:
             arguments += ["--metrics-listen", metrics_listen]
         if config.tls is not None:
@@ -96,13 +104,18 @@ def raft_context(
             arguments += ["--tls-ca", str(config.tls.ca)]
         for name, role in config.roles.items():
             arguments += ["--role", f"{name}={role}"]
-        unix_path = _unix_socket_path(data)
+        unix_path = None if interop else _unix_socket_path(data)
         if unix_path is not None:
             arguments += ["--unix-socket", unix_path]
         child = NodeProcess(arguments, ready_timeout=ready_timeout, log=data / "node.log")
         address, stop = child.address, child.stop
         if unix_path is not None:
             unix_sockets[address] = unix_path
+    elif interop:
+        from dref.raft.interop.node import InteropNode
+
+        interop_node = InteropNode(config)
+        address, stop = interop_node.address, interop_node.close
     else:
         from dref.raft.kv_node import KeyValueNode
 
@@ -110,6 +123,14 @@ def raft_context(
             config, max_value_size=max_value_size, history_revisions=history_revisions
         )
         address, stop = node.address, node.close
+    if interop:
+        return _interop_context(
+            [address, *config.peers.values()],
+            timeout=timeout,
+            default_ttl=default_ttl,
+            max_value_size=max_value_size,
+            on_close=stop,
+        )
     try:
         client = Client(
             [address, *peers.values()], timeout=timeout, unix_sockets=unix_sockets, tls=tls
@@ -141,13 +162,45 @@ def raft_client_context(
     max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
     read_policy: ReadPolicyName = "linearizable",
     tls: TLS | None = None,
+    interop: bool = False,
 ) -> Context:
     """A context on the running cluster reachable at some of `addresses` ("host:port");
     `read_policy` is how `DRef.get` reads unless told otherwise; `tls`
-    (`dref.TLS(cert, key, ca)`) for a cluster with TLS."""
+    (`dref.TLS(cert, key, ca)`) for a cluster with TLS. `interop=True` for a cluster that
+    speaks upstream's protocol (Scala or Rust DRef nodes, or `dref node --interop`)."""
+    if interop:
+        if tls is not None:
+            raise ConfigError("upstream's protocol is plaintext: interop=True takes no tls")
+        return _interop_context(
+            _checked_addresses(addresses),
+            timeout=timeout,
+            default_ttl=default_ttl,
+            max_value_size=max_value_size,
+        )
     client = Client(_checked_addresses(addresses), timeout=timeout, tls=tls)
     backend = RaftBackend(client, default_ttl=default_ttl, max_value_size=max_value_size)
     return Context(backend, read_policy=read_policy)
+
+
+def _interop_context(
+    addresses: list[str],
+    *,
+    timeout: float,
+    default_ttl: float,
+    max_value_size: int,
+    on_close: Callable[[], object] | None = None,
+) -> Context:
+    """A context over `DRefRaft` calls to an upstream-protocol cluster."""
+    from dref.interop_backend import InteropBackend
+    from dref.raft.interop.client import UpstreamClient
+
+    backend = InteropBackend(
+        UpstreamClient(addresses, timeout=timeout),
+        default_ttl=default_ttl,
+        max_value_size=max_value_size,
+        on_close=on_close,
+    )
+    return Context(backend)
 
 
 def _checked_addresses(addresses: object) -> list[str]:

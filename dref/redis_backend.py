@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -84,6 +83,7 @@ from dref.backend import (
     ListenerRegistry,
     ReadPolicyName,
     call_timeout,
+    take_upstream_lock,
 )
 from dref.contracts.changes import DEFAULT_HISTORY_REVISIONS, HISTORY_PAGE, HISTORY_PAGE_BYTES
 from dref.errors import (
@@ -94,7 +94,6 @@ from dref.errors import (
     ContextClosedError,
     DRefError,
     LockStolenError,
-    LockTimeoutError,
     NotFoundError,
     PermissionDeniedError,
 )
@@ -442,16 +441,7 @@ class RedisBackend(Backend):
         deadline = time.monotonic() + limit
         lock_name = "lock:" + name
         token = encode_lock_token(new_lock_token())
-        while True:
-            lock_rev = self.set_if_absent(
-                lock_name, token, self.default_ttl, timeout=call_timeout(deadline)
-            )
-            if lock_rev is not None:
-                break
-            pause = min(random.uniform(0.01, 0.05), deadline - time.monotonic())
-            if pause <= 0:
-                raise LockTimeoutError(lock_name, limit)
-            time.sleep(pause)  # upstream's Rust waiters also retry every 50 ms
+        lock_rev = take_upstream_lock(self, name, token, deadline, limit)
         try:
             current = self.get(name, timeout=call_timeout(deadline))
             value = fn(None if current is None else current.value)

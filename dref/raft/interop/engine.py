@@ -85,6 +85,7 @@ class InteropEngine:
         self._snapshot_file = StateSnapshotFile(data_dir)
         self._command_log = CommandLog(data_dir, validate_commands=False)
         self._pending: dict[int, bytes] = {}
+        self._snapshots_in_flight: set[str] = set()
         """Stored but unapplied entries by seq (a follower's, or an orphan)."""
         self._applied_since_snapshot = 0
         self._log_changes = 0
@@ -334,8 +335,38 @@ class InteropEngine:
         return stored.value
 
     def _send_snapshot(self, peer: str) -> None:
-        """InstallSnapshot of the whole state at last_applied to `peer`, not waited for."""
-        self.peers.call_one(peer, "InstallSnapshot", self._snapshot_request(), self._on_reply)
+        """InstallSnapshot of the whole state at last_applied to `peer`, not waited for.
+
+        One at a time per peer: a refusal while one is on its way sends none. When it was
+        installed and the leader has applied more since (the write that found the peer
+        behind applies after this snapshot is taken), the next one follows, so the peer
+        ends at the leader's seq instead of one write behind at every write (upstream's
+        engine stays one behind, installing a snapshot per write, until an election).
+        """
+        with self._lock:
+            if peer in self._snapshots_in_flight:
+                return
+            self._snapshots_in_flight.add(peer)
+            request = self._snapshot_request()
+
+        def installed(reply: Any) -> None:
+            with self._lock:
+                self._snapshots_in_flight.discard(peer)
+                if self._observe(reply.term) or not reply.success:
+                    return
+                behind = (
+                    self.state.is_leader
+                    and self.state.term == request.term
+                    and self.state.last_applied > request.last_seq
+                )
+            if behind:
+                self._send_snapshot(peer)
+
+        def failed() -> None:
+            with self._lock:
+                self._snapshots_in_flight.discard(peer)
+
+        self.peers.call_one(peer, "InstallSnapshot", request, installed, on_failure=failed)
 
     def _snapshot_request(self) -> pb.InstallSnapshotRequest:
         with self._lock:
@@ -407,8 +438,8 @@ class InteropEngine:
                 return
             self._discard_uncommitted_tail()
             _log.info("leader of term %d with %d of %d votes", term, votes, len(self.peer_ids) + 1)
-            request = self._snapshot_request()
-        self.peers.call_each("InstallSnapshot", request, self._on_reply)
+        for peer in self.peer_ids:
+            self._send_snapshot(peer)
 
     def _discard_uncommitted_tail(self) -> None:
         """A new leader drops what it stored beyond last_applied (Scala's newest engine)."""

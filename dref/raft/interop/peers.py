@@ -13,7 +13,9 @@ from typing import Any
 
 import grpc
 
+from dref.wire.consensus_service import CHANNEL_OPTIONS
 from dref.wire.proto.dref_consensus_pb2_grpc import DRefConsensusStub
+from dref.wire.reconnect import RECONNECT_OPTIONS
 
 __all__ = ["UpstreamPeers"]
 
@@ -26,8 +28,10 @@ class UpstreamPeers:
     def __init__(self, addresses: Mapping[str, str], rpc_timeout: float) -> None:
         self.ids = tuple(addresses)
         self._timeout = rpc_timeout
+        options = [*CHANNEL_OPTIONS, *RECONNECT_OPTIONS]
         self._channels = {
-            peer: grpc.insecure_channel(address) for peer, address in addresses.items()
+            peer: grpc.insecure_channel(address, options=options)
+            for peer, address in addresses.items()
         }
         self._stubs = {peer: DRefConsensusStub(channel) for peer, channel in self._channels.items()}
 
@@ -47,10 +51,16 @@ class UpstreamPeers:
         return replies
 
     def call_one(
-        self, peer: str, method: str, request: Any, on_reply: Callable[[Any], None]
+        self,
+        peer: str,
+        method: str,
+        request: Any,
+        on_reply: Callable[[Any], None],
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         """Send `request` to `peer` without waiting; `on_reply(response)` runs on a gRPC
-        thread when it answers (failures are dropped, as upstream's fire-and-forget)."""
+        thread when it answers, `on_failure()` if it fails (else failures are dropped, as
+        upstream's fire-and-forget calls are)."""
         future = getattr(self._stubs[peer], method).future(request, timeout=self._timeout)
 
         def done(call: grpc.Future) -> None:
@@ -58,6 +68,8 @@ class UpstreamPeers:
                 reply = call.result()
             except grpc.RpcError as exc:
                 _log.debug("%s to %s failed: %s", method, peer, exc.code())
+                if on_failure is not None:
+                    on_failure()
                 return
             on_reply(reply)
 

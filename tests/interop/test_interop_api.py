@@ -1,0 +1,176 @@
+"""The DRef API on a cluster of three `dref node --interop` processes, through
+`dref.raft_client(..., interop=True)` (upstream's client service only): values, TTLs,
+update under upstream's modify lock from several threads, locks, change streams by polling,
+what interop mode refuses, and a SIGKILLed leader."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+import dref
+from dref.errors import ConfigError, NotFoundError
+from dref.raft.node_process import NodeProcess, free_ports, node_arguments
+from dref.wire.proto import dref_pb2 as rpb
+from testkit.upstream_peer import client_stub
+
+IDS = ("1", "2", "3")
+
+
+class InteropCluster:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        ports = free_ports(len(IDS))
+        self.addresses = {i: f"127.0.0.1:{port}" for i, port in zip(IDS, ports, strict=True)}
+        self.processes: dict[str, NodeProcess] = {}
+
+    def start(self, node_id: str) -> None:
+        peers = {i: a for i, a in self.addresses.items() if i != node_id}
+        arguments = node_arguments(
+            node_id,
+            self.addresses[node_id],
+            peers,
+            self.root / node_id,
+            heartbeat_ms=50,
+            election_ms=400,
+        )
+        log = self.root / f"{node_id}.log"
+        self.processes[node_id] = NodeProcess([*arguments, "--interop"], log=log)
+
+    def leader(self, timeout: float = 20.0) -> str:
+        """The node whose GetEndpoints-named id every live node's not-leader hint names."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for node_id, process in self.processes.items():
+                if not process.alive:
+                    continue
+                try:
+                    client_stub(self.addresses[node_id]).GetElement(
+                        rpb.GetElementRequest(name="probe"), timeout=1.0
+                    )
+                except grpc.RpcError:
+                    continue
+                return node_id
+            time.sleep(0.05)
+        raise AssertionError(f"no interop leader within {timeout:g} s")
+
+    def close(self) -> None:
+        for process in self.processes.values():
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropCluster]:
+    nodes = InteropCluster(tmp_path_factory.mktemp("interop"))
+    try:
+        for node_id in IDS:
+            nodes.start(node_id)
+        nodes.leader()
+        yield nodes
+    finally:
+        nodes.close()
+
+
+@pytest.fixture
+def ctx(cluster: InteropCluster) -> Iterator[dref.Context]:
+    with dref.raft_client(list(cluster.addresses.values()), interop=True, timeout=10.0) as c:
+        yield c
+
+
+def test_values_ttls_and_refusals(ctx: dref.Context) -> None:
+    ref = ctx.ref("interop-value", "first")
+    assert ref.get() == "first"
+    ref.set("second")
+    assert ref.get() == "second"
+    assert not ref.set_if_not_exist("third")
+    short = ctx.ref("interop-short", "")
+    short.set("soon gone", ttl=0.3)
+    assert short.get() == "soon gone"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            short.get()
+        except NotFoundError:
+            break
+        time.sleep(0.05)
+    with pytest.raises(NotFoundError):
+        short.get()
+    ref.delete()
+    with pytest.raises(NotFoundError):
+        ref.get()
+    with pytest.raises(ConfigError, match="interop mode"):
+        ctx.ref("interop-history", 0).changes(after=1)
+
+
+def test_updates_from_threads_hold_upstreams_modify_lock(ctx: dref.Context) -> None:
+    counter = ctx.ref("interop-counter", 0)
+    counter.set(0)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(5):
+                counter.update(lambda n: n + 1, timeout=30)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert counter.get() == 20
+
+
+def test_lock_excludes_and_changes_arrive(ctx: dref.Context, cluster: InteropCluster) -> None:
+    ref = ctx.ref("interop-watched", 0)
+    ref.set(0)
+    with ref.changes(timeout=10.0) as changes:
+        with dref.raft_client(list(cluster.addresses.values()), interop=True) as other:
+            other.ref("interop-watched", 0).set(7)  # another client: seen by polling
+        event = changes.get()
+        assert event.value == 7
+
+    inside: list[int] = []
+    overlap: list[bool] = []
+
+    def critical(worker: int) -> None:
+        with ctx.lock("interop-lock", ttl=5, timeout=30):
+            overlap.append(bool(inside))
+            inside.append(worker)
+            time.sleep(0.05)
+            inside.remove(worker)
+
+    threads = [threading.Thread(target=critical, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert overlap == [False, False, False]
+
+
+def test_writes_go_on_after_the_leader_is_killed(
+    ctx: dref.Context, cluster: InteropCluster
+) -> None:
+    ref = ctx.ref("interop-survivor", "before")
+    ref.set("before")
+    leader = cluster.leader()
+    cluster.processes[leader].kill()
+    ref.set("after")  # retried by the client until the new leader answers
+    assert ref.get() == "after"
+    cluster.start(leader)  # back from its files, behind: a later write's AppendEntries
+    snapshot = cluster.root / leader / "state-snapshot"  # is refused, and the leader
+    deadline = time.monotonic() + 10  # installs a snapshot (once its channel reconnects)
+    while time.monotonic() < deadline:
+        ref.set("again")
+        if snapshot.exists() and b"\xa5again" in snapshot.read_bytes():
+            break
+        time.sleep(0.1)
+    assert b"\xa5again" in snapshot.read_bytes()
+    assert ref.get() == "again"
