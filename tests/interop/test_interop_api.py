@@ -8,76 +8,25 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import grpc
 import pytest
 
 import dref
 from dref.errors import ConfigError, NotFoundError
-from dref.raft.node_process import NodeProcess, free_ports, node_arguments
-from dref.wire.proto import dref_pb2 as rpb
-from testkit.upstream_peer import client_stub
-
-IDS = ("1", "2", "3")
-
-
-class InteropCluster:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        ports = free_ports(len(IDS))
-        self.addresses = {i: f"127.0.0.1:{port}" for i, port in zip(IDS, ports, strict=True)}
-        self.processes: dict[str, NodeProcess] = {}
-
-    def start(self, node_id: str) -> None:
-        peers = {i: a for i, a in self.addresses.items() if i != node_id}
-        arguments = node_arguments(
-            node_id,
-            self.addresses[node_id],
-            peers,
-            self.root / node_id,
-            heartbeat_ms=50,
-            election_ms=400,
-        )
-        log = self.root / f"{node_id}.log"
-        self.processes[node_id] = NodeProcess([*arguments, "--interop"], log=log)
-
-    def leader(self, timeout: float = 20.0) -> str:
-        """The node whose GetEndpoints-named id every live node's not-leader hint names."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for node_id, process in self.processes.items():
-                if not process.alive:
-                    continue
-                try:
-                    client_stub(self.addresses[node_id]).GetElement(
-                        rpb.GetElementRequest(name="probe"), timeout=1.0
-                    )
-                except grpc.RpcError:
-                    continue
-                return node_id
-            time.sleep(0.05)
-        raise AssertionError(f"no interop leader within {timeout:g} s")
-
-    def close(self) -> None:
-        for process in self.processes.values():
-            process.kill()
+from testkit.cluster import FaultyCluster
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropCluster]:
-    nodes = InteropCluster(tmp_path_factory.mktemp("interop"))
-    try:
-        for node_id in IDS:
-            nodes.start(node_id)
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyCluster]:
+    root = tmp_path_factory.mktemp("interop")
+    with FaultyCluster(root, heartbeat_ms=50, election_ms=400, interop=True) as nodes:
+        nodes.start_all()
         nodes.leader()
         yield nodes
-    finally:
-        nodes.close()
 
 
 @pytest.fixture
-def ctx(cluster: InteropCluster) -> Iterator[dref.Context]:
+def ctx(cluster: FaultyCluster) -> Iterator[dref.Context]:
     with dref.raft_client(list(cluster.addresses.values()), interop=True, timeout=10.0) as c:
         yield c
 
@@ -128,7 +77,7 @@ def test_updates_from_threads_hold_upstreams_modify_lock(ctx: dref.Context) -> N
     assert counter.get() == 20
 
 
-def test_lock_excludes_and_changes_arrive(ctx: dref.Context, cluster: InteropCluster) -> None:
+def test_lock_excludes_and_changes_arrive(ctx: dref.Context, cluster: FaultyCluster) -> None:
     ref = ctx.ref("interop-watched", 0)
     ref.set(0)
     with ref.changes(timeout=10.0) as changes:
@@ -155,13 +104,11 @@ def test_lock_excludes_and_changes_arrive(ctx: dref.Context, cluster: InteropClu
     assert overlap == [False, False, False]
 
 
-def test_writes_go_on_after_the_leader_is_killed(
-    ctx: dref.Context, cluster: InteropCluster
-) -> None:
+def test_writes_go_on_after_the_leader_is_killed(ctx: dref.Context, cluster: FaultyCluster) -> None:
     ref = ctx.ref("interop-survivor", "before")
     ref.set("before")
     leader = cluster.leader()
-    cluster.processes[leader].kill()
+    cluster.kill(leader)
     ref.set("after")  # retried by the client until the new leader answers
     assert ref.get() == "after"
     cluster.start(leader)  # back from its files, behind: a later write's AppendEntries

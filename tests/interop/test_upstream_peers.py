@@ -282,3 +282,35 @@ def test_leader_sends_what_upstream_sends_in_order(electing: InteropHarness) -> 
         client.SetElement(rpb.SetElementRequest(name="k", value=b"e"))
     assert demoted.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert demoted.value.details() == "not-leader:unknown"
+
+
+def test_new_leader_drops_its_unapplied_tail(tmp_path: Path) -> None:
+    """Scala's newest engine: a node that wins an election discards what it stored beyond
+    last_applied, then installs its state on every peer. This is how upstream's protocol
+    loses a write whose commit Heartbeat never arrived (tests/jepsen/test_interop.py)."""
+    harness = InteropHarness(tmp_path, election_ms=300)
+    for peer in harness.peers:
+        peer.grant_pre_votes = False
+    harness.start()
+    try:
+        node = harness.node
+        one, two = _set("k", b"1"), _set("k", b"2")
+        for seq, command in ((1, one), (2, two)):
+            stored = node.AppendEntries(
+                cpb.AppendEntriesRequest(leader_id="101", term=1, command=command, seq=seq)
+            )
+            assert stored.success
+        node.Heartbeat(cpb.HeartbeatRequest(leader_id="101", term=1, commit_seq=1))
+        assert harness.file("command-log") == _command_log(1, (1, one), (2, two))
+        for peer in harness.peers:  # the leader falls silent and the node may now win
+            peer.forget()
+            peer.grant_pre_votes = True
+        first = harness.peers[0]
+        vote = first.wait_for("RequestVote")
+        assert (vote.term, vote.last_seq) == (2, 2)  # it campaigns with seq 2 stored
+        snapshot = first.wait_for("InstallSnapshot")
+        assert (snapshot.term, snapshot.last_seq) == (2, 1)  # seq 2 is gone
+        assert list(snapshot.snapshot.entries) == [raft_pb2.KVEntry(key="k", value=b"1")]
+        assert harness.file("command-log") == _command_log(1, (1, one))
+    finally:
+        harness.close()

@@ -22,11 +22,15 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from dref.errors import BackendUnavailableError, DRefError, NotLeaderError, QuorumLostError
 from dref.raft.client import Client
 from dref.raft.node_process import NodeProcess, free_ports, node_arguments
+from dref.wire.proto.dref_pb2 import GetElementRequest
 from dref.wire.tls import TLS
 from testkit.fault_proxy import FaultProxy
+from testkit.upstream_peer import client_stub
 
 __all__ = ["FaultyCluster"]
 
@@ -48,11 +52,14 @@ class FaultyCluster:
         snapshot_every: int | None = None,
         seed: int = 0,
         tls: bool = False,
+        interop: bool = False,
     ) -> None:
         """With `tls`, a CA and certificates made by `dref.certs` under `root`: every node
-        runs mutual TLS, and this harness's clients use an admin certificate."""
+        runs mutual TLS, and this harness's clients use an admin certificate. With
+        `interop`, nodes run `dref node --interop` with decimal ids, as upstream's."""
         self.root = root
-        self.ids = [f"n{i}" for i in range(1, size + 1)]
+        self.interop = interop
+        self.ids = [f"{'' if interop else 'n'}{i}" for i in range(1, size + 1)]
         ports = free_ports(2 * size)
         self.addresses = {n: f"127.0.0.1:{p}" for n, p in zip(self.ids, ports, strict=False)}
         self.socket_ports = dict(zip(self.ids, ports[size:], strict=True))
@@ -132,6 +139,10 @@ class FaultyCluster:
         data = self.root / node_id
         data.mkdir(parents=True, exist_ok=True)
         args = node_arguments(node_id, self.addresses[node_id], peers, data, **self.timings)
+        if self.interop:  # upstream's protocol: gRPC on the --listen port only
+            self.processes[node_id] = NodeProcess([*args, "--interop"], log=data / "node.log")
+            self.pids.setdefault(node_id, set()).add(self.processes[node_id].process.pid)
+            return
         args += ["--peer-listen", f"127.0.0.1:{self.socket_ports[node_id]}"]
         for peer in peers:
             host, port = self.socket_proxies[(node_id, peer)].address
@@ -267,6 +278,8 @@ class FaultyCluster:
     def leader(self, timeout: float = 60.0, among: Collection[str] | None = None) -> str:
         """The leader that every running node of `among` (default: all running) names, itself
         a leader; polls until `timeout`."""
+        if self.interop:
+            return self._interop_leader(timeout, among)
         deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -284,6 +297,23 @@ class FaultyCluster:
             f"no agreed leader within {timeout:g} s: roles {summary}, paused"
             f" {sorted(self.paused)}, dead {dead}"
         )
+
+    def _interop_leader(self, timeout: float, among: Collection[str] | None) -> str:
+        """Upstream's protocol has no status call: the leader is the running node that
+        serves a read (only a leader confirmed by a quorum does)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for node_id in self.running():
+                if among is not None and node_id not in among:
+                    continue
+                stub = client_stub(self.addresses[node_id])
+                try:
+                    stub.GetElement(GetElementRequest(name="leader-probe"), timeout=1.0)
+                except grpc.RpcError:
+                    continue
+                return node_id
+            time.sleep(_POLL)  # a poll under a deadline
+        raise AssertionError(f"no interop leader within {timeout:g} s; running {self.running()}")
 
     def logs(self, tail: int = 40) -> str:
         """The last `tail` lines of every node's log, for failure reports."""

@@ -48,6 +48,12 @@ class UpstreamClient:
         self._leader: str | None = None
         self._rotation = itertools.cycle(self.addresses)
 
+    @property
+    def leader_address(self) -> str | None:
+        """The address that last answered as leader (None until one did, or after a
+        refusal)."""
+        return self._leader
+
     def call(
         self,
         method: str,
