@@ -5,15 +5,22 @@ what interop mode refuses, and a SIGKILLed leader."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import msgpack
 import pytest
 
 import dref
 from dref.errors import ConfigError, NotFoundError
+from dref.wire.proto import dref_pb2 as rpb
 from testkit.cluster import FaultyCluster
+from testkit.dref_command import cli_env
+from testkit.upstream_peer import client_stub
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +128,41 @@ def test_writes_go_on_after_the_leader_is_killed(ctx: dref.Context, cluster: Fau
         time.sleep(0.1)
     assert b"\xa5again" in snapshot.read_bytes()
     assert ref.get() == "again"
+
+
+def test_interop_demo_chats_through_one_dref(cluster: FaultyCluster) -> None:
+    """examples/interop_demo.py (spec 1.8): two participants see each other's messages,
+    stored as upstream's record codec writes them."""
+    demo = Path(__file__).parents[2] / "examples" / "interop_demo.py"
+    connect = ",".join(cluster.addresses.values())
+    runs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(demo),
+                "--connect",
+                connect,
+                "--rounds",
+                "4",
+                "--interval-ms",
+                "400",
+                "--label",
+                label,
+            ],
+            env={**cli_env(), "HOSTNAME": host, "DREF_AUTO_NAME": "py"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for label, host in (("alpha", "alphahost"), ("beta", "betahost"))
+    ]
+    outputs = [run.communicate(timeout=60)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert "py-alphah got from py-betaho: hello @" in outputs[0], outputs[0]
+    assert "py-betaho got from py-alphah: hello @" in outputs[1], outputs[1]
+    stored = msgpack.unpackb(
+        client_stub(cluster.addresses[cluster.leader()])
+        .GetElement(rpb.GetElementRequest(name="interop-chat-message"))
+        .value
+    )
+    assert list(stored) == ["name", "message"] and stored["name"].startswith("py-")
