@@ -28,13 +28,18 @@ _held: weakref.WeakSet[DataDirLock] = weakref.WeakSet()
 class DataDirLock:
     """The held lock of one data directory; `release()` lets it go (idempotent)."""
 
-    def __init__(self, directory: Path) -> None:
-        """Lock `directory` (created if missing); DataDirInUseError at once if it is held."""
+    def __init__(self, directory: Path, *, lock_file: bool = True) -> None:
+        """Lock `directory` (created if missing); DataDirInUseError at once if it is held.
+        With `lock_file=False` the directory itself is locked and nothing is added to it
+        (interop mode keeps upstream's three files only); the holder's pid is then unknown."""
         self.directory = directory
-        self.path = directory / LOCK_FILE
+        self.path = directory / LOCK_FILE if lock_file else directory
         try:
             ensure_directory(directory)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            if lock_file:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            else:
+                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise ConfigError(f"cannot lock data directory {directory}: {exc}") from None
         try:
@@ -47,8 +52,9 @@ class DataDirLock:
             os.close(fd)
             raise ConfigError(f"cannot lock data directory {directory}: {exc}") from None
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            if lock_file:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except BaseException:
             os.close(fd)  # closing the only descriptor of the file also unlocks it
             raise
@@ -79,7 +85,8 @@ class DataDirLock:
 
 
 def _read_pid(fd: int) -> int | None:
-    """The pid the holder wrote into the lock file (None while it has not yet)."""
+    """The pid the holder wrote into the lock file (None while it has not yet, or for a
+    locked directory)."""
     try:
         text = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
     except OSError:

@@ -130,11 +130,13 @@ class NodeConfig:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise ConfigError(f"data directory {self.data_dir} is a file, not a directory")
-        if not 0 < self.tick_interval <= self.heartbeat_interval:
-            raise ConfigError("tick_interval must lie in (0, heartbeat_interval]")
+        if self.heartbeat_interval <= 0:
+            raise ConfigError("heartbeat_interval must be positive")
         if self.election_timeout <= self.heartbeat_interval:
             raise ConfigError("election_timeout must exceed heartbeat_interval")
-        if not 0 <= self.max_clock_drift < self.election_timeout:
+        if not self.interop and not 0 < self.tick_interval <= self.heartbeat_interval:
+            raise ConfigError("tick_interval must lie in (0, heartbeat_interval]")
+        if not self.interop and not 0 <= self.max_clock_drift < self.election_timeout:
             raise ConfigError("max_clock_drift must lie in [0, election_timeout)")
         if self.snapshot_every < 0:
             raise ConfigError("snapshot_every must be >= 0 (0 disables snapshots)")

@@ -3,6 +3,8 @@ the DREF_* variables, and native-mode options refused with the reason."""
 
 from __future__ import annotations
 
+import os
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +12,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from dref.errors import ConfigError
+from dref.errors import ConfigError, DataDirInUseError
 from dref.raft.config import NodeConfig
+from dref.raft.interop.node import InteropNode
 from dref.raft.node_process import NodeProcess, free_ports
 from dref.wire.proto import dref_pb2 as rpb
 from testkit.dref_command import run_dref
@@ -80,3 +83,37 @@ def test_a_cluster_from_upstreams_variables(from_variables: str) -> None:
             leaders.add(host)
             break
     assert len(leaders) == 1, leaders
+
+
+def test_single_node_keeps_only_upstreams_files(tmp_path: Path) -> None:
+    """Spec 8.6's pinned facts for a single node with storage, and nothing else on disk."""
+    config = NodeConfig("5", "127.0.0.1:0", {}, tmp_path, interop=True)
+    node = InteropNode(config)
+    try:
+        assert (tmp_path / "voter-state").read_bytes() == b"DRFT\x01" + struct.pack(">Qi", 1, -1)
+        stub = client_stub(node.address)
+        stub.SetElement(rpb.SetElementRequest(name="k", value=b"v"), timeout=5)
+        assert sorted(os.listdir(tmp_path)) == ["command-log", "voter-state"]
+        with pytest.raises(DataDirInUseError):
+            InteropNode(config)
+    finally:
+        node.close()
+    node = InteropNode(config)  # a restart never short-cuts to leader: it elects itself
+    try:
+        stub = client_stub(node.address)
+        got = None
+        for _ in range(100):  # bounded poll until its own election is over
+            try:
+                got = stub.GetElement(rpb.GetElementRequest(name="k"), timeout=5)
+                break
+            except grpc.RpcError:
+                time.sleep(0.05)
+        assert got is not None and got.value == b"v"
+        assert (tmp_path / "voter-state").read_bytes() == b"DRFT\x01" + struct.pack(
+            ">Qi", 2, 1
+        ) + b"5"
+    finally:
+        node.close()
+    (tmp_path / "node-identity.json").write_text("{}")
+    with pytest.raises(ConfigError, match="native-mode node"):
+        InteropNode(config)

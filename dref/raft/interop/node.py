@@ -13,6 +13,7 @@ from dref.raft.config import NodeConfig, check_bindable, split_address
 from dref.raft.interop.engine import InteropEngine, InteropTimings
 from dref.raft.interop.service import add_interop_services
 from dref.storage.data_dir_lock import DataDirLock
+from dref.storage.node_identity import FILE_NAME as IDENTITY_FILE
 
 __all__ = ["InteropNode"]
 
@@ -28,9 +29,14 @@ class InteropNode:
         if not config.interop:
             raise ConfigError("InteropNode needs NodeConfig(interop=True)")
         self.node_id = config.node_id
-        self._data_lock = DataDirLock(config.data_dir)
+        self._data_lock = DataDirLock(config.data_dir, lock_file=False)
         self._server: grpc.Server | None = None
         try:
+            if (config.data_dir / IDENTITY_FILE).exists():
+                raise ConfigError(
+                    f"data directory {config.data_dir} belongs to a native-mode node (it has"
+                    f" {IDENTITY_FILE}); give the interop node a directory of its own"
+                )
             check_bindable(config.listen)
             timings = InteropTimings(
                 election_timeout=config.election_timeout,
