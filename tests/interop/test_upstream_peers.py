@@ -274,6 +274,7 @@ def test_leader_sends_what_upstream_sends_in_order(electing: InteropHarness) -> 
     assert sc.StateCommand.FromString(reaped.command).delete_if_expired.name == "ttl"
 
     for peer in electing.peers:
+        assert peer.native_fields() == []  # nothing of native mode reaches upstream peers
         peer.grant_pre_votes = False  # so that it stays a follower once it steps down
     first.term = 9  # a reply with a newer term: step down, persisted, no leader known
     _poll(lambda: electing.file("voter-state") == _voter_state(9, None))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from dref.wire.proto import dref_consensus_pb2 as cpb
 from dref.wire.proto.dref_consensus_pb2_grpc import (
@@ -21,6 +22,7 @@ from dref.wire.proto.dref_consensus_pb2_grpc import (
     add_DRefConsensusServicer_to_server,
 )
 from dref.wire.proto.dref_pb2_grpc import DRefRaftStub
+from dref.wire.proto.state_command_pb2 import StateCommand
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,19 @@ class ScriptedPeer(DRefConsensusServicer):
                     )
                 self._changed.wait(left)
 
+    def native_fields(self) -> list[str]:
+        """Every field numbered 100 or up (native mode's) in anything received, including
+        the StateCommands inside AppendEntries; upstream nodes must never get one."""
+        found: list[str] = []
+        with self._changed:
+            received = list(self.received)
+        for got in received:
+            found += _native_fields(got.request, got.method)
+            if got.method == "AppendEntries":
+                command = StateCommand.FromString(got.request.command)
+                found += _native_fields(command, "AppendEntries.command")
+        return found
+
     def forget(self) -> None:
         with self._changed:
             self.received.clear()
@@ -117,6 +132,18 @@ class ScriptedPeer(DRefConsensusServicer):
     def InstallSnapshot(self, request: Any, context: Any) -> cpb.InstallSnapshotResponse:
         self._record("InstallSnapshot", request)
         return cpb.InstallSnapshotResponse(success=True, term=self.term)
+
+
+def _native_fields(message: Message, path: str) -> list[str]:
+    found = []
+    for field, value in message.ListFields():
+        where = f"{path}.{field.name}"
+        if field.number >= 100:
+            found.append(where)
+        if field.message_type is not None:
+            for item in [value] if isinstance(value, Message) else value:
+                found += _native_fields(item, where)
+    return found
 
 
 def consensus_stub(address: str) -> DRefConsensusStub:
