@@ -10,47 +10,22 @@ resolver standing in for DNS.
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from dref.errors import ConfigError
 from dref.raft.discovery import DEPARTURE_POLLS, ServiceDiscovery
+from testkit.namespaces import namespaces_work, run_with_own_hosts
 
 HERE = Path(__file__).resolve().parent
 
 
-def _namespaces_work() -> bool:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    probe = subprocess.run(["unshare", "-rmn", "true"], capture_output=True, timeout=30)
-    return probe.returncode == 0
-
-
 @pytest.mark.slow
 def test_membership_follows_the_service_name(tmp_path: Path) -> None:
-    if not _namespaces_work():
+    if not namespaces_work():
         pytest.skip("cannot create user, mount and network namespaces here (unshare -rmn)")
-    hosts = tmp_path / "hosts"
-    hosts.write_text("127.0.0.1 localhost\n")
-    script = (
-        "ip link set lo up && mount --bind \"$1\" /etc/hosts && "
-        'exec "$2" "$3" "$1" "$4"'
-    )
-    result = subprocess.run(
-        ["unshare", "-rmn", "sh", "-c", script, "sh", str(hosts), sys.executable,
-         str(HERE / "discovery_cluster.py"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    logs = "\n".join(
-        f"--- {log.name}\n{log.read_text(errors='replace')[-2000:]}"
-        for log in sorted(tmp_path.glob("*.log"))
-    )
+    result, logs = run_with_own_hosts(HERE / "discovery_cluster.py", tmp_path, 240)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{logs}"
     assert "discovery ok" in result.stdout
 
@@ -94,7 +69,12 @@ class Answers:
 
 def _discovery(node: FakeNode, answers: Answers) -> ServiceDiscovery:
     return ServiceDiscovery(
-        node, ["svc"], 8082, 1.0, own_host="10.0.0.1", resolve=answers  # type: ignore[arg-type]
+        node,
+        ["svc"],
+        8082,
+        1.0,
+        own_host="10.0.0.1",
+        resolve=answers,  # type: ignore[arg-type]
     )
 
 

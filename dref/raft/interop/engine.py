@@ -91,13 +91,29 @@ class InteropEngine:
         self._log_changes = 0
         """Counts changes to the log by others, so a write rolls back only its own entry."""
         peer_addresses = {peer: address for peer, address in peers.items() if peer != node_id}
-        self.peer_ids = tuple(peer_addresses)
+        self.endpoint_ids = tuple(peer_addresses)
+        """The peer ids at start, which GetEndpoints lists (before this node's own)."""
         self.peers = UpstreamPeers(peer_addresses, timings.rpc_timeout)
         self._recover()
 
     @property
+    def peer_ids(self) -> tuple[str, ...]:
+        return self.peers.ids
+
+    @property
     def quorum(self) -> int:
+        """Acks, votes or grants needed, counting the peer map as it is now (spec 4.1)."""
         return quorum_of(len(self.peer_ids))
+
+    def replace_peers(self, addresses: dict[str, str]) -> None:
+        """Upstream's PeerMapSync (spec 4.9): the peers are now `addresses`, and the quorum
+        follows at once, without consensus (spec 7.7)."""
+        wanted = {peer: address for peer, address in addresses.items() if peer != self.node_id}
+        with self._lock:
+            if wanted == self.peers.addresses:
+                return
+            self.peers.replace(wanted)
+            _log.info("peers now %s (quorum %d)", sorted(wanted), self.quorum)
 
     # -- startup (spec 4.2) -------------------------------------------------------------
 

@@ -4,12 +4,19 @@ with `interop=True` (what `dref node --interop` runs)."""
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
 from dref.errors import ConfigError
-from dref.raft.config import NodeConfig, check_bindable, split_address
+from dref.raft.config import (
+    NodeConfig,
+    check_bindable,
+    resolve_service,
+    service_peers,
+    split_address,
+)
 from dref.raft.interop.engine import InteropEngine, InteropTimings
 from dref.raft.interop.service import add_interop_services
 from dref.storage.data_dir_lock import DataDirLock
@@ -62,14 +69,51 @@ class InteropNode:
             self.address = f"{host}:{port}"
             self._server.start()
             self.engine.start()
+            self._stop = threading.Event()
+            self._discovery: threading.Thread | None = None
+            if config.node_services:
+                self._discovery = threading.Thread(
+                    target=self._follow_dns,
+                    args=(config,),
+                    name=f"dref-interop-dns-{config.node_id}",
+                    daemon=True,
+                )
+                self._discovery.start()
         except BaseException:
             self._data_lock.release()
             raise
         _log.info("interop node %s serving on %s", self.node_id, self.address)
 
+    def _follow_dns(self, config: NodeConfig) -> None:
+        """Upstream's address poll: every `address_poll_interval`, the peers are the
+        addresses `node_services` resolve to now (id = IP), plus the configured peers no
+        name gave; a name that fails keeps its last answer (logged once)."""
+        host, port = split_address(config.listen, "listen")
+        answers: dict[str, list[str]] = {}
+        failing: set[str] = set()
+        static = dict(config.peers)
+        first = True
+        while not self._stop.wait(0 if first else config.address_poll_interval):
+            for name in config.node_services:
+                try:
+                    answers[name] = resolve_service(name)
+                    failing.discard(name)
+                except ConfigError as exc:
+                    if name not in failing:
+                        _log.warning("%s; keeping its last answer", exc)
+                        failing.add(name)
+            resolved = service_peers([ip for ips in answers.values() for ip in ips], port, host)
+            if first:  # what the names gave at start is theirs to take away
+                static = {peer: a for peer, a in static.items() if peer not in resolved}
+                first = False
+            self.engine.replace_peers({**static, **resolved})
+
     def close(self) -> None:
         """Stop serving and the engine's threads; idempotent."""
         if self._server is not None:
+            self._stop.set()
+            if self._discovery is not None:
+                self._discovery.join(timeout=5)
             self._server.stop(grace=0.5).wait()
             self._server = None
             self.engine.close()

@@ -99,7 +99,7 @@ class _ClientService(DRefRaftServicer):
         return rpb.GetElementResponse() if value is None else rpb.GetElementResponse(value=value)
 
     def GetEndpoints(self, request: Any, context: Any) -> rpb.EndpointResponse:
-        return rpb.EndpointResponse(ids=[*self._engine.peer_ids, self._engine.node_id])
+        return rpb.EndpointResponse(ids=[*self._engine.endpoint_ids, self._engine.node_id])
 
     def SendCommand(self, request: Any, context: Any) -> rpb.SendCommandResponse:
         return rpb.SendCommandResponse()  # upstream's legacy tunnel: a no-op
