@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         "node",
         help="run one key/value Raft node",
         description="Options override --config; with neither --listen nor --config the "
-        "node is configured from DREF_PORT / DREF_NODE_ADDRESSES / DREF_NODE_SERVICES.",
+        "node is configured from DREF_PORT / DREF_NODE_ADDRESSES / DREF_NODE_SERVICES"
+        " (or DREF_K8S_SERVICE / DREF_K8S_NAMESPACE).",
     )
     node.add_argument("--id", dest="node_id", help="this node's id")
     node.add_argument("--listen", help="HOST:PORT to serve on (port 0: a free one)")

@@ -191,7 +191,9 @@ class NodeConfig:
         **options: object,
     ) -> NodeConfig:
         """Build a config from upstream's variables (spec 1.7): `DREF_PORT`,
-        `DREF_NODE_ADDRESSES` (peer IPs) and `DREF_NODE_SERVICES` (DNS names).
+        `DREF_NODE_ADDRESSES` (peer IPs) and `DREF_NODE_SERVICES` (DNS names), or, taking
+        precedence as upstream's does, `DREF_K8S_SERVICE` (+ `DREF_K8S_NAMESPACE`): the
+        ready addresses of that Kubernetes Endpoints object, followed like a DNS name.
 
         As upstream does, a peer's id is its IP and our own address (`bind_host:port`)
         is left out of the peers; our id defaults to `bind_host`, so every node agrees
@@ -213,6 +215,12 @@ class NodeConfig:
                     f" {ip!r} is not one (DNS names go in DREF_NODE_SERVICES)"
                 ) from None
         services = _split_list(env.get("DREF_NODE_SERVICES", ""))
+        k8s_service = env.get("DREF_K8S_SERVICE", "").strip()
+        if k8s_service:  # upstream's first choice, alone
+            from dref.raft.kubernetes import k8s_service_name
+
+            namespace = env.get("DREF_K8S_NAMESPACE", "").strip() or None
+            ips, services = [], [k8s_service_name(k8s_service, namespace)]
         for name in services:
             ips.extend(resolve_service(name))
         return cls(
@@ -225,7 +233,13 @@ class NodeConfig:
         )
 
 
-NODE_VARIABLES = ("DREF_PORT", "DREF_NODE_ADDRESSES", "DREF_NODE_SERVICES")
+NODE_VARIABLES = (
+    "DREF_PORT",
+    "DREF_NODE_ADDRESSES",
+    "DREF_NODE_SERVICES",
+    "DREF_K8S_SERVICE",
+    "DREF_K8S_NAMESPACE",
+)
 """The environment variables `NodeConfig.from_env` reads."""
 
 
@@ -250,7 +264,12 @@ def service_peers(ips: Iterable[str], port: int, own_host: str) -> dict[str, str
 
 
 def resolve_service(name: str) -> list[str]:
-    """Every address of DNS name `name`, in the resolver's order; ConfigError if none."""
+    """Every address of DNS name `name`, in the resolver's order (for `k8s://NS/SERVICE`,
+    the ready addresses of that Kubernetes Endpoints object); ConfigError if none."""
+    if name.startswith("k8s://"):
+        from dref.raft.kubernetes import endpoint_ips
+
+        return endpoint_ips(name)
     try:
         infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
     except OSError as exc:
