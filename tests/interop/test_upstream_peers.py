@@ -315,3 +315,14 @@ def test_new_leader_drops_its_unapplied_tail(tmp_path: Path) -> None:
         assert harness.file("command-log") == _command_log(1, (1, one))
     finally:
         harness.close()
+
+
+def test_a_snapshot_larger_than_grpcs_default_message_cap(quiet: InteropHarness) -> None:
+    entries = [raft_pb2.KVEntry(key=f"k{i}", value=bytes(64 * 1024)) for i in range(96)]
+    request = cpb.InstallSnapshotRequest(
+        leader_id="101", term=2, snapshot=cpb.ClusterSnapshot(entries=entries), last_seq=9
+    )
+    assert request.ByteSize() > 6 * 1024 * 1024  # gRPC refuses more than 4 MiB by default
+    assert quiet.node.InstallSnapshot(request, timeout=30).success
+    saved = cpb.ClusterSnapshot.FromString(quiet.file("state-snapshot")[9:])
+    assert (len(saved.entries), saved.last_seq) == (96, 9)

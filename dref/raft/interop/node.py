@@ -21,6 +21,7 @@ from dref.raft.interop.engine import InteropEngine, InteropTimings
 from dref.raft.interop.service import add_interop_services
 from dref.storage.data_dir_lock import DataDirLock
 from dref.storage.node_identity import FILE_NAME as IDENTITY_FILE
+from dref.wire.consensus_service import CHANNEL_OPTIONS
 
 __all__ = ["InteropNode"]
 
@@ -60,7 +61,8 @@ class InteropNode:
             executor = ThreadPoolExecutor(
                 _GRPC_WORKERS, thread_name_prefix=f"dref-interop-grpc-{config.node_id}"
             )
-            self._server = grpc.server(executor, options=[("grpc.so_reuseport", 0)])
+            options = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]  # snapshots may be large
+            self._server = grpc.server(executor, options=options)
             add_interop_services(self.engine, self._server)
             port = self._server.add_insecure_port(config.listen)
             if port == 0:
