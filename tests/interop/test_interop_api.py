@@ -17,6 +17,7 @@ import pytest
 
 import dref
 from dref.errors import ConfigError, NotFoundError
+from dref.raft.node_process import free_ports
 from dref.wire.proto import dref_pb2 as rpb
 from testkit.cluster import FaultyCluster
 from testkit.dref_command import cli_env
@@ -166,3 +167,21 @@ def test_interop_demo_chats_through_one_dref(cluster: FaultyCluster) -> None:
         .value
     )
     assert list(stored) == ["name", "message"] and stored["name"].startswith("py-")
+
+
+@pytest.mark.parametrize("isolate", [False, True])
+def test_embedded_interop_node(tmp_path: Path, isolate: bool) -> None:
+    """dref.raft(..., interop=True): a one-node cluster embedded here or in a child."""
+    listen = f"127.0.0.1:{free_ports(1)[0]}"
+    with dref.raft(
+        node_id="1", listen=listen, peers={}, data_dir=tmp_path, interop=True, isolate=isolate
+    ) as ctx:
+        hits = ctx.ref("hits", 0)
+        assert hits.increment(2) == 2  # upstream has no add: an update under lock:hits
+        with ctx.lock("job", ttl=5, timeout=10) as lock:
+            assert lock.fencing_token == 0  # no revisions on upstream's wire
+        assert hits.get() == 2
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "node.log") == [
+        "command-log",
+        "voter-state",
+    ]
