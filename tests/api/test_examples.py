@@ -24,8 +24,13 @@ EXPECTED = {
     "notifications.py": "delivered 5 of 5 notifications in order: True",
 }
 
-SERVED = {"wsgi_app.py": "tests/api/test_wsgi.py", "kv_service": "tests/api/test_kv_service.py"}
-"""Examples that are services, not scripts (a file or a folder): the test that runs each."""
+SERVED = {
+    "wsgi_app.py": "tests/api/test_wsgi.py",
+    "kv_service": "tests/api/test_kv_service.py",
+    "interop_demo.py": "tests/interop/test_interop_api.py",
+}
+"""Examples run by a test of their own (a file or a folder): services, and the interop
+demo, which needs an interop cluster."""
 
 DEADLINE = 90.0
 """Seconds one example process may take (a loaded CI box; they take 0.2-4 s here)."""

@@ -46,6 +46,7 @@ class UpstreamClient:
         self._address_of: dict[str, str] = {}
         """Node id -> address, learned from GetEndpoints."""
         self._leader: str | None = None
+        self._learned_at = -1e9
         self._rotation = itertools.cycle(self.addresses)
 
     @property
@@ -109,14 +110,15 @@ class UpstreamClient:
     def _hinted(self, hint: str) -> str:
         """The address of the leader a follower named, else the next address to try."""
         if hint and hint != "unknown":
-            if hint not in self._address_of:
-                self._learn_ids()
+            if hint not in self._address_of and time.monotonic() - self._learned_at > 1.0:
+                self._learn_ids()  # at most once a second: a dead node costs a timeout
             if hint in self._address_of:
                 return self._address_of[hint]
         return self._next_address()
 
     def _learn_ids(self) -> None:
         """Ask every address for its id (the last of its GetEndpoints answer)."""
+        self._learned_at = time.monotonic()
         for address in self.addresses:
             try:
                 ids = self._stub(address).GetEndpoints(rpb.GetEndpointsRequest(), timeout=0.5).ids
