@@ -11,9 +11,12 @@ does what upstream does and says where it differs from native mode (README "Inte
 * compare-and-delete and a conditional expire read, compare, then write: a lock released
   at the very moment its lease passes to another holder can still delete the new holder's
   lock, as upstream's unconditional release always can (spec 7.23);
-* change streams poll each watched name through the leader (upstream's detectors poll
-  every 500 ms), so changes between two polls fold into one event, and a stream cannot
-  resume from a revision (`ref.changes(after=...)` raises ConfigError);
+* change streams follow the changes a node in this process applies (`dref.raft(...,
+  interop=True, isolate=False)`, as upstream's embedded nodes do); otherwise they poll
+  each watched name through the leader every 500 ms (as upstream's detectors poll), so
+  changes between two polls fold into one event; a change to the value it already has is
+  not reported, and no stream resumes from a revision (`ref.changes(after=...)` raises
+  ConfigError);
 * every read is linearizable (a ReadIndex round on the leader); the read policy is ignored.
 """
 
@@ -38,6 +41,7 @@ from dref.backend import (
 from dref.contracts.changes import HISTORY_PAGE
 from dref.errors import ConfigError, DRefError, LockStolenError
 from dref.raft.interop.client import UpstreamClient
+from dref.storage.kv_state_machine import KeyValueStateMachine
 from dref.wire.lock_token import decode_lock_token, encode_lock_token, new_lock_token
 from dref.wire.proto import dref_pb2 as rpb
 
@@ -62,8 +66,13 @@ class InteropBackend(Backend):
         max_value_size: int,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         on_close: Callable[[], object] | None = None,
+        node_state: KeyValueStateMachine | None = None,
     ) -> None:
+        """`node_state`: the state machine of an interop node in this process, whose
+        applied changes then feed change streams (as upstream's embedded nodes do)
+        instead of polling."""
         self._client = client
+        self._node_state = node_state
         self.default_ttl = default_ttl
         self.max_value_size = max_value_size
         self._poll_interval = poll_interval
@@ -75,6 +84,9 @@ class InteropBackend(Backend):
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._closed = False
+        self._cancel_resync = (
+            node_state.add_resync_listener(self._resync) if node_state is not None else None
+        )
 
     # -- writes -------------------------------------------------------------------------
 
@@ -219,10 +231,16 @@ class InteropBackend(Backend):
         timeout: float | None = None,
         sees_own_writes: bool = True,
     ) -> Callable[[], None]:
-        """Poll `name` every `poll_interval`; own writes are reported as they return."""
+        """Changes of `name` as this process's node applies them, when it has one here;
+        else read every `poll_interval`. Own writes are reported as they return."""
         with self._seen_lock:
             known = name in self._seen
-        if not known:
+        if not known and self._node_state is not None:
+            stored = self._node_state.entry(name)
+            alive = stored is not None and stored.live_at(int(time.time() * 1000))
+            with self._seen_lock:
+                self._seen.setdefault(name, stored.value if alive and stored else None)
+        elif not known:
             try:
                 entry = self.get(name, timeout=timeout)
             except DRefError as exc:  # the poller keeps trying
@@ -231,11 +249,35 @@ class InteropBackend(Backend):
                 with self._seen_lock:
                     self._seen.setdefault(name, None if entry is None else entry.value)
         cancel = self._listeners.add(name, listener)
-        self._start_poller()
-        return cancel
+        if self._node_state is None:
+            self._start_poller()
+            return cancel
+        cancel_node = self._node_state.listeners.add(name, self._from_node)
+
+        def cancel_both() -> None:
+            cancel_node()
+            cancel()
+            if name not in self._listeners.names():
+                with self._seen_lock:
+                    self._seen.pop(name, None)
+
+        return cancel_both
+
+    def _from_node(self, event: ChangeEvent) -> None:
+        """A change the node here applied (its revisions are its own: reported as 0)."""
+        self._report(event.name, event.value if event.kind is ChangeKind.SET else None)
+
+    def _resync(self) -> None:
+        """The node here installed a snapshot (no events for what it replaced): report
+        each watched name as it now is."""
+        assert self._node_state is not None
+        now = int(time.time() * 1000)
+        for name in self._listeners.names():
+            stored = self._node_state.entry(name)
+            self._report(name, stored.value if stored and stored.live_at(now) else None)
 
     def _report(self, name: str, value: bytes | None) -> None:
-        """Tell a watched name's listeners about our own write at once."""
+        """Tell a watched name's listeners about a change, once per distinct value."""
         with self._seen_lock:
             if name not in self._seen or self._seen[name] == value:
                 return
@@ -282,6 +324,8 @@ class InteropBackend(Backend):
         self._stop.set()
         if poller is not None:
             poller.join(timeout=5)
+        if self._cancel_resync is not None:
+            self._cancel_resync()
         self._client.close()
         if self._on_close is not None:
             self._on_close()

@@ -20,6 +20,7 @@ from dref.contracts.changes import DEFAULT_HISTORY_REVISIONS
 from dref.errors import ConfigError
 from dref.raft.client import Client
 from dref.raft_backend import DEFAULT_TTL, RaftBackend
+from dref.storage.kv_state_machine import KeyValueStateMachine
 from dref.wire.client_protocol import DEFAULT_MAX_VALUE_SIZE
 from dref.wire.tls import TLS
 
@@ -79,6 +80,7 @@ def raft_context(
     data = config.data_dir
     data.mkdir(parents=True, exist_ok=True)
     stop: Callable[[], object]
+    node_state: KeyValueStateMachine | None = None
     unix_sockets: dict[str, str] = {}  # the child's Unix socket, for our calls to it
     if isolate:
         from dref.raft.node_process import NodeProcess, node_arguments
@@ -116,6 +118,7 @@ def raft_context(
 
         interop_node = InteropNode(config)
         address, stop = interop_node.address, interop_node.close
+        node_state = interop_node.engine.state_machine
     else:
         from dref.raft.kv_node import KeyValueNode
 
@@ -130,6 +133,7 @@ def raft_context(
             default_ttl=default_ttl,
             max_value_size=max_value_size,
             on_close=stop,
+            node_state=None if isolate else node_state,
         )
     try:
         client = Client(
@@ -189,8 +193,10 @@ def _interop_context(
     default_ttl: float,
     max_value_size: int,
     on_close: Callable[[], object] | None = None,
+    node_state: KeyValueStateMachine | None = None,
 ) -> Context:
-    """A context over `DRefRaft` calls to an upstream-protocol cluster."""
+    """A context over `DRefRaft` calls to an upstream-protocol cluster (change streams fed
+    by `node_state`, the state machine of an interop node in this process, if given)."""
     from dref.interop_backend import InteropBackend
     from dref.raft.interop.client import UpstreamClient
 
@@ -199,6 +205,7 @@ def _interop_context(
         default_ttl=default_ttl,
         max_value_size=max_value_size,
         on_close=on_close,
+        node_state=node_state,
     )
     return Context(backend)
 

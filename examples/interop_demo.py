@@ -62,6 +62,7 @@ def open_context(args: argparse.Namespace) -> dref.Context:
         peers=dict(config.peers),
         data_dir=data_dir,
         interop=True,
+        isolate=False,  # the node in this process: its applied changes feed on_change
     )
 
 

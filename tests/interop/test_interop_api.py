@@ -181,6 +181,12 @@ def test_embedded_interop_node(tmp_path: Path, isolate: bool) -> None:
         with ctx.lock("job", ttl=5, timeout=10) as lock:
             assert lock.fencing_token == 0  # no revisions on upstream's wire
         assert hits.get() == 2
+        if not isolate:  # the node's applied changes feed streams: none folded away
+            with hits.changes(timeout=10) as changes:
+                with dref.raft_client([listen], interop=True) as other:
+                    for n in range(3, 8):
+                        other.ref("hits", 0).set(n)
+                assert [changes.get().value for _ in range(5)] == [3, 4, 5, 6, 7]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "node.log") == [
         "command-log",
         "voter-state",
