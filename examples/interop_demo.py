@@ -79,6 +79,9 @@ def main() -> None:
         default=int(os.environ.get("DREF_AUTO_INTERVAL_SECS", "3")) * 1000,
     )
     parser.add_argument("--rounds", type=int, default=0, help="stop after N sends (0: never)")
+    parser.add_argument(
+        "--linger-ms", type=int, default=1000, help="keep listening this long after the last send"
+    )
     args = parser.parse_args()
 
     host = os.environ.get("HOSTNAME") or args.label or socket.gethostname()
@@ -98,7 +101,7 @@ def main() -> None:
                 if args.rounds and sent >= args.rounds:
                     break
                 time.sleep(args.interval_ms / 1000)
-            time.sleep(1.0)  # the others' last changes arrive by polling
+            time.sleep(args.linger_ms / 1000)  # the others' last changes may still come
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ what interop mode refuses, and a SIGKILLed leader."""
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import sys
 import threading
@@ -132,41 +133,49 @@ def test_writes_go_on_after_the_leader_is_killed(ctx: dref.Context, cluster: Fau
 
 
 def test_interop_demo_chats_through_one_dref(cluster: FaultyCluster) -> None:
-    """examples/interop_demo.py (spec 1.8): two participants see each other's messages,
-    stored as upstream's record codec writes them."""
-    demo = Path(__file__).parents[2] / "examples" / "interop_demo.py"
-    connect = ",".join(cluster.addresses.values())
-    runs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(demo),
-                "--connect",
-                connect,
-                "--rounds",
-                "4",
-                "--interval-ms",
-                "400",
-                "--label",
-                label,
-            ],
-            env={**cli_env(), "HOSTNAME": host, "DREF_AUTO_NAME": "py"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+    """examples/interop_demo.py (spec 1.8) as clients: a listening participant hears
+    another's messages, stored as upstream's record codec writes them. (Without a node in
+    the process, streams poll: changes between two polls fold, so the writer writes last.)"""
+    demo = [sys.executable, str(Path(__file__).parents[2] / "examples" / "interop_demo.py")]
+    demo += ["--connect", ",".join(cluster.addresses.values()), "--interval-ms", "300"]
+    env = {**cli_env(), "DREF_AUTO_NAME": "py"}
+    listener = subprocess.Popen(
+        [*demo, "--rounds", "1", "--linger-ms", "30000", "--label", "alpha"],
+        env={**env, "HOSTNAME": "alphahost"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert listener.stdout is not None
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in listener.stdout])
+    reader.start()
+    heard: list[str] = []
+    try:
+        assert "py-alphah sent hello @1" in lines.get(timeout=60)
+        writer = subprocess.run(
+            [*demo, "--rounds", "2", "--linger-ms", "0", "--label", "beta"],
+            env={**env, "HOSTNAME": "betahost"},
+            capture_output=True,
             text=True,
+            timeout=60,
         )
-        for label, host in (("alpha", "alphahost"), ("beta", "betahost"))
-    ]
-    outputs = [run.communicate(timeout=60)[0] for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], outputs
-    assert "py-alphah got from py-betaho: hello @" in outputs[0], outputs[0]
-    assert "py-betaho got from py-alphah: hello @" in outputs[1], outputs[1]
+        assert writer.returncode == 0, writer.stdout + writer.stderr
+        assert "py-betaho sent hello @2" in writer.stdout
+        deadline = time.monotonic() + 30
+        while not any("got from py-betaho: hello @" in line for line in heard):
+            heard.append(lines.get(timeout=max(0.1, deadline - time.monotonic())))
+    finally:
+        listener.kill()
+        listener.wait(30)
+        reader.join(30)
     stored = msgpack.unpackb(
         client_stub(cluster.addresses[cluster.leader()])
         .GetElement(rpb.GetElementRequest(name="interop-chat-message"))
         .value
     )
-    assert list(stored) == ["name", "message"] and stored["name"].startswith("py-")
+    assert list(stored) == ["name", "message"]
+    assert stored == {"name": "py-betaho", "message": "hello @2 from Python"}
 
 
 @pytest.mark.parametrize("isolate", [False, True])
