@@ -19,7 +19,6 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +67,14 @@ class InteropEngine:
         *,
         timings: InteropTimings,
         snapshot_every: int = UPSTREAM_SNAPSHOT_EVERY,
-        state_machine: KeyValueStateMachine | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node_id = node_id
         self.state = UpstreamState(node_id)
-        self.state_machine = state_machine or KeyValueStateMachine(history_revisions=0)
+        self.state_machine = KeyValueStateMachine(history_revisions=0)
+        """Upstream's key/value store (its revisions and sessions never leave this node)."""
         self.timings = timings
         self._snapshot_every = snapshot_every
-        self._clock = clock
+        self._clock = time.monotonic
         self._lock = threading.RLock()
         self._submit_lock = threading.Lock()
         self._stop = threading.Event()
@@ -85,8 +83,9 @@ class InteropEngine:
         self._snapshot_file = StateSnapshotFile(data_dir)
         self._command_log = CommandLog(data_dir, validate_commands=False)
         self._pending: dict[int, bytes] = {}
-        self._snapshots_in_flight: set[str] = set()
         """Stored but unapplied entries by seq (a follower's, or an orphan)."""
+        self._snapshots_in_flight: set[str] = set()
+        """Peers an InstallSnapshot is on its way to (one at a time each)."""
         self._applied_since_snapshot = 0
         self._log_changes = 0
         """Counts changes to the log by others, so a write rolls back only its own entry."""
