@@ -2,7 +2,7 @@
 added, promoted, members removed, the leader often killed mid-change) under every fault
 kind: safety, the one-voter-per-committed-config rule and linearizability must hold.
 
-DREF_SIM_ADMIN_SEEDS sets the seed count (default 1000); DREF_SIM_ADMIN_SEED replays one.
+DREF_SIM_ADMIN_SEEDS sets the seed count (default 800); DREF_SIM_ADMIN_SEED replays one.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from testkit.simulator import Simulation, run_seed
 
-SEEDS = int(os.environ.get("DREF_SIM_ADMIN_SEEDS", "1000"))
+SEEDS = int(os.environ.get("DREF_SIM_ADMIN_SEEDS", "800"))
 CHUNKS = 4
 
 

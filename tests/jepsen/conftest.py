@@ -1,7 +1,7 @@
 """The Jepsen-style runner: a faulty `dref node` cluster, recording client workers, a nemesis,
 then heal, final reads and the linearizability check with zero anomalies allowed.
 
-`DREF_JEPSEN_SECONDS` sets how long each scenario's workload and nemesis run (default 12 s);
+`DREF_JEPSEN_SECONDS` sets how long each scenario's workload and nemesis run (default 10 s);
 `DREF_JEPSEN_SEED` replays one seed; `DREF_JEPSEN_TLS=1` runs every scenario with mutual
 TLS on every link and client.
 """
@@ -30,7 +30,7 @@ from testkit.history import (
 )
 from testkit.linearizability import Operation, OpKind
 
-SECONDS = float(os.environ.get("DREF_JEPSEN_SECONDS", "12"))
+SECONDS = float(os.environ.get("DREF_JEPSEN_SECONDS", "10"))
 """How long each scenario's workload and nemesis run."""
 ALWAYS_TLS = os.environ.get("DREF_JEPSEN_TLS") == "1"
 """Whether every cluster runs mutual TLS (one scenario always does)."""

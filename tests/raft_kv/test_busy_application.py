@@ -1,4 +1,4 @@
-"""An application whose own threads burn CPU (and hold the GIL) for 30 s must not cost the
+"""An application whose own threads burn CPU (and hold the GIL) for 20 s must not cost the
 embedded node its leadership: `dref.raft(...)` isolates the node in a child process."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import time
 import pytest
 
 BUSY_THREADS = 32
-BUSY_SECONDS = 30.0
+BUSY_SECONDS = 20.0
 
 
 @pytest.mark.slow
-def test_32_cpu_bound_threads_for_30_s_never_change_the_term(embedded):
+def test_32_cpu_bound_threads_for_20_s_never_change_the_term(embedded):
     cluster, ctx = embedded
     client = ctx.backend.client
     n1 = cluster.addresses["n1"]
@@ -49,5 +49,5 @@ def test_32_cpu_bound_threads_for_30_s_never_change_the_term(embedded):
     assert terms == {before["term"]} and after["term"] == before["term"]
     assert after["metrics"]["elections_started"] == before["metrics"]["elections_started"]
     # Each write's client-side hops wait their turn among 32 GIL-bound threads (about 3 s
-    # a write, 9-12 in 30 s on a 2-core box): ask for steady progress, not a rate.
+    # a write, 6-8 in 20 s on a 2-core box): ask for steady progress, not a rate.
     assert writes >= 3 and counter.get() == writes
