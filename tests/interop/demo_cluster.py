@@ -15,15 +15,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from testkit.namespaces import write_hosts
+
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "interop_demo.py"
 HOSTS = (1, 2, 3)
 
 
 def main() -> None:
     hosts_file, work = Path(sys.argv[1]), Path(sys.argv[2])
-    hosts_file.write_text(
-        "127.0.0.1 localhost\n" + "".join(f"127.0.0.{h} dref-interop\n" for h in HOSTS)
-    )
+    write_hosts(hosts_file, "dref-interop", list(HOSTS))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DREF_")}
     env.update({"DREF_NODE_SERVICES": "dref-interop", "DREF_AUTO_NAME": "py"})
     runs = [

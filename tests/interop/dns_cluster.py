@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -24,26 +22,12 @@ import grpc
 from dref.raft.node_process import NodeProcess
 from dref.wire.proto import dref_pb2 as rpb
 from dref.wire.proto.dref_pb2_grpc import DRefRaftStub
+from testkit.namespaces import wait_for, write_hosts
 
 PORT = 18083  # alone in its own network namespace: no other process can hold it
 SERVICE = "dref-interop"
 POLL_MS = 300
 DEADLINE = 60.0
-
-
-def write_hosts(path: Path, hosts: list[int]) -> None:
-    """Rewrite the file in place (the bind mount follows the inode, not the name)."""
-    lines = ["127.0.0.1 localhost"] + [f"127.0.0.{h} {SERVICE}" for h in hosts]
-    with open(path, "w") as file:
-        file.write("\n".join(lines) + "\n")
-
-
-def wait_for(what: str, check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} within {DEADLINE:g} s")
-        time.sleep(0.2)  # a poll under a deadline
 
 
 def logged(work: Path, host: int, text: str) -> bool:
@@ -65,7 +49,7 @@ def committed(hosts: list[int]) -> bool:
 def main() -> None:
     hosts_file, work = Path(sys.argv[1]), Path(sys.argv[2])
     os.environ.update({"DREF_PORT": str(PORT), "DREF_NODE_SERVICES": SERVICE})
-    write_hosts(hosts_file, [1, 2, 3])
+    write_hosts(hosts_file, SERVICE, [1, 2, 3])
     nodes: dict[int, NodeProcess] = {}
 
     def start(host: int) -> None:
@@ -80,26 +64,27 @@ def main() -> None:
     try:
         for host in (1, 2, 3):
             start(host)
-        wait_for("a leader among 127.0.0.1-3", lambda: committed([1, 2, 3]))
+        wait_for("a leader among 127.0.0.1-3", lambda: committed([1, 2, 3]), DEADLINE)
 
-        write_hosts(hosts_file, [1, 2, 3, 4])
+        write_hosts(hosts_file, SERVICE, [1, 2, 3, 4])
         start(4)
         grown = "peers now ['127.0.0.2', '127.0.0.3', '127.0.0.4'] (quorum 3)"
-        wait_for("127.0.0.1 following DNS to 4 nodes", lambda: logged(work, 1, grown))
+        wait_for("127.0.0.1 following DNS to 4 nodes", lambda: logged(work, 1, grown), DEADLINE)
 
-        write_hosts(hosts_file, [1, 2, 4])
+        write_hosts(hosts_file, SERVICE, [1, 2, 4])
         nodes.pop(3).kill()
         shrunk = "peers now ['127.0.0.2', '127.0.0.4'] (quorum 2)"
-        wait_for("127.0.0.1 dropping 127.0.0.3", lambda: logged(work, 1, shrunk))
+        wait_for("127.0.0.1 dropping 127.0.0.3", lambda: logged(work, 1, shrunk), DEADLINE)
         wait_for(
             "127.0.0.4 dropping 127.0.0.3",
             lambda: logged(
                 work, 4, shrunk.replace("'127.0.0.2', '127.0.0.4'", "'127.0.0.1', '127.0.0.2'")
             ),
+            DEADLINE,
         )
 
         nodes.pop(2).kill()
-        wait_for("a write on 127.0.0.1 and 127.0.0.4 alone", lambda: committed([1, 4]))
+        wait_for("a write on 127.0.0.1 and 127.0.0.4 alone", lambda: committed([1, 4]), DEADLINE)
         print("interop discovery ok", flush=True)
     finally:
         for node in nodes.values():

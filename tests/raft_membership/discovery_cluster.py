@@ -14,23 +14,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from dref.raft.node_process import NodeProcess
+from testkit.namespaces import wait_for, write_hosts
 
 PORT = 18082  # alone in its own network namespace: no other process can hold it
 SERVICE = "dref-peers"
 POLL_MS = 300
 DEADLINE = 60.0
-
-
-def write_hosts(path: Path, hosts: list[int]) -> None:
-    """Rewrite the file in place (the bind mount follows the inode, not the name)."""
-    lines = ["127.0.0.1 localhost"] + [f"127.0.0.{h} {SERVICE}" for h in hosts]
-    with open(path, "w") as file:
-        file.write("\n".join(lines) + "\n")
 
 
 def dref(*arguments: str) -> str:
@@ -55,26 +47,28 @@ def voters(address: str) -> set[str]:
     return {line.split("\t")[0] for line in out.splitlines() if "\tvoter\t" in line}
 
 
-def wait_for(what: str, check: Callable[[], bool], seen: Callable[[], object]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {DEADLINE:g} s; last seen {seen()}")
-        time.sleep(0.2)  # a poll under a deadline
-
-
 def main() -> None:
     hosts_file, work = Path(sys.argv[1]), Path(sys.argv[2])
     os.environ.update({"DREF_PORT": str(PORT), "DREF_NODE_SERVICES": SERVICE})
-    write_hosts(hosts_file, [1, 2, 3])
+    write_hosts(hosts_file, SERVICE, [1, 2, 3])
     nodes: dict[int, NodeProcess] = {}
 
     def start(host: int) -> None:
         ip = f"127.0.0.{host}"
         nodes[host] = NodeProcess(
-            ["node", "--bind-host", ip, "--data-dir", str(work / ip),
-             "--address-poll-ms", str(POLL_MS), "--election-ms", "1000",
-             "--heartbeat-ms", "100"],
+            [
+                "node",
+                "--bind-host",
+                ip,
+                "--data-dir",
+                str(work / ip),
+                "--address-poll-ms",
+                str(POLL_MS),
+                "--election-ms",
+                "1000",
+                "--heartbeat-ms",
+                "100",
+            ],
             log=work / f"{ip}.log",
         )
 
@@ -83,20 +77,29 @@ def main() -> None:
             start(host)
         first = f"127.0.0.1:{PORT}"
         initial = {"127.0.0.1", "127.0.0.2", "127.0.0.3"}
-        wait_for("the three nodes form a cluster", lambda: voters(first) == initial,
-                 lambda: voters(first))
+        wait_for(
+            "the three nodes form a cluster",
+            lambda: voters(first) == initial,
+            DEADLINE,
+            lambda: voters(first),
+        )
 
-        write_hosts(hosts_file, [1, 2, 3, 4])
+        write_hosts(hosts_file, SERVICE, [1, 2, 3, 4])
         start(4)
         grown = initial | {"127.0.0.4"}
-        wait_for("127.0.0.4 becomes a voter", lambda: voters(first) == grown,
-                 lambda: voters(first))
+        wait_for(
+            "127.0.0.4 becomes a voter",
+            lambda: voters(first) == grown,
+            DEADLINE,
+            lambda: voters(first),
+        )
 
-        write_hosts(hosts_file, [1, 2, 4])
+        write_hosts(hosts_file, SERVICE, [1, 2, 4])
         nodes.pop(3).kill()
         shrunk = {"127.0.0.1", "127.0.0.2", "127.0.0.4"}
-        wait_for("127.0.0.3 is removed", lambda: voters(first) == shrunk,
-                 lambda: voters(first))
+        wait_for(
+            "127.0.0.3 is removed", lambda: voters(first) == shrunk, DEADLINE, lambda: voters(first)
+        )
 
         endpoints = ",".join(f"127.0.0.{h}:{PORT}" for h in (1, 2, 4))
         dref("set", "discovered", "yes", "--endpoints", endpoints, "--codec", "raw")
