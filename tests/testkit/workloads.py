@@ -474,9 +474,14 @@ class CounterWorkload:
         ]
 
     def _work(self, context: Context, stop: threading.Event) -> None:
-        ref = context.ref(self.name, 0)
         with context:
-            while not stop.is_set():
+            ref = None
+            while ref is None and not stop.is_set():
+                try:  # the name exists (begin set it); a fault may still fail this call
+                    ref = context.ref(self.name, 0)
+                except DRefError:
+                    stop.wait(_PAUSE)
+            while ref is not None and not stop.is_set():
                 try:
                     ref.update(lambda v: v + 1)
                     outcome = "acknowledged"
