@@ -11,11 +11,13 @@ import heapq
 import itertools
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
 import pykka
 
+from dref.actors.consensus.durable_state import SnapshotImage
 from dref.actors.consensus.log_entry import EntryKind, LogEntry
 from dref.actors.local_reads import LocalReads
 from dref.actors.node_messages import (
@@ -36,6 +38,7 @@ from dref.actors.safe_tell import safe_tell
 from dref.actors.simple_inbox import SimpleInboxActor
 from dref.contracts.state_machine import StateMachine
 from dref.errors import NotLeaderError, QuorumLostError
+from dref.storage.snapshot_image import SnapshotSink, restore_state
 
 logger = logging.getLogger("dref.raft")
 
@@ -51,8 +54,11 @@ class ApplierActor(SimpleInboxActor):
         applied_term: int,
         node_id: str,
         local: LocalReads,
+        spool: Callable[[int, int], SnapshotSink] | None = None,
     ) -> None:
+        """`spool(index, term)`: a file for a snapshot (see `_take_snapshot`)."""
         super().__init__()
+        self._spool = spool
         self._sm = state_machine
         self._local = local
         self._applied_index = applied_index
@@ -84,8 +90,7 @@ class ApplierActor(SimpleInboxActor):
         elif isinstance(message, LeadershipLost):
             self._fail_proposals("leadership lost before the entry committed; outcome unknown")
         elif isinstance(message, TakeSnapshotNow):
-            with self._local.lock:
-                data = self._sm.snapshot()
+            data = self._take_snapshot()
             safe_tell(self._storage, SaveSnapshot(self._applied_index, self._applied_term, data))
         elif isinstance(message, ApplierStats):
             return self._applied_index
@@ -149,9 +154,21 @@ class ApplierActor(SimpleInboxActor):
                 results[entry.index] = exc
         return results
 
+    def _take_snapshot(self) -> SnapshotImage:
+        """The state through the applied index: streamed into a spooled file when the
+        machine implements `snapshot_to` and the node gave a spool, else its bytes."""
+        stream = getattr(self._sm, "snapshot_to", None)
+        if stream is None or self._spool is None:
+            with self._local.lock:
+                return self._sm.snapshot()
+        sink = self._spool(self._applied_index, self._applied_term)
+        with self._local.lock, sink.writer() as out:
+            stream(out)
+        return sink.finish()  # fsync and checksum outside the lock
+
     def _restore(self, message: RestoreState) -> None:
         with self._local.lock:
-            self._sm.restore(message.data)
+            restore_state(self._sm, message.data)
             self._local.applied_index = message.index
         self._applied_index, self._applied_term = message.index, message.term
         for index in [i for i in self._proposals if i <= message.index]:

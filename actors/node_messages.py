@@ -13,6 +13,7 @@ from typing import Any
 import pykka
 
 from dref.actors.consensus.config import ReadPolicy
+from dref.actors.consensus.durable_state import SnapshotImage
 from dref.actors.consensus.effects import StorageEffect
 from dref.actors.consensus.log_entry import LogEntry
 from dref.actors.consensus.messages import Message
@@ -89,7 +90,7 @@ class SnapshotSaved:
 
     index: int
     term: int
-    data: bytes
+    data: SnapshotImage
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ class SaveSnapshot:
 
     index: int
     term: int
-    data: bytes
+    data: SnapshotImage
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ class ApplyEntries:
 class RestoreState:
     """Replace the state machine with a leader's snapshot through (index, term)."""
 
-    data: bytes
+    data: SnapshotImage
     index: int
     term: int
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar, cast
 
 from dref.actors.consensus.config import ReadPolicy
+from dref.actors.consensus.durable_state import SnapshotImage
 from dref.actors.consensus.effects import (
     AppendToLog,
     Apply,
@@ -240,7 +241,7 @@ class ReadyStep(Generic[Slot, Caller]):
     def applied(self, index: int) -> Ready[Slot, Caller]:
         return self._ready(self.core.applied(index))
 
-    def snapshot_taken(self, index: int, term: int, data: bytes) -> Ready[Slot, Caller]:
+    def snapshot_taken(self, index: int, term: int, data: SnapshotImage) -> Ready[Slot, Caller]:
         return self._ready(self.core.snapshot_taken(index, term, data))
 
     def abandon(self) -> tuple[list[Caller], list[Slot]]:

@@ -54,6 +54,27 @@ def crc(data: bytes | memoryview) -> int:
     return zlib.crc32(data)
 
 
+def crc_of_file(fd: int) -> int:
+    """CRC32 of a whole open file, read in 1 MiB pieces (a snapshot is never held whole)."""
+    value, offset = 0, 0
+    while piece := os.pread(fd, 1 << 20, offset):
+        value = zlib.crc32(piece, value)
+        offset += len(piece)
+    return value
+
+
+def _crc_of_path(path: Path) -> int:
+    """CRC32 of the file at `path`; that of no bytes when there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return crc(b"")
+    try:
+        return crc_of_file(fd)
+    finally:
+        os.close(fd)
+
+
 def sums_path(path: Path) -> Path:
     """The side file holding the checksums of `path`."""
     return path.with_name(path.name + SUFFIX)
@@ -224,10 +245,15 @@ class StateSumsFile:
     def verify(self, data: bytes | None) -> None:
         """Raise StorageError unless `data` (the target's content, None = no file) has a
         checksum here; a target without a side file yet (written before checksums) gets one."""
-        image_crc = crc(data or b"")
+        self.verify_crc(None if data is None else crc(data))
+
+    def verify_crc(self, image_crc: int | None) -> None:
+        """`verify` for a target known by its CRC32 (None = no file)."""
+        exists = image_crc is not None
+        image_crc = crc(b"") if image_crc is None else image_crc
         raw = read_if_exists(self.path)
         if raw is None:
-            if data is not None:
+            if exists:
                 logger.info("%s: had no checksum (written before checksums); added", self.target)
                 write_atomically(self.path, _sealed(_STATE.pack(MAGIC, 1, image_crc, image_crc)))
             self._current = image_crc
@@ -237,16 +263,19 @@ class StateSumsFile:
             raise StorageError(str(self.path), _PREFIX.size, "checksums are damaged (CRC fails)")
         known = _STATE.unpack_from(raw)[2:]
         if image_crc not in known:
-            what = "checksum mismatch" if data is not None else "file is missing but has a checksum"
+            what = "checksum mismatch" if exists else "file is missing but has a checksum"
             raise StorageError(str(self.target), 0, what)
         self._current = image_crc
 
     def before_replace(self, new_image: bytes) -> None:
         """Durably record the checksum of the image about to replace the target, keeping the
         current one's until the replacement is done."""
+        self.before_replace_crc(crc(new_image))
+
+    def before_replace_crc(self, new_crc: int) -> None:
+        """`before_replace` for an image known by its CRC32."""
         if self._current is None:
-            self._current = crc(read_if_exists(self.target) or b"")
-        new_crc = crc(new_image)
+            self._current = _crc_of_path(self.target)
         write_atomically(self.path, _sealed(_STATE.pack(MAGIC, 1, new_crc, self._current)))
         self._current = new_crc
 

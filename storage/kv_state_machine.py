@@ -36,10 +36,12 @@ requests are told the oldest revision kept.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import IO
 
 from google.protobuf.message import DecodeError
 
@@ -65,13 +67,16 @@ from dref.wire.proto.dref_native_pb2 import (
     WatchEvent,
 )
 from dref.wire.proto.raft_pb2 import KeyValueSnapshot, KVEntry
+from dref.wire.proto_stream import LENGTH_DELIMITED, encode_field, iter_fields
 
 __all__ = ["KeyValueStateMachine", "StoredValue", "watch_event"]
 
 _log = logging.getLogger("dref.kv")
+_ENTRIES = KeyValueSnapshot.DESCRIPTOR.fields_by_name["entries"].number
+_HISTORY = KeyValueSnapshot.DESCRIPTOR.fields_by_name["history"].number
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class StoredValue:
     """One stored value: its bytes, expiry (Unix ms, None = never) and revision."""
 
@@ -189,21 +194,30 @@ class KeyValueStateMachine:
         """Apply `commands` in order; one result per command."""
         return [self.apply(command) for command in commands]
 
-    def snapshot(self) -> bytes:
-        """The whole store as a KeyValueSnapshot (ClusterSnapshot plus native revisions),
-        entries sorted by name so equal states give equal bytes."""
+    def snapshot_to(self, out: IO[bytes]) -> None:
+        """Write the whole store to `out` as a KeyValueSnapshot (ClusterSnapshot plus native
+        fields), one entry at a time, so a large store is never copied whole in memory;
+        entries sorted by name, so equal states give equal bytes (those of `snapshot`)."""
         with self._lock:
-            snap = KeyValueSnapshot(revision=self._revision)
-            self._sessions.save(snap)
-            snap.history_floor = self._history.floor
-            snap.history.extend(watch_event(change) for change in self._history.kept())
             for name in sorted(self._entries):
                 stored = self._entries[name]
                 entry = KVEntry(key=name, value=stored.value, revision=stored.revision)
                 if stored.expire_at is not None:
                     entry.expireAt = stored.expire_at
-                snap.entries.append(entry)
-        return snap.SerializeToString(deterministic=True)
+                body = entry.SerializeToString(deterministic=True)
+                out.write(encode_field(_ENTRIES, LENGTH_DELIMITED, body))
+            rest = KeyValueSnapshot(revision=self._revision)
+            self._sessions.save(rest)
+            rest.history_floor = self._history.floor
+            rest.history.extend(watch_event(change) for change in self._history.kept())
+        # entries is field 1, so a deterministic serialization puts every other field after it
+        out.write(rest.SerializeToString(deterministic=True))
+
+    def snapshot(self) -> bytes:
+        """The whole store as KeyValueSnapshot bytes (see `snapshot_to`)."""
+        out = io.BytesIO()
+        self.snapshot_to(out)
+        return out.getvalue()
 
     def cluster_snapshot(self) -> ClusterSnapshot:
         """The entries alone as upstream's ClusterSnapshot (no native fields, `last_seq`
@@ -218,27 +232,46 @@ class KeyValueStateMachine:
         return snap
 
     def restore(self, data: bytes) -> None:
-        """Replace the store with a snapshot (ours, or an upstream ClusterSnapshot).
+        """Replace the store with a snapshot held in memory (see `restore_from`)."""
+        self.restore_from(io.BytesIO(data))
+
+    def restore_from(self, source: IO[bytes]) -> None:
+        """Replace the store with a snapshot (ours, or an upstream ClusterSnapshot) read from
+        `source` entry by entry; the old store stays until the whole snapshot has parsed.
 
         Emits no change events; calls the resync listeners instead.
         """
+        entries: dict[str, StoredValue] = {}
+        history: list[ChangeEvent] = []
+        rest = bytearray()  # the small fields: revision, sessions, history floor
+        top = 0
         try:
-            snap = KeyValueSnapshot.FromString(data)
-        except DecodeError as exc:
+            for number, wire_type, value in iter_fields(source):
+                if number not in (_ENTRIES, _HISTORY):
+                    assert value is not None
+                    rest += encode_field(number, wire_type, value)
+                elif not isinstance(value, bytes):
+                    raise CodecError(f"snapshot field {number} with wire type {wire_type}")
+                elif number == _ENTRIES:
+                    entry = KVEntry.FromString(value)
+                    expire_at = entry.expireAt if entry.HasField("expireAt") else None
+                    entries[entry.key] = StoredValue(entry.value, expire_at, entry.revision)
+                    top = max(top, entry.revision)
+                else:
+                    history.append(_shared(_change(WatchEvent.FromString(value)), entries))
+            snap = KeyValueSnapshot.FromString(bytes(rest))
+        except (DecodeError, CodecError) as exc:
             raise CodecError(f"state-machine snapshot is not a ClusterSnapshot: {exc}") from None
         with self._lock:
-            self._entries.clear()
+            self._entries = entries
             self._expiries.clear()
-            top = snap.revision
-            for entry in snap.entries:
-                expire_at = entry.expireAt if entry.HasField("expireAt") else None
-                self._entries[entry.key] = StoredValue(entry.value, expire_at, entry.revision)
-                if expire_at is not None:
-                    self._expiries.add(expire_at, entry.key)
-                top = max(top, entry.revision)
+            for name, stored in entries.items():
+                if stored.expire_at is not None:
+                    self._expiries.add(stored.expire_at, name)
+            top = max(top, snap.revision)
             self._revision = top
             if snap.HasField("history_floor"):
-                self._history.load(snap.history_floor, [_change(e) for e in snap.history])
+                self._history.load(snap.history_floor, history)
             else:  # upstream's, or from before snapshots carried it
                 self._history.reset(top)
             self._sessions.load(snap)
@@ -432,6 +465,15 @@ def _change(event: WatchEvent) -> ChangeEvent:
     if event.kind == WatchEvent.SET:
         return ChangeEvent(event.name, ChangeKind.SET, event.value, event.revision)
     return ChangeEvent(event.name, ChangeKind.DELETE, None, event.revision)
+
+
+def _shared(change: ChangeEvent, entries: dict[str, StoredValue]) -> ChangeEvent:
+    """`change` holding the stored entry's value object when it is the write that stored
+    it (same revision): a restored history then costs no second copy of the values."""
+    stored = entries.get(change.name)
+    if stored is None or stored.revision != change.revision or change.value != stored.value:
+        return change
+    return dataclasses.replace(change, value=stored.value)
 
 
 def _expiry(

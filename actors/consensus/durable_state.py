@@ -3,9 +3,54 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from dref.actors.consensus.log_entry import LogEntry
 from dref.actors.consensus.membership import Addresses, Membership
+
+
+class SnapshotImage(Protocol):
+    """A snapshot's bytes as the core uses them: a length and slices (chunks to send).
+    `bytes` is one; a node's are files (`dref.storage.snapshot_image.FileImage`), so a
+    large state is never held whole in memory."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key: slice, /) -> bytes: ...
+
+
+class IncomingSnapshot(Protocol):
+    """A leader's snapshot being received, chunk by chunk, in order."""
+
+    @property
+    def size(self) -> int:
+        """Bytes received so far."""
+        ...
+
+    def append(self, data: bytes) -> None:
+        """Add the next chunk."""
+        ...
+
+    def finish(self) -> SnapshotImage:
+        """All chunks are in: the whole image (made durable first, where it is a file)."""
+        ...
+
+
+class BufferedSnapshot:
+    """An `IncomingSnapshot` collected in memory (the simulator's, and the default)."""
+
+    def __init__(self, index: int, term: int) -> None:
+        self._data = bytearray()
+
+    @property
+    def size(self) -> int:
+        return len(self._data)
+
+    def append(self, data: bytes) -> None:
+        self._data += data
+
+    def finish(self) -> bytes:
+        return bytes(self._data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,7 +59,7 @@ class Snapshot:
 
     index: int
     term: int
-    data: bytes
+    data: SnapshotImage
     voters: frozenset[str]
     learners: frozenset[str] = frozenset()
     addresses: Addresses = ()

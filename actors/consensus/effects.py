@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dref.actors.consensus.durable_state import SnapshotImage
 from dref.actors.consensus.log_entry import LogEntry
 from dref.actors.consensus.membership import Addresses
 from dref.actors.consensus.messages import Message, RequestId
@@ -42,7 +43,7 @@ class TruncateLog:
 class RestoreSnapshot:
     """Durably save the snapshot, drop the whole stored log, and reset the state machine."""
 
-    data: bytes
+    data: SnapshotImage
     index: int
     term: int
     voters: frozenset[str]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dref.actors.consensus.config import ReadPolicy
-from dref.actors.consensus.durable_state import Snapshot
+from dref.actors.consensus.durable_state import IncomingSnapshot, Snapshot, SnapshotImage
 from dref.actors.consensus.effects import NotLeader, QuorumLost, ReadReady, Reject
 from dref.actors.consensus.messages import (
     AppendEntries,
@@ -34,7 +34,7 @@ class FollowerRole:
         self.forwarded_reads: dict[RequestId, int] = {}
         """Reads waiting for the leader's ReadIndexResponse, with their give-up time."""
         self._snapshot_key: tuple[int, int] | None = None
-        self._snapshot_bytes = bytearray()
+        self._incoming: IncomingSnapshot | None = None
 
     def tick(self) -> None:
         """Campaign once the election deadline passes; give up on unanswered reads."""
@@ -137,20 +137,20 @@ class FollowerRole:
         out of sequence (lost, duplicated, or of another snapshot) just tells the leader
         where to resume."""
         key = (chunk.last_index, chunk.last_term)
+        incoming = self._incoming
         if chunk.offset == 0:
             self._snapshot_key = key
-            self._snapshot_bytes = bytearray()
-        elif key != self._snapshot_key or chunk.offset != len(self._snapshot_bytes):
-            held = len(self._snapshot_bytes) if key == self._snapshot_key else 0
+            incoming = self._incoming = self.core.receive_snapshot(*key)
+        elif key != self._snapshot_key or incoming is None or chunk.offset != incoming.size:
+            held = incoming.size if key == self._snapshot_key and incoming is not None else 0
             self._ack_chunk(chunk, held)
             return
-        self._snapshot_bytes += chunk.data
+        incoming.append(chunk.data)
         if not chunk.done:
-            self._ack_chunk(chunk, len(self._snapshot_bytes))
+            self._ack_chunk(chunk, incoming.size)
             return
-        data = bytes(self._snapshot_bytes)
-        self._snapshot_key, self._snapshot_bytes = None, bytearray()
-        self._install(chunk, data)
+        self._snapshot_key, self._incoming = None, None
+        self._install(chunk, incoming.finish())
 
     def _ack_chunk(self, chunk: InstallSnapshot, next_offset: int) -> None:
         state = self.core.state
@@ -166,7 +166,7 @@ class FollowerRole:
             ),
         )
 
-    def _install(self, chunk: InstallSnapshot, data: bytes) -> None:
+    def _install(self, chunk: InstallSnapshot, data: SnapshotImage) -> None:
         core = self.core
         state = core.state
         if chunk.last_index <= state.commit_index:

@@ -8,7 +8,7 @@ through `tick(now_ms)` and every side effect goes out as an `Effect` (see `effec
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from dref.actors.consensus.blank_start import (
     BlankRefused,
@@ -20,7 +20,13 @@ from dref.actors.consensus.blank_start import (
 )
 from dref.actors.consensus.candidate import CandidateRole
 from dref.actors.consensus.config import RaftConfig, ReadPolicy
-from dref.actors.consensus.durable_state import DurableState, Snapshot
+from dref.actors.consensus.durable_state import (
+    BufferedSnapshot,
+    DurableState,
+    IncomingSnapshot,
+    Snapshot,
+    SnapshotImage,
+)
 from dref.actors.consensus.effects import (
     AppendToLog,
     Apply,
@@ -82,16 +88,19 @@ class RaftCore:
         blank_start: bool = False,
         join_check: bool = False,
         blank_start_may_join: bool = False,
+        receive_snapshot: Callable[[int, int], IncomingSnapshot] = BufferedSnapshot,
     ) -> None:
         """`blank_start`: this founding voter starts with no Raft state, maybe after a wipe;
         it votes only once `BlankStart` clears it. `join_check`: it started empty to join;
         it votes only once `JoinCheck` admits it (see both). `blank_start_may_join`: when
         `BlankStart` refuses, wait for `JoinCheck` instead (service discovery adds a new
-        node, started with its peers, as a learner)."""
+        node, started with its peers, as a learner). `receive_snapshot(index, term)`: where a
+        leader's snapshot is collected (a node writes it to a file)."""
         durable = durable or DurableState()
         snapshot = durable.snapshot
         self.config = config
         self.rng = rng
+        self.receive_snapshot = receive_snapshot
         self.now_ms = now_ms
         self.base_membership = (
             snapshot.membership if snapshot else Membership.of(voters, learners, addresses or {})
@@ -216,7 +225,7 @@ class RaftCore:
             self._effects.append(TakeSnapshot(state.applied_index))
         return self._ready()
 
-    def snapshot_taken(self, index: int, term: int, data: bytes) -> list[Effect]:
+    def snapshot_taken(self, index: int, term: int, data: SnapshotImage) -> list[Effect]:
         """The caller durably saved a snapshot through (index, term); compact the log."""
         self.snapshot_requested = False
         if index <= self.log.snapshot_index:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import IO, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -20,7 +20,8 @@ class StateMachine(Protocol):
         ...
 
     def snapshot(self) -> bytes:
-        """The whole state as bytes (taken every `snapshot_every` entries)."""
+        """The whole state as bytes (taken every `snapshot_every` entries); a large state
+        should stream instead (`StreamingStateMachine`)."""
         ...
 
     def restore(self, data: bytes) -> None:
@@ -29,6 +30,21 @@ class StateMachine(Protocol):
 
     def query(self, request: bytes) -> bytes:
         """Answer a read-only request from the current state (never changes state)."""
+        ...
+
+
+class StreamingStateMachine(StateMachine, Protocol):
+    """Optionally, snapshots written to and read from files instead of bytes: the engine
+    then keeps snapshots in files from end to end (taking, saving, sending, receiving,
+    restoring), so a large state is never copied whole in memory. Same bytes as
+    `snapshot` / `restore`."""
+
+    def snapshot_to(self, out: IO[bytes]) -> None:
+        """Write the whole state to `out` (a binary file; the engine makes it durable)."""
+        ...
+
+    def restore_from(self, source: IO[bytes]) -> None:
+        """Replace the whole state with a snapshot read from `source` (a binary file)."""
         ...
 
 

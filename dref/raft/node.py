@@ -80,6 +80,7 @@ from dref.raft.status import NodeMetrics, NodeStatus
 from dref.storage.data_dir_lock import DataDirLock
 from dref.storage.node_identity import claim_identity, record_cluster_id, record_joining
 from dref.storage.recovery import recover
+from dref.storage.snapshot_image import restore_state
 from dref.wire.consensus_service import CHANNEL_OPTIONS, ConsensusServicer
 from dref.wire.node_socket import NodeSocketServer
 from dref.wire.tls import TlsMaterial
@@ -232,7 +233,7 @@ class Node:
         node_id = config.node_id
         snapshot = recovered.durable.snapshot
         if snapshot is not None:
-            sm.restore(snapshot.data)
+            restore_state(sm, snapshot.data)
         storage = StorageWriterActor.start(
             recovered.log,
             recovered.voter_state,
@@ -250,6 +251,7 @@ class Node:
             applied_term=recovered.base_term,
             node_id=node_id,
             local=self._local,
+            spool=recovered.snapshots.sink,
         )
         self._actors.append(applier)
 
@@ -277,6 +279,7 @@ class Node:
             blank_start=checks[0],
             join_check=checks[1],
             blank_start_may_join=checks[2],
+            receive_snapshot=recovered.snapshots.sink,
         )
         core.commit_to(recovered.commit_index)  # re-applied by the first turn's Apply
         self._core_state = core.state  # read-only here: `term` for log records
