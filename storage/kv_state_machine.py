@@ -31,7 +31,12 @@ History: the last `history_revisions` change events are kept in memory and in sn
 (native fields upstream skips), and answered by the `history` query, for resumable change
 streams, so a restart or a snapshot install keeps what a stream may need to resume. A
 snapshot without them (upstream's) starts the history empty at its revision: older
-requests are told the oldest revision kept.
+requests are told the oldest revision kept. A kept SET whose value the store still holds
+(same revision) goes into snapshots without its value, and is restored holding the entry's
+value object: a value is written and held once.
+
+Snapshots stream (`snapshot_to` / `restore_from`, the engine's `StreamingStateMachine`):
+entry by entry to and from a file, so a large store is never copied whole in memory.
 """
 
 from __future__ import annotations
@@ -190,6 +195,11 @@ class KeyValueStateMachine:
             self._expiry_scheduled.call(expire_at)
         return answer
 
+    def _stores(self, change: ChangeEvent) -> bool:
+        """Whether `change` is the SET whose value the store still holds (caller locks)."""
+        stored = self._entries.get(change.name)
+        return stored is not None and stored.revision == change.revision
+
     def apply_batch(self, commands: list[bytes]) -> list[bytes]:
         """Apply `commands` in order; one result per command."""
         return [self.apply(command) for command in commands]
@@ -209,7 +219,13 @@ class KeyValueStateMachine:
             rest = KeyValueSnapshot(revision=self._revision)
             self._sessions.save(rest)
             rest.history_floor = self._history.floor
-            rest.history.extend(watch_event(change) for change in self._history.kept())
+            for change in self._history.kept():
+                event = rest.history.add(kind=WatchEvent.SET, revision=change.revision)
+                event.name = change.name
+                if change.kind is ChangeKind.DELETE:
+                    event.kind = WatchEvent.DELETE
+                elif not self._stores(change):  # else the entry holds the value (see `_shared`)
+                    event.value = change.value or b""
         # entries is field 1, so a deterministic serialization puts every other field after it
         out.write(rest.SerializeToString(deterministic=True))
 
@@ -468,10 +484,11 @@ def _change(event: WatchEvent) -> ChangeEvent:
 
 
 def _shared(change: ChangeEvent, entries: dict[str, StoredValue]) -> ChangeEvent:
-    """`change` holding the stored entry's value object when it is the write that stored
-    it (same revision): a restored history then costs no second copy of the values."""
+    """A history change as restored: the SET that stored an entry still there (same
+    revision) takes the entry's value object, which snapshots leave out of the history
+    (written once, held once)."""
     stored = entries.get(change.name)
-    if stored is None or stored.revision != change.revision or change.value != stored.value:
+    if change.kind is not ChangeKind.SET or stored is None or stored.revision != change.revision:
         return change
     return dataclasses.replace(change, value=stored.value)
 

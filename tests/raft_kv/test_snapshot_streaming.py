@@ -91,6 +91,18 @@ def test_restore_from_a_file_keeps_everything_and_shares_history_values(cmd) -> 
     assert newest.value is other.entry(newest.name).value  # type: ignore[union-attr]
 
 
+def test_history_values_still_stored_are_written_once(cmd) -> None:  # type: ignore[no-untyped-def]
+    sm = KeyValueStateMachine(history_revisions=100)
+    for i in range(20):
+        sm.apply(cmd.set_(f"k{i}", bytes([i]) * 10_000))
+    sm.apply(cmd.set_("k0", b"new"))  # k0's first value is history only: written with it
+    snapshot = sm.snapshot()
+    assert 200_000 < len(snapshot) < 200_000 + 2_000
+    other = KeyValueStateMachine(history_revisions=100)
+    other.restore(snapshot)
+    assert [c.value for c in other._history.kept()] == [c.value for c in sm._history.kept()]
+
+
 def test_a_corrupt_snapshot_is_refused_and_the_state_kept(cmd) -> None:  # type: ignore[no-untyped-def]
     sm = _filled(cmd)
     data = sm.snapshot()
