@@ -2,11 +2,14 @@
 
 Usage: node_process.py CONFIG_JSON [WRITERS]. Starts the node (with the ListMachine);
 with WRITERS > 0 it proposes "w<thread>-<n>" from that many threads once it leads and
-prints "ack <command>" after each proposal returns, until it is killed.
+prints "ack <command>" after each proposal returns, until it is killed. With WRITERS = 0 it
+is a follower for a cluster's tests: if it won the first election, it hands leadership to
+a peer before it prints "ready".
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -16,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from node_cluster import ListMachine  # noqa: E402
 
+from dref.errors import DRefError  # noqa: E402
 from dref.raft.config import NodeConfig  # noqa: E402
 from dref.raft.node import Node  # noqa: E402
 
@@ -38,6 +42,11 @@ def main() -> None:
     options["data_dir"] = Path(options["data_dir"])
     node = Node(NodeConfig(**options), ListMachine())
     node.wait_for_leader(30)
+    for _ in range(10):  # bounded: on a loaded machine a transfer may time out
+        if writers > 0 or not node.is_leader:
+            break
+        with contextlib.suppress(DRefError):
+            node.transfer_leadership(timeout=30)
     with print_lock:
         print("ready", node.address, flush=True)
     threads = [

@@ -90,8 +90,10 @@ def test_cluster_member_process_killed_mid_write_rejoins_with_everything(tmp_pat
         [sys.executable, str(SCRIPT), json.dumps(options), "0"], stdout=subprocess.PIPE, text=True
     )
     try:
-        leader = cluster.leader()
+        # a new cluster elects once every founder runs, and the child may win: it then hands
+        # leadership to an in-process node before it says "ready" (node_process.py)
         assert process.stdout is not None and process.stdout.readline().startswith("ready")
+        leader = cluster.leader()
         written = [f"c{i}".encode() for i in range(120)]
         for command in written[:80]:
             leader.propose(command)
