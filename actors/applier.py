@@ -164,7 +164,7 @@ class ApplierActor(SimpleInboxActor):
         sink = self._spool(self._applied_index, self._applied_term)
         with self._local.lock, sink.writer() as out:
             stream(out)
-        return sink.finish()  # fsync and checksum outside the lock
+        return sink.finish()  # the storage writer syncs it
 
     def _restore(self, message: RestoreState) -> None:
         with self._local.lock:

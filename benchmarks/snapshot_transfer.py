@@ -1,12 +1,12 @@
-"""A large state reaching a follower as a snapshot, with the memory it costs.
+"""A large state reaching a new member as a snapshot, with the memory it costs.
 
-Three `dref node` processes on loopback (fsync on). One follower is SIGKILLed; the state is
-written through the public DRef API (`dref.raft_client`, threads of this process, distinct
-names); once the leader's snapshot covers it, the follower restarts and receives it as a
-snapshot: the leader reads chunks from its snapshot file, the follower writes them into a
-file and restores from it entry by entry. Printed: the state and snapshot sizes, the
-write and catch-up times, and resident memory from /proc (VmRSS, peak VmHWM) of the
-follower and the leader.
+Three `dref node` processes on loopback (fsync on). The state is written through the
+public DRef API (`dref.raft_client`, threads of this process, distinct names); once the
+leader's snapshot covers it, a fourth node starts empty with `--join` and `dref members
+add` adds it: it receives the state as a snapshot (the leader reads chunks from its
+snapshot file, the new member writes them into a file and restores from it entry by
+entry). Printed: the state and snapshot sizes, the write and catch-up times, and resident
+memory from /proc (VmRSS, peak VmHWM) of the new member and the leader.
 
     .venv/bin/python benchmarks/snapshot_transfer.py --megabytes 1024 --value-kib 256
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import string
+import subprocess
 import sys
 import tempfile
 import threading
@@ -26,6 +27,8 @@ from typing import Any
 import dref
 from dref.raft.client import Client
 from dref.raft.node_process import NodeProcess, free_ports, node_arguments
+
+DREF = [sys.executable, "-m", "dref.cli"]
 
 WRITERS = 4
 
@@ -61,21 +64,21 @@ def main() -> None:
     every = max(16, values // 8)  # several snapshots while writing; the last covers most
     root = Path(tempfile.mkdtemp(prefix="dref-snapshot-bench-"))
     ids = ["n1", "n2", "n3"]
-    addresses = {n: f"127.0.0.1:{p}" for n, p in zip(ids, free_ports(3), strict=True)}
+    ports = free_ports(4)
+    addresses = {n: f"127.0.0.1:{p}" for n, p in zip([*ids, "n4"], ports, strict=True)}
 
     def arguments(node_id: str) -> list[str]:
-        peers = {p: a for p, a in addresses.items() if p != node_id}
+        peers = {p: a for p, a in addresses.items() if p not in (node_id, "n4")}
         return node_arguments(
             node_id, addresses[node_id], peers, root / node_id, snapshot_every=every
         )
 
     processes = {n: NodeProcess(arguments(n), log=root / f"{n}.log") for n in ids}
-    client = Client(list(addresses.values()), timeout=30.0)
-    context = dref.raft_client(list(addresses.values()), timeout=60.0)
+    founders = [addresses[n] for n in ids]
+    client = Client([*founders, addresses["n4"]], timeout=30.0)
+    context = dref.raft_client(founders, timeout=60.0)
     try:
         leader = wait_for("a leader", lambda: _leader(client, addresses), 60)
-        victim = next(n for n in ids if n != leader)
-        processes[victim].kill()
         started = time.monotonic()
         _write(context, values, options.value_kib * 1024)
         wrote_s = time.monotonic() - started
@@ -87,17 +90,20 @@ def main() -> None:
         )
         leader_status = client.status(addresses[leader])
         leader_pid = processes[leader].process.pid
-        restarted = time.monotonic()
-        processes[victim] = NodeProcess(arguments(victim), log=root / f"{victim}.log")
-        pid = processes[victim].process.pid
+        joined = time.monotonic()
+        join = [*node_arguments("n4", addresses["n4"], {}, root / "n4"), "--join"]
+        processes["n4"] = NodeProcess(join, log=root / "n4.log")
+        pid = processes["n4"].process.pid
         at_start = memory_mib(pid)["VmRSS"]
+        add = [*DREF, "members", "add", addresses[leader], "n4", addresses["n4"]]
+        subprocess.run(add, check=True, capture_output=True, timeout=options.limit_s)
         caught = wait_for(
-            "the follower to catch up",
-            lambda: _applied(client, addresses[victim], target),
+            "the new member to catch up",
+            lambda: _applied(client, addresses["n4"], target),
             options.limit_s,
         )
-        catch_up_s = time.monotonic() - restarted
-        follower, leader_memory = memory_mib(pid), memory_mib(leader_pid)
+        catch_up_s = time.monotonic() - joined
+        member, leader_memory = memory_mib(pid), memory_mib(leader_pid)
     finally:
         context.close()
         client.close()
@@ -106,7 +112,7 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     metrics = caught["metrics"]
     if not metrics["snapshot_installs"]:
-        raise SystemExit("the follower caught up without a snapshot: nothing was measured")
+        raise SystemExit("the new member caught up without a snapshot: nothing was measured")
     state_mib = values * options.value_kib / 1024
     print(
         f"state: {values} values of {options.value_kib} KiB = {state_mib:.0f} MiB, written in"
@@ -116,18 +122,18 @@ def main() -> None:
     print("what                                   MiB")
     rows = [
         ("leader's snapshot (file)", leader_status["metrics"]["snapshot_bytes"] / 2**20),
-        ("installed by the follower", metrics["snapshot_bytes_installed"] / 2**20),
-        ("follower RSS at start", at_start),
-        ("follower RSS peak (VmHWM)", follower["VmHWM"]),
-        ("follower RSS after catching up", follower["VmRSS"]),
-        ("follower peak above its final RSS", follower["VmHWM"] - follower["VmRSS"]),
+        ("installed by the new member", metrics["snapshot_bytes_installed"] / 2**20),
+        ("new member RSS at start", at_start),
+        ("new member RSS peak (VmHWM)", member["VmHWM"]),
+        ("new member RSS after catching up", member["VmRSS"]),
+        ("new member peak above its final RSS", member["VmHWM"] - member["VmRSS"]),
         ("leader RSS", leader_memory["VmRSS"]),
         ("leader RSS peak (VmHWM)", leader_memory["VmHWM"]),
     ]
     for what, mib in rows:
         print(f"{what:<36} {mib:7.0f}")
     print()
-    print(f"follower caught up in {catch_up_s:.1f} s (start, snapshot install, log tail)")
+    print(f"new member caught up in {catch_up_s:.1f} s (start, add, snapshot install, log tail)")
 
 
 def _leader(client: Client, addresses: dict[str, str]) -> str | None:

@@ -253,39 +253,44 @@ class KeyValueStateMachine:
 
     def restore_from(self, source: IO[bytes]) -> None:
         """Replace the store with a snapshot (ours, or an upstream ClusterSnapshot) read from
-        `source` entry by entry; the old store stays until the whole snapshot has parsed.
+        `source` entry by entry. The old store goes first, so a large one is never held
+        twice; a snapshot that does not parse raises CodecError and leaves the store empty
+        (the node's durable state is then that snapshot: it cannot go on).
 
         Emits no change events; calls the resync listeners instead.
         """
-        entries: dict[str, StoredValue] = {}
-        history: list[ChangeEvent] = []
-        rest = bytearray()  # the small fields: revision, sessions, history floor
-        top = 0
-        try:
-            for number, wire_type, value in iter_fields(source):
-                if number not in (_ENTRIES, _HISTORY):
-                    assert value is not None
-                    rest += encode_field(number, wire_type, value)
-                elif not isinstance(value, bytes):
-                    raise CodecError(f"snapshot field {number} with wire type {wire_type}")
-                elif number == _ENTRIES:
-                    entry = KVEntry.FromString(value)
-                    expire_at = entry.expireAt if entry.HasField("expireAt") else None
-                    entries[entry.key] = StoredValue(entry.value, expire_at, entry.revision)
-                    top = max(top, entry.revision)
-                else:
-                    history.append(_shared(_change(WatchEvent.FromString(value)), entries))
-            snap = KeyValueSnapshot.FromString(bytes(rest))
-        except (DecodeError, CodecError) as exc:
-            raise CodecError(f"state-machine snapshot is not a ClusterSnapshot: {exc}") from None
         with self._lock:
-            self._entries = entries
+            self._entries = entries = {}
             self._expiries.clear()
+            self._history.reset(0)
+            self._revision = 0
+            history: list[ChangeEvent] = []
+            rest = bytearray()  # the small fields: revision, sessions, history floor
+            try:
+                for number, wire_type, value in iter_fields(source):
+                    if number not in (_ENTRIES, _HISTORY):
+                        assert value is not None
+                        rest += encode_field(number, wire_type, value)
+                    elif not isinstance(value, bytes):
+                        raise CodecError(f"snapshot field {number} with wire type {wire_type}")
+                    elif number == _ENTRIES:
+                        entry = KVEntry.FromString(value)
+                        expire_at = entry.expireAt if entry.HasField("expireAt") else None
+                        entries[entry.key] = StoredValue(entry.value, expire_at, entry.revision)
+                    else:
+                        history.append(_shared(_change(WatchEvent.FromString(value)), entries))
+                snap = KeyValueSnapshot.FromString(bytes(rest))
+            except (DecodeError, CodecError) as exc:
+                entries.clear()
+                self._sessions.load(KeyValueSnapshot())
+                raise CodecError(
+                    f"state-machine snapshot is not a ClusterSnapshot: {exc}"
+                ) from None
             for name, stored in entries.items():
                 if stored.expire_at is not None:
                     self._expiries.add(stored.expire_at, name)
-            top = max(top, snap.revision)
-            self._revision = top
+            top = max((stored.revision for stored in entries.values()), default=0)
+            self._revision = top = max(top, snap.revision)
             if snap.HasField("history_floor"):
                 self._history.load(snap.history_floor, history)
             else:  # upstream's, or from before snapshots carried it

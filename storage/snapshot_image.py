@@ -31,14 +31,20 @@ class FileImage:
     read one image at once; see the module doc for its lifetime)."""
 
     def __init__(
-        self, fd: int, offset: int, length: int, *, file_crc: int, path: Path | None = None
+        self,
+        fd: int,
+        offset: int,
+        length: int,
+        *,
+        file_crc: int | None = None,
+        path: Path | None = None,
     ) -> None:
-        """`path`: the file's name while this image owns it (deleted when dropped)."""
+        """`file_crc`: the whole file's CRC32 when known (a file read back), else `sync`
+        finds it. `path`: the file's name while this image owns it (deleted when dropped)."""
         self._fd = fd
         self.offset = offset
         self.length = length
-        self.file_crc = file_crc
-        """CRC32 of the whole file (headers included), for its checksum side file."""
+        self._file_crc = file_crc
         self._owned: list[Path] = [] if path is None else [path]
         weakref.finalize(self, _release, fd, self._owned)
 
@@ -58,8 +64,16 @@ class FileImage:
     def after(self, skip: int) -> FileImage:
         """The same file without its first `skip` bytes (its own descriptor, owning no name)."""
         return FileImage(
-            os.dup(self._fd), self.offset + skip, self.length - skip, file_crc=self.file_crc
+            os.dup(self._fd), self.offset + skip, self.length - skip, file_crc=self._file_crc
         )
+
+    def sync(self) -> int:
+        """Make the file durable (once) and return its CRC32, headers included (for its
+        checksum side file). Slow for a large file: the storage writer calls it."""
+        if self._file_crc is None:
+            os.fsync(self._fd)
+            self._file_crc = crc_of_file(self._fd)
+        return self._file_crc
 
     def adopt(self, target: Path) -> None:
         """Durably rename this image's file to `target` (replacing it); it is kept from then on."""
@@ -73,8 +87,10 @@ class FileImage:
 class SnapshotSink:
     """A snapshot file being written: `prefix` bytes, then the payload (appended chunk by
     chunk, or streamed through `writer`); `finish` adds `suffix`, rewrites the prefix as
-    `frame(total file size)` returns it, makes the file durable and hands it over as a
-    `FileImage` of the payload (what was appended, no more). Also an `IncomingSnapshot`."""
+    `frame(total file size)` returns it and hands the file over as a `FileImage` of the
+    payload (what was appended, no more), to be made durable by `FileImage.sync`: quick
+    enough for the consensus thread, which collects a leader's chunks in one. Also an
+    `IncomingSnapshot`."""
 
     def __init__(
         self, path: Path, prefix: bytes, suffix: bytes, frame: Callable[[int], bytes]
@@ -94,7 +110,7 @@ class SnapshotSink:
         """Payload bytes written so far."""
         return self._size
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | bytearray | memoryview) -> None:
         """Write the next payload bytes."""
         self._write(data)
         self._size += len(data)
@@ -110,15 +126,11 @@ class SnapshotSink:
         prefix = self._frame(total)
         assert len(prefix) == self._prefix_size
         os.pwrite(self._fd, prefix, 0)
-        os.fsync(self._fd)
-        file_crc = crc_of_file(self._fd)
         self._finalizer.detach()
-        return FileImage(
-            self._fd, self._prefix_size, self._size, file_crc=file_crc, path=self._path
-        )
+        return FileImage(self._fd, self._prefix_size, self._size, path=self._path)
 
-    def _write(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data).cast("B")
         while view:
             view = view[os.write(self._fd, view) :]
 
@@ -178,7 +190,7 @@ class _SinkWriter(io.RawIOBase):
         return True
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        self._sink.append(bytes(data))
+        self._sink.append(data)
         return len(data)
 
 

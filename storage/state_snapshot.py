@@ -100,13 +100,6 @@ class StateSnapshotFile:
         """Durably replace the persisted snapshot; returns only after it survives a crash."""
         self._write(encode_state_snapshot(snapshot))
 
-    def load_raw(self) -> bytes | None:
-        """The persisted payload without parsing it, or None when the file does not exist."""
-        data = self._read()
-        if data is None:
-            return None
-        return decode_raw_snapshot(data, str(self.path))
-
     def save_raw(self, payload: bytes) -> None:
         """Durably replace the persisted snapshot with any payload (see encode_raw_snapshot)."""
         self._write(encode_raw_snapshot(payload))
@@ -133,9 +126,10 @@ class StateSnapshotFile:
 
     def put_in_place(self, image: FileImage) -> None:
         """Durably replace the persisted snapshot with a finished file image (written in
-        this format by a `SnapshotSink` in this directory)."""
+        this format by a `SnapshotSink` in this directory): synced, checksummed, renamed."""
+        file_crc = image.sync()
         if self._sums is not None:
-            self._sums.before_replace_crc(image.file_crc)
+            self._sums.before_replace_crc(file_crc)
         image.adopt(self.path)
 
     def _read(self) -> bytes | None:

@@ -32,12 +32,14 @@ class IncomingSnapshot(Protocol):
         ...
 
     def finish(self) -> SnapshotImage:
-        """All chunks are in: the whole image (made durable first, where it is a file)."""
+        """All chunks are in: the whole image (quickly: a file is made durable later, by
+        whoever saves it)."""
         ...
 
 
 class BufferedSnapshot:
-    """An `IncomingSnapshot` collected in memory (the simulator's, and the default)."""
+    """An `IncomingSnapshot` collected in memory (the simulator's, and the default); made
+    for any (index, term), as `RaftCore(receive_snapshot=...)` calls it."""
 
     def __init__(self, index: int, term: int) -> None:
         self._data = bytearray()

@@ -11,7 +11,7 @@ import sys
 import types
 from typing import Any
 
-from dref.contracts.state_machine import BatchStateMachine, StateMachine
+from dref.contracts.state_machine import BatchStateMachine, StateMachine, StreamingStateMachine
 from dref.raft.client import Client
 from dref.raft.config import NodeConfig
 from dref.raft.node import Node
@@ -25,6 +25,7 @@ __all__ = [
     "NodeMetrics",
     "NodeStatus",
     "StateMachine",
+    "StreamingStateMachine",
 ]
 
 
