@@ -133,7 +133,11 @@ def main() -> None:
     for what, mib in rows:
         print(f"{what:<36} {mib:7.0f}")
     print()
-    print(f"new member caught up in {catch_up_s:.1f} s (start, add, snapshot install, log tail)")
+    print(
+        f"new member caught up in {catch_up_s:.1f} s (start, add, snapshot install, log tail);"
+        f" snapshots installed: {metrics['snapshot_installs']}; leader {leader} before,"
+        f" {caught['leader_id']} after"
+    )
 
 
 def _leader(client: Client, addresses: dict[str, str]) -> str | None:
