@@ -1,11 +1,12 @@
 """Cluster-wide locks with fencing tokens, acquired the way upstream DRef does (spec 1.4).
 
 Acquire: write a random 8-byte token at the lock's name with create-if-absent and a TTL
-(the lease). If the name is taken, wait for its DELETE event (release or expiry) and try
-again; the subscription is made before the first try, so no release is missed. A slow
-safety-net retry (`retry_interval`) covers backends that can lose events. When a leader
-change leaves the create's outcome unknown, a read tells: our token there means we hold
-the lock (no lease is left behind to expire on its own), anything else means try again.
+(the lease). If the name is taken, subscribe to it, try again at once (so a release between
+the first try and the subscription is not missed), then wait for its DELETE event (release
+or expiry) before each further try. A slow safety-net retry (`retry_interval`) covers
+backends that can lose events. When a leader change leaves the create's outcome unknown,
+a read tells: our token there means we hold the lock (no lease is left behind to expire
+on its own), anything else means try again.
 A backend that fails or does not answer is tried again until the acquisition's deadline,
 so running out of time is always a timeout; a create still unsettled then, and a release
 whose outcome is unknown, are taken back by a background thread once the backend answers.
@@ -20,6 +21,13 @@ Then `lock.lost` is set, `on_lost()` is called once (on a thread of its own, or 
 (synchronous Python cannot do that safely): long bodies should check `lock.lost` between
 steps. Release is a compare-and-delete, so it never removes a lock someone else now holds
 (upstream deletes unconditionally, 7.23).
+
+A lock that was free when asked for is watched only once held `WATCH_AFTER` seconds: then
+its listener subscribes and the name is read once, for a change made before that. Every
+write of a watched name costs a trip through the backend's event reader (on Redis, about as
+much client CPU as the acquire and release themselves), and a lock released sooner is
+checked by its release, a compare-and-delete that fails on any change since the grant; so
+a loss in those first moments is reported when they end, or by the release.
 
 `lock.fencing_token` is the revision of the acquiring write. Revisions only grow, so
 tokens strictly increase across grants of one lock: hand it to the storage you protect
@@ -65,6 +73,10 @@ DEFAULT_LOCK_TIMEOUT = 10.0
 CLOSE_GRACE = 2.0
 """Seconds a closing context waits for an acquisition whose write is in flight, so that a
 write which lands is undone before the backend closes (else its lease ends by TTL)."""
+
+WATCH_AFTER = 0.05
+"""Seconds a lock acquired without waiting is held before its listener subscribes; a loss
+in that time is found then (or by the release, if that comes first)."""
 
 _UNANSWERED = (DRefTimeoutError, BackendUnavailableError)
 """Backend failures after which a write may or may not have been applied."""
@@ -318,15 +330,9 @@ class _Grant:
         self._keeper = lock._context._lease_keeper
         self._last_renewed = 0.0  # monotonic time of the last re-arm that succeeded
         self._renew_at = 0.0  # monotonic time the next re-arm is due
-        # Subscribed before the first try, so no release is missed; a backend that does
-        # not answer gets a share of the time, and the subscription resyncs when it does.
+        self._watch_at = 0.0  # monotonic time an unwatched grant subscribes (WATCH_AFTER)
+        self._cancel: Callable[[], None] | None = None  # ends the subscription, once made
         limit = max(deadline - time.monotonic(), 0.0)
-        self._cancel = backend.subscribe(
-            lock.name,
-            self._on_event,
-            timeout=min(limit / 2, MIN_CALL_TIMEOUT),
-            sees_own_writes=False,  # our own grant needs no event before we hold it
-        )
         self._deadline = deadline
         self._acquirer = threading.current_thread()
         self.settled = threading.Event()
@@ -358,7 +364,27 @@ class _Grant:
                 if self._maybe_ours:  # it may still land: take it back when it does
                     self._withdraw_later()
                 return None
+            if self._cancel is None:  # listen for the release, then try again at once
+                self._subscribe(min(remaining / 2, MIN_CALL_TIMEOUT))
+                continue
             self._freed.wait(min(remaining, lock.retry_interval))
+
+    def _subscribe(self, timeout: float) -> bool:
+        """Deliver the name's changes to `_on_event` from now on, waiting up to `timeout`
+        for a backend that does not answer (the subscription resyncs when it does). False
+        if the grant finished meanwhile (then nothing stays subscribed)."""
+        cancel = self.backend.subscribe(
+            self.lock.name,
+            self._on_event,
+            timeout=timeout,
+            sees_own_writes=False,  # our own grant needs no event before we hold it
+        )
+        with self._state:
+            if not self._finished:
+                self._cancel = cancel
+                return True
+        cancel()
+        return False
 
     def _call_timeout(self, deadline: float) -> float:
         return max(deadline - time.monotonic(), self._shortest_call)
@@ -438,13 +464,23 @@ class _Grant:
         _log.warning("lock %s: could not withdraw our token; its lease ends by TTL", lock.name)
 
     def start_keep_alive(self) -> None:
-        """Hand the lease to the context's keeper: re-armed every 0.8 x ttl from now."""
+        """Hand the lease to the context's keeper: re-armed every 0.8 x ttl from now, and
+        watched from WATCH_AFTER on if it is not yet."""
         self._last_renewed = time.monotonic()
         self._renew_at = self._last_renewed + 0.8 * self.lock.ttl
-        self._keeper.keep(self, self._renew_at)
+        self._watch_at = self._last_renewed + WATCH_AFTER
+        self._keeper.keep(self, self._next_look())
+
+    def _next_look(self) -> float:
+        if self._cancel is None:
+            return min(self._renew_at, self._watch_at)
+        return self._renew_at
 
     def cancel_subscription(self) -> None:
-        self._cancel()
+        with self._state:
+            cancel, self._cancel = self._cancel, None
+        if cancel is not None:
+            cancel()
 
     def mark_lost(self) -> None:
         with self._state:
@@ -459,8 +495,10 @@ class _Grant:
             if self._finished:
                 return
             self._finished = True
+            cancel, self._cancel = self._cancel, None
         self._keeper.drop(self)  # no re-arm from now on
-        self._cancel()
+        if cancel is not None:
+            cancel()
         assert self.entry is not None
         if not self._lost:
             try:
@@ -512,6 +550,8 @@ class _Grant:
         it after a suspicious event; notice and report a loss. Returns when to look next,
         None once the grant is lost or finished."""
         lock = self.lock
+        if self._cancel is None and now >= self._watch_at and not self._lost:
+            self._watch(now)
         with self._state:
             ended = self._lost or self._finished
             suspect, self._suspect = self._suspect, False
@@ -528,12 +568,39 @@ class _Grant:
             else:  # backend trouble: try again sooner
                 self._renew_at = now + min(0.8 * lock.ttl, lock.ttl / 10)
         if not ended:
-            return self._renew_at
+            return self._next_look()
         if self._lost and not self._lost_reported:  # on_lost() is the user's code: its own thread
             threading.Thread(
                 target=self.report_lost, name=f"dref-lock-lost:{lock.name}", daemon=True
             ).start()
         return None
+
+    def _watch(self, now: float) -> None:
+        """Held for WATCH_AFTER: subscribe (without waiting for the backend: the subscription
+        resyncs once it answers), then read the name once, since a change made between the
+        grant and the subscription sent its event to nobody. A subscription that fails is
+        tried again later; a read that fails leaves the check to a conditional re-arm at
+        once, as after a suspicious event."""
+        try:
+            if not self._subscribe(0.0):
+                return  # released meanwhile
+        except DRefError as e:
+            _log.warning("lock %s: cannot watch for its loss yet: %s", self.lock.name, e)
+            self._watch_at = now + WATCH_AFTER
+            return
+        try:
+            current = self.backend.get(self.lock.name, timeout=self.lock.ttl * 0.4)
+        except DRefError as e:
+            _log.debug("lock %s: could not read it to start watching: %s", self.lock.name, e)
+            current = self.entry
+            with self._state:
+                self._suspect = True
+        if current != self.entry:
+            with self._state:  # a release that finished meanwhile is not a loss
+                if self._finished:
+                    return
+                self._lost = True
+            self.lock.lost.set()
 
     def _renew(self) -> bool | None:
         """True if re-armed, False if the lock is no longer ours, None if the call failed."""
