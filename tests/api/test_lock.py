@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 import dref
+import dref.lock as dref_lock
 from dref.backend import Backend, ChangeEvent, Entry
 from dref.errors import (
     BackendUnavailableError,
@@ -213,6 +214,42 @@ def test_lost_lock_is_reported_and_release_spares_the_new_holder(
         successor.release()
     else:
         assert entry.value == b"intruder"
+
+
+def test_a_loss_before_the_lock_is_watched_is_found_by_the_release(
+    ctx: dref.Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock found free does not subscribe while held for less than WATCH_AFTER; a change
+    made then is still a loss, reported by the release's compare-and-delete."""
+    monkeypatch.setattr(dref_lock, "WATCH_AFTER", 3600.0)
+    called = threading.Event()
+    lock = ctx.lock("unwatched", ttl=5, on_lost=called.set)
+    with pytest.raises(LockStolenError), lock:
+        ctx.backend.set("unwatched", b"intruder")
+    assert lock.lost.is_set() and called.is_set()
+    entry = ctx.backend.get("unwatched")
+    assert entry is not None and entry.value == b"intruder"
+
+
+def test_a_loss_before_the_watch_starts_is_found_when_it_starts(
+    ctx: dref.Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The late subscription reads the name once: a change made before it was missed by
+    the listener, but not by that read."""
+    started = threading.Event()
+    subscribe = ctx.backend.subscribe
+
+    def spied(*args, **kwargs):  # the keeper subscribes only after the intruder wrote
+        started.wait(10)
+        return subscribe(*args, **kwargs)
+
+    monkeypatch.setattr(dref_lock, "WATCH_AFTER", 0.0)
+    monkeypatch.setattr(ctx.backend, "subscribe", spied)
+    lock = ctx.lock("late-watch", ttl=5)
+    with pytest.raises(LockStolenError), lock:
+        ctx.backend.delete("late-watch")
+        started.set()
+        assert lock.lost.wait(10)
 
 
 def test_body_exception_is_chained_to_the_stolen_error(ctx: dref.Context) -> None:
