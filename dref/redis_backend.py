@@ -98,6 +98,7 @@ from dref.errors import (
     PermissionDeniedError,
 )
 from dref.redis_pubsub import PubSubConnection
+from dref.redis_resp import pack_command
 from dref.wire.change_payload import ChangePayload, decode_change_payload, encode_change_payload
 from dref.wire.lock_token import decode_lock_token, encode_lock_token, new_lock_token
 from dref.wire.msgpack_codec import Style
@@ -542,7 +543,7 @@ class RedisBackend(Backend):
                 f"Redis unreachable: {exc}{self._tls_hint(exc)}"
             ) from exc
         try:
-            conn.send_command(*args)
+            conn.send_packed_command(pack_command(args))
             return conn.read_response(timeout=limit)
         except NoScriptError:
             raise

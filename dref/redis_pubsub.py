@@ -26,6 +26,8 @@ from redis.exceptions import (
     ResponseError,
 )
 
+from dref.redis_resp import pack_command
+
 __all__ = ["PubSubConnection", "PushMessage"]
 
 _READ_SIZE = 1 << 16
@@ -84,9 +86,7 @@ class PubSubConnection:
         self._connection.disconnect()
 
     def _send(self, *args: str | bytes) -> None:
-        self._connection.send_packed_command(
-            self._connection.pack_command(*args), check_health=False
-        )
+        self._connection.send_packed_command(pack_command(args), check_health=False)
 
     def _fill(self, wait: float) -> bool:
         """Read what has arrived, waiting up to `wait` s for it; False if nothing came."""
