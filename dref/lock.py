@@ -576,13 +576,13 @@ class _Grant:
         return None
 
     def _watch(self, now: float) -> None:
-        """Held for WATCH_AFTER: subscribe (without waiting for the backend: the subscription
-        resyncs once it answers), then read the name once, since a change made between the
-        grant and the subscription sent its event to nobody. A subscription that fails is
-        tried again later; a read that fails leaves the check to a conditional re-arm at
-        once, as after a suspicious event."""
+        """Held for WATCH_AFTER: subscribe (waiting at most MIN_CALL_TIMEOUT for a backend
+        that does not answer: the subscription resyncs once it does), then read the name
+        once, since a change made between the grant and the subscription sent its event to
+        nobody. A subscription that fails is tried again later; a read that fails leaves
+        the check to a conditional re-arm at once, as after a suspicious event."""
         try:
-            if not self._subscribe(0.0):
+            if not self._subscribe(MIN_CALL_TIMEOUT):
                 return  # released meanwhile
         except DRefError as e:
             _log.warning("lock %s: cannot watch for its loss yet: %s", self.lock.name, e)
