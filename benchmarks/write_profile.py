@@ -144,7 +144,7 @@ def _report(raw: Path, node_id: str, role: str, top: int) -> None:
     print("  by thread:")
     for name, count in by_thread.most_common(8):
         print(f"    {count / total:6.1%}  {name}")
-    print("  by innermost dref function (self and callees outside dref):")
+    print("  by innermost dref function (with its callees outside dref; else the leaf):")
     for name, count in by_function.most_common(top):
         print(f"    {count / total:6.1%}  {name}")
 

@@ -86,16 +86,14 @@ class SnapshotFiles:
         """A new snapshot file through (index, term) in this format, to write the state
         machine's bytes into and `save` once finished."""
         path = self._file.path.with_name(f"{self._file.path.name}{PART_MARK}{next(self._parts)}")
-        if self._upstream:
-            last_seq = encode_field(_LAST_SEQ, VARINT, index)  # the last value read wins
-            return SnapshotSink(
-                path, frame_header(0), last_seq, lambda total: frame_header(total - HEADER_SIZE)
-            )
-        position = _POSITION.pack(index, term)
+        # upstream's payload ends with last_seq (the last value read wins); ours starts
+        # with the position
+        position = b"" if self._upstream else _POSITION.pack(index, term)
+        last_seq = encode_field(_LAST_SEQ, VARINT, index) if self._upstream else b""
         return SnapshotSink(
             path,
             frame_header(0) + position,
-            b"",
+            last_seq,
             lambda total: frame_header(total - HEADER_SIZE) + position,
         )
 

@@ -10,8 +10,9 @@ bytes (received, joined, parsed whole) peaked at 300 MiB above the final size fo
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+
+from node_cluster import wait_until
 
 from dref.context import Context
 from dref.raft_backend import RaftBackend
@@ -20,6 +21,7 @@ from testkit.cluster import FaultyCluster
 VALUE_BYTES = 64 * 1024
 VALUES = 640
 STATE_BYTES = VALUE_BYTES * VALUES  # 40 MiB
+LIMIT_S = 90.0
 
 
 def _memory_kib(pid: int) -> dict[str, int]:
@@ -30,16 +32,6 @@ def _memory_kib(pid: int) -> dict[str, int]:
         if key in ("VmHWM", "VmRSS"):
             found[key] = int(value.split()[0])
     return found
-
-
-def _wait_for(what: str, check, limit_s: float = 90.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_large_snapshot_reaches_a_follower_without_a_copy_in_memory(tmp_path: Path) -> None:
@@ -54,24 +46,26 @@ def test_a_large_snapshot_reaches_a_follower_without_a_copy_in_memory(tmp_path: 
             context.ref(f"big-{i:04d}", b"").set(blob[:-8] + i.to_bytes(8, "big"))
         last = context.ref("last", 0)
         last.set(1)
-        written = _wait_for("the leader's status", lambda: cluster.status(leader))
-        _wait_for(
-            "a snapshot covering the writes",
+        written = wait_until(lambda: cluster.status(leader), LIMIT_S, "the leader's status")
+        wait_until(
             lambda: (
                 (s := cluster.status(leader))
                 and s["snapshot_index"] > written["applied_index"] - 64
             ),
+            LIMIT_S,
+            "a snapshot covering the writes",
         )
         cluster.restart(victim)
         pid = cluster.processes[victim].process.pid
         started = _memory_kib(pid)["VmRSS"] * 1024
-        caught_up = _wait_for(
-            "the restarted follower to catch up",
+        caught_up = wait_until(
             lambda: (
                 (s := cluster.status(victim))
                 and s["applied_index"] >= written["applied_index"]
                 and s
             ),
+            LIMIT_S,
+            "the restarted follower to catch up",
         )
         metrics = caught_up["metrics"]
         assert metrics["snapshot_installs"] >= 1, "the follower caught up without a snapshot"
